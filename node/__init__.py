@@ -1,0 +1,1 @@
+"""The node daemon: the one place that uses trio and libp2p."""

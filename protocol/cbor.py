@@ -1,0 +1,176 @@
+"""Canonical CBOR: one byte string per value, and strict decoding.
+
+The data model is deliberately small: unsigned and negative integers that fit
+in 64 bits, byte strings, text strings, arrays, maps whose keys are text
+strings shorter than 24 bytes, booleans and null. No floats, no tags, no
+indefinite lengths.
+
+Encoding is cbor2's ``canonical=True``: definite lengths, shortest integer and
+length forms, map keys sorted length-first then bytewise (RFC 7049 §3.9).
+Because every key is a text string shorter than 24 bytes, its first encoded
+byte is ``0x60 + len``, so this order is also the bytewise order of the
+encoded keys that RFC 8949 §4.2.1 asks for: any deterministic CBOR encoder
+produces the same bytes. ``docs/protocol.md`` says the same.
+
+Decoding refuses duplicate keys, indefinite lengths, tags, floats, nesting
+deeper than ``MAX_DEPTH``, input longer than the caller's limit, trailing
+bytes, and anything that does not re-encode to exactly the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from typing import Any
+
+import cbor2
+
+from .errors import DecodeError, SchemaError, TooLargeError
+
+MAX_DEPTH = 16
+MAX_KEY_BYTES = 23
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of ``value``; raises TypeError for values outside the data model (a bug)."""
+    _check_plain(value, 0, strict=False)
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode(data: bytes, *, max_bytes: int) -> Any:
+    """Decode canonical CBOR strictly.
+
+    Raises TooLargeError when ``data`` exceeds ``max_bytes`` and DecodeError
+    for anything that is not the canonical encoding of a value in the data
+    model.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise TooLargeError(f"{len(data)} bytes, limit {max_bytes}")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value = cbor2.loads(
+            data,
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=MAX_DEPTH,
+            strict_hashable_types=True,
+        )
+    except cbor2.CBORDecodeError as exc:
+        raise DecodeError(str(exc)) from None
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # cbor2 raises these for some hostile inputs (huge lengths, bad UTF-8).
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    _check_plain(value, 0, strict=True)
+    if cbor2.dumps(value, canonical=True) != data:
+        raise DecodeError("not in canonical form (or trailing bytes)")
+    return value
+
+
+def _check_plain(value: Any, depth: int, *, strict: bool) -> None:
+    """Raise for anything outside the data model.
+
+    ``strict`` selects the error: DecodeError for remote input, TypeError for
+    our own values (a bug).
+    """
+    if depth > MAX_DEPTH:
+        _fail(strict, "nesting too deep")
+    t = type(value)
+    if t is bool or value is None or t is bytes or t is str:
+        return
+    if not strict and isinstance(value, bytes):  # our own Digest values encode as plain bytes
+        return
+    if t is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            _fail(strict, "integer out of 64-bit range")
+        return
+    if t is list:
+        for item in value:
+            _check_plain(item, depth + 1, strict=strict)
+        return
+    if t is dict:
+        for key, item in value.items():
+            if type(key) is not str or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                _fail(strict, f"map key must be text under 24 bytes, got {key!r:.40}")
+            _check_plain(item, depth + 1, strict=strict)
+        return
+    _fail(strict, f"{t.__name__} is not allowed")
+
+
+def _fail(strict: bool, why: str) -> None:
+    if strict:
+        raise DecodeError(why)
+    raise TypeError(why)
+
+
+# --- schema helpers -------------------------------------------------------------
+# Decoded maps are checked field by field; every failure names the field path.
+
+
+def expect_map(value: Any, where: str, required: Set[str], optional: Set[str] = frozenset()) -> dict[str, Any]:
+    """Check that ``value`` is a map with exactly the required keys plus any optional ones."""
+    if type(value) is not dict:
+        raise SchemaError(f"{where}: expected a map, got {_kind(value)}")
+    keys = set(value)
+    missing = required - keys
+    if missing:
+        raise SchemaError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
+    extra = keys - required - optional
+    if extra:
+        raise SchemaError(f"{where}: unexpected field(s) {', '.join(sorted(extra))}")
+    return value
+
+
+def get_int(m: dict[str, Any], key: str, where: str, lo: int = 0, hi: int = _INT_MAX) -> int:
+    v = m[key]
+    if type(v) is not int:
+        raise SchemaError(f"{where}.{key}: expected an integer, got {_kind(v)}")
+    if not lo <= v <= hi:
+        raise SchemaError(f"{where}.{key}: {v} is outside {lo}..{hi}")
+    return v
+
+
+def get_bool(m: dict[str, Any], key: str, where: str) -> bool:
+    v = m[key]
+    if type(v) is not bool:
+        raise SchemaError(f"{where}.{key}: expected true/false, got {_kind(v)}")
+    return v
+
+
+def get_bytes(m: dict[str, Any], key: str, where: str, *, size: int | None = None, max_len: int | None = None) -> bytes:
+    v = m[key]
+    if type(v) is not bytes:
+        raise SchemaError(f"{where}.{key}: expected bytes, got {_kind(v)}")
+    if size is not None and len(v) != size:
+        raise SchemaError(f"{where}.{key}: expected {size} bytes, got {len(v)}")
+    if max_len is not None and len(v) > max_len:
+        raise SchemaError(f"{where}.{key}: {len(v)} bytes, limit {max_len}")
+    return v
+
+
+def get_text(m: dict[str, Any], key: str, where: str, *, max_len: int, min_len: int = 0) -> str:
+    v = m[key]
+    if type(v) is not str:
+        raise SchemaError(f"{where}.{key}: expected text, got {_kind(v)}")
+    if not min_len <= len(v) <= max_len:
+        raise SchemaError(f"{where}.{key}: length {len(v)} is outside {min_len}..{max_len}")
+    return v
+
+
+def get_list(m: dict[str, Any], key: str, where: str, *, max_len: int, min_len: int = 0) -> list[Any]:
+    v = m[key]
+    if type(v) is not list:
+        raise SchemaError(f"{where}.{key}: expected an array, got {_kind(v)}")
+    if not min_len <= len(v) <= max_len:
+        raise SchemaError(f"{where}.{key}: {len(v)} items, expected {min_len}..{max_len}")
+    return v
+
+
+def _kind(v: Any) -> str:
+    return {dict: "a map", list: "an array", bytes: "bytes", str: "text", int: "an integer", bool: "a boolean"}.get(
+        type(v), "null" if v is None else type(v).__name__
+    )

@@ -1,0 +1,186 @@
+"""Every error a user, an operator or a remote peer can cause.
+
+One module so the CLI and the IPC server map errors to messages and codes in
+one place. Each class has a stable machine ``code`` (used on the IPC wire and
+in ``envelope.rejected reason=...`` log lines) and a docstring whose first
+line is the message the person who caused it reads; ``detail`` adds the
+specifics (which field, which key, which file).
+
+Whose fault: subclasses of :class:`RemoteError` are raised for bytes that came
+from elsewhere (a peer, a file, an integrator's request); the node rejects,
+counts and carries on. A bug in this program raises ordinary exceptions
+(``AssertionError``, ``TypeError``...) and should crash loudly.
+"""
+
+from __future__ import annotations
+
+
+class TrucError(Exception):
+    """Something went wrong."""
+
+    code = "error"
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        head = (type(self).__doc__ or "").strip().splitlines()[0]
+        return f"{head}: {self.detail}" if self.detail else head
+
+
+class RemoteError(TrucError):
+    """Input from outside this node was refused."""
+
+    code = "rejected"
+
+
+# --- bytes and schema ---------------------------------------------------------
+
+
+class DecodeError(RemoteError):
+    """The data is not valid canonical CBOR for this format"""
+
+    code = "malformed"
+
+
+class TooLargeError(DecodeError):
+    """The data is larger than this format allows"""
+
+    code = "too_large"
+
+
+class SchemaError(DecodeError):
+    """A field is missing, unexpected or of the wrong type"""
+
+    code = "bad_schema"
+
+
+class AgencyCodeError(RemoteError):
+    """Not an agency code; expected the QCVN 102 form 000.00.00.G22 or the short form G22 / G09.01"""
+
+    code = "bad_agency_code"
+
+
+class FrameError(DecodeError):
+    """A length-prefixed frame is malformed"""
+
+    code = "bad_frame"
+
+
+# --- signatures, hashes, encryption -------------------------------------------
+
+
+class SignatureError(RemoteError):
+    """The signature does not verify"""
+
+    code = "bad_signature"
+
+
+class HashMismatchError(RemoteError):
+    """The content does not match the hash it was announced with"""
+
+    code = "hash_mismatch"
+
+
+class DecryptError(RemoteError):
+    """The content cannot be decrypted with this agency's key"""
+
+    code = "cannot_decrypt"
+
+
+# --- trust --------------------------------------------------------------------
+
+
+class UnknownAgencyError(RemoteError):
+    """This agency code is not in the directory"""
+
+    code = "unknown_agency"
+
+
+class UnknownKeyError(RemoteError):
+    """The signing key is not listed for this agency in the directory"""
+
+    code = "unknown_key"
+
+
+class RevokedKeyError(RemoteError):
+    """The signing key has been revoked by the network authority"""
+
+    code = "revoked_key"
+
+
+class KeyNotValidError(RemoteError):
+    """The signing key is outside its validity window"""
+
+    code = "key_not_valid"
+
+
+class NotAuthorizedError(RemoteError):
+    """This party is not allowed to do this"""
+
+    code = "not_authorized"
+
+
+class WrongNetworkError(RemoteError):
+    """The data belongs to another network"""
+
+    code = "wrong_network"
+
+
+class StaleEnvelopeError(RemoteError):
+    """The envelope's time is outside the accepted window (too old, or in the future)"""
+
+    code = "stale"
+
+
+class DirectoryError(RemoteError):
+    """The directory is not valid"""
+
+    code = "bad_directory"
+
+
+class DirectoryExpiredError(TrucError):
+    """The directory has expired; ask the network authority for a new one (truc directory add)"""
+
+    code = "directory_expired"
+
+
+class IllegalTransitionError(RemoteError):
+    """This status is not allowed at this point of the document's processing"""
+
+    code = "illegal_transition"
+
+
+# --- local configuration and files --------------------------------------------
+
+
+class KeyFileError(TrucError):
+    """A key file cannot be used"""
+
+    code = "key_file"
+
+
+class ConfigError(TrucError):
+    """The configuration is not valid"""
+
+    code = "config"
+
+
+class StoreError(TrucError):
+    """The local store cannot be used"""
+
+    code = "store"
+
+
+class StoreLockedError(StoreError):
+    """The store is in use by another process (is a node already running with this home?)"""
+
+    code = "store_locked"
+
+
+class NotFoundError(TrucError):
+    """Nothing with this id is known here"""
+
+    code = "not_found"

@@ -1,0 +1,57 @@
+"""Length-prefixed frames: ``u32 big-endian length ‖ payload``.
+
+Used on the IPC socket and on node-to-node streams. The decoder is
+incremental (bytes in, frames out) so callers can feed whatever the socket
+returned, one byte at a time if need be.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import FrameError, TooLargeError
+
+PREFIX_BYTES = 4
+
+
+def frame(payload: bytes, *, max_bytes: int) -> bytes:
+    if len(payload) > max_bytes:
+        raise TooLargeError(f"frame of {len(payload)} bytes, limit {max_bytes}")
+    return struct.pack(">I", len(payload)) + payload
+
+
+class FrameDecoder:
+    """Feed bytes with :meth:`feed`; take complete payloads with :meth:`next_frame`."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._buf = bytearray()
+        self._max = max_bytes
+        self._need: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """The next complete payload, or None; raises TooLargeError for an oversize prefix."""
+        if self._need is None:
+            if len(self._buf) < PREFIX_BYTES:
+                return None
+            (self._need,) = struct.unpack(">I", self._buf[:PREFIX_BYTES])
+            if self._need > self._max:
+                raise TooLargeError(f"frame announces {self._need} bytes, limit {self._max}")
+            del self._buf[:PREFIX_BYTES]
+        if len(self._buf) < self._need:
+            return None
+        payload = bytes(self._buf[: self._need])
+        del self._buf[: self._need]
+        self._need = None
+        return payload
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def close(self) -> None:
+        """At end of input: raise FrameError if a frame was cut short."""
+        if self._buf or self._need is not None:
+            raise FrameError(f"input ended inside a frame ({len(self._buf)} bytes buffered)")

@@ -1,0 +1,1 @@
+"""simnet: many nodes, faults and workloads, for tests, benchmarks and demos."""
