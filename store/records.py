@@ -1,0 +1,126 @@
+"""Values stored under the keys of ``store.keys``: small canonical CBOR maps.
+
+Each record is a frozen dataclass; ``encode``/``decode`` use the same strict
+canonical CBOR as the wire, so a corrupt value is a StoreError, not a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from protocol import cbor
+from protocol.errors import DecodeError, StoreError
+
+MAX_RECORD_BYTES = 1 << 20
+R = TypeVar("R", bound="Record")
+
+
+class DeliveryState(enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DocRole(enum.Enum):
+    SENT = "sent"  # authored by an agency hosted here
+    RECEIVED = "received"  # addressed to an agency hosted here
+    RELAYED = "relayed"  # neither: kept to forward and to serve sync
+
+
+class Record:
+    """Base: fields map 1:1 to CBOR keys; enums by value."""
+
+    _enums: ClassVar[dict[str, type[enum.Enum]]] = {}
+
+    def encode(self) -> bytes:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, enum.Enum):
+                v = v.value
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return cbor.encode(out)
+
+    @classmethod
+    def decode(cls: type[R], data: bytes) -> R:
+        try:
+            m = cbor.decode(data, max_bytes=MAX_RECORD_BYTES)
+            names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            if type(m) is not dict or set(m) != names:
+                raise DecodeError(f"fields {sorted(m) if type(m) is dict else m!r}")
+            for name, enum_type in cls._enums.items():
+                m[name] = enum_type(m[name])
+            for name, v in m.items():
+                if type(v) is list:
+                    m[name] = tuple(v)
+            return cls(**m)
+        except (DecodeError, ValueError, TypeError) as exc:
+            raise StoreError(f"corrupt {cls.__name__} record: {exc}") from None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord(Record):
+    """Outbox: one envelope this node authored, towards one recipient agency."""
+
+    kind: str  # "doc" or "status"
+    state: DeliveryState
+    attempts: int = 0
+    next_at: int = 0  # ms; when the next attempt is due
+    first_at: int = 0  # ms; first published
+    last_at: int = 0  # ms; last attempt
+    last_error: str = ""
+    delivered_at: int = 0  # ms; receipt (doc) or transport ack (status)
+    receipt: bytes = b""  # id of the 01 status envelope, for documents
+    _enums: ClassVar[dict[str, type[enum.Enum]]] = {"state": DeliveryState}
+
+
+@dataclass(frozen=True)
+class DocRecord(Record):
+    """This node's view of a document envelope."""
+
+    role: DocRole
+    sender: str
+    to: tuple[str, ...]
+    created_at: int
+    received_at: int
+    size: int  # plaintext body bytes
+    blocks: int
+    complete: bool  # all blocks stored and verified
+    subject: str = ""  # only where this node can read it (sender or recipient)
+    business: str = "new"
+    ref: bytes = b""
+    _enums: ClassVar[dict[str, type[enum.Enum]]] = {"role": DocRole}
+
+
+@dataclass(frozen=True)
+class InboxEntry(Record):
+    id: bytes
+    sender: str
+    received_at: int
+    acked_at: int = 0  # 0 until the integrator acknowledged it
+
+
+@dataclass(frozen=True)
+class HistoryRecord(Record):
+    """One status in a document thread (document x recipient agency)."""
+
+    code: int
+    role: str  # "sender" or "recipient"
+    author: str
+    seq: int
+    at: int  # author's time, ms
+    received_at: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Cursor(Record):
+    """How far this node has read a peer's sync log for one shard."""
+
+    epoch: bytes  # the peer store's epoch; a new epoch restarts from 0
+    seq: int
