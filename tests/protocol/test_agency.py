@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.agency import AgencyCode, parse_agency_list, parse_shard
+from protocol.errors import AgencyCodeError
+
+DATA = Path(__file__).resolve().parents[2] / "simnet" / "data" / "agencies-level1.csv"
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical", "short", "level", "parent"),
+    [
+        ("000.00.00.G22", "000.00.00.G22", "G22", 1, None),
+        ("G22", "000.00.00.G22", "G22", 1, None),
+        ("G09.01", "000.00.01.G09", "G09.01", 2, "000.00.00.G09"),
+        ("000.00.01.G09", "000.00.01.G09", "G09.01", 2, "000.00.00.G09"),
+        ("H29.05.12", "000.12.05.H29", "H29.05.12", 3, "000.00.05.H29"),
+        ("001.02.03.H05", "001.02.03.H05", "H05.03.02.001", 4, "000.02.03.H05"),
+    ],
+)
+def test_both_forms_parse_to_one_value(text: str, canonical: str, short: str, level: int, parent: str | None) -> None:
+    code = AgencyCode.parse(text)
+    assert str(code) == canonical
+    assert code.short() == short
+    assert code.level == level
+    assert (str(code.parent) if code.parent else None) == parent
+    assert AgencyCode.parse(canonical) == AgencyCode.parse(short) == code
+    assert code.shard == canonical[-3:]
+    assert len(code.key()) == 13
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("g22", "upper case"),
+        ("000.00.00.G00", "01..99"),
+        ("001.00.00.G01", "higher one is 0"),
+        ("000.05.00.G01", "higher one is 0"),
+        ("G09.00", "no group may be zero"),
+        ("G9", ""),
+        ("00.00.00.G22", ""),
+        ("000.00.00.22", ""),
+        ("", ""),
+        ("000.00.00.G22 ", ""),
+    ],
+)
+def test_bad_codes_get_a_clear_error(text: str, hint: str) -> None:
+    with pytest.raises(AgencyCodeError) as err:
+        AgencyCode.parse(text)
+    assert repr(text) in str(err.value)
+    assert hint in str(err.value)
+    assert "000.00.00.G22" in str(err.value)  # the message shows the expected form
+
+
+def test_non_text_is_an_agency_code_error() -> None:
+    with pytest.raises(AgencyCodeError):
+        AgencyCode.parse(22)  # type: ignore[arg-type]
+
+
+def test_hierarchy_and_order() -> None:
+    g22 = AgencyCode.parse("G22")
+    sub = AgencyCode.parse("G22.01.02")
+    assert sub.is_within(g22) and sub.is_within(sub) and not g22.is_within(sub)
+    assert sub.root == g22
+    assert sorted([AgencyCode.parse(c) for c in ["H01", "G22.01", "G22", "G01"]]) == [
+        AgencyCode.parse(c) for c in ["G01", "G22", "G22.01", "H01"]
+    ]
+    assert parse_shard("G22") == "G22"
+    with pytest.raises(AgencyCodeError):
+        parse_shard("G22.01")
+
+
+def test_the_95_agencies_of_2019_parse() -> None:
+    rows = parse_agency_list(DATA.read_text("utf-8"))
+    assert len(rows) == 95
+    assert all(r.code.level == 1 for r in rows)
+    assert len({r.code.shard for r in rows}) == 95
+    groups = {g: sum(1 for r in rows if r.group == g) for g in ("government", "province", "party")}
+    assert groups == {"government": 31, "province": 63, "party": 1}
+    assert {r.evidence for r in rows} == {"verified", "secondary", "assumed"}
+    by_code = {str(r.code): r.name for r in rows}
+    # A name with an unquoted comma, and Vietnamese diacritics kept as UTF-8.
+    assert by_code["000.00.00.G16"] == "Bộ Văn hóa, Thể thao và Du lịch"
+    assert by_code["000.00.00.G01"] == "Bộ Công an"
+
+
+def test_agency_list_errors_name_the_line() -> None:
+    with pytest.raises(AgencyCodeError, match="header"):
+        parse_agency_list("a,b\n")
+    with pytest.raises(AgencyCodeError, match="line 3"):
+        parse_agency_list("code,name,group,evidence\n000.00.00.G01,X,government,verified\nG1,Y,government,verified\n")
+
+
+codes = st.builds(
+    lambda letter, num, l2, l3, l4: AgencyCode(letter, num, l2, l3 if l2 else 0, l4 if (l2 and l3) else 0),
+    st.sampled_from("ABGHK"),
+    st.integers(1, 99),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.integers(0, 999),
+)
+
+
+@given(codes)
+def test_round_trip_both_forms(code: AgencyCode) -> None:
+    assert AgencyCode.parse(str(code)) == code
+    assert AgencyCode.parse(code.short()) == code
+
+
+@given(st.text(max_size=20))
+def test_arbitrary_text_parses_or_raises_agency_code_error(text: str) -> None:
+    try:
+        code = AgencyCode.parse(text)
+    except AgencyCodeError:
+        return
+    assert str(code) == text or code.short() == text

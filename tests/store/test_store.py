@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from protocol.agency import AgencyCode
+from protocol.errors import StoreError, StoreLockedError
+from protocol.ids import Digest
+from store import keys as k
+from store.records import Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from store.store import Store
+
+G22, H01, H29 = (AgencyCode.parse(c) for c in ("G22", "H01", "H29"))
+
+
+def did(n: int) -> Digest:
+    return Digest.of(n.to_bytes(4, "big"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_one_process_per_store(tmp_path: Path) -> None:
+    with Store(tmp_path / "db"), pytest.raises(StoreLockedError, match="already running"):
+        Store(tmp_path / "db")
+
+
+def test_unknown_format_is_refused(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    b = s.batch()
+    b.put(k.META + b"format", k.u64(99))
+    s.write(b)
+    s.close()
+    with pytest.raises(StoreError, match="format 99"):
+        Store(tmp_path / "db")
+
+
+def test_inbox_keeps_arrival_order_across_restarts(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    for n in (5, 3, 9):
+        b = s.batch()
+        b.add_inbox(H01, InboxEntry(did(n), str(G22), n))
+        s.write(b)
+    s.close()
+    s = Store(tmp_path / "db")
+    b = s.batch()
+    b.add_inbox(H01, InboxEntry(did(1), str(G22), 1))
+    s.write(b)
+    assert [e.id for _, e in s.inbox(H01)] == [did(5), did(3), did(9), did(1)]
+    page = s.inbox(H01, after=2, limit=1)
+    assert [(seq, e.id) for seq, e in page] == [(3, did(9))]
+    seq, entry = s.inbox_entry(H01, did(9))  # type: ignore[misc]
+    b = s.batch()
+    b.update_inbox(H01, seq, InboxEntry(entry.id, entry.sender, entry.received_at, acked_at=77))
+    s.write(b)
+    assert s.inbox_entry(H01, did(9))[1].acked_at == 77  # type: ignore[index]
+    assert s.inbox(H29) == [] and s.inbox_count(H01) == 4
+    s.close()
+
+
+def test_outbox_indexes_follow_the_record(store: Store) -> None:
+    pending = DeliveryRecord("doc", DeliveryState.PENDING, attempts=1, next_at=1000)
+    b = store.batch()
+    b.put_delivery(G22, did(1), H01, pending, None)
+    b.put_delivery(G22, did(1), H29, DeliveryRecord("doc", DeliveryState.PENDING, next_at=500), None)
+    b.put_delivery(G22, did(2), H01, DeliveryRecord("doc", DeliveryState.PENDING, next_at=3000), None)
+    store.write(b)
+    assert [(d, i, r) for d, i, r, _ in store.due(1000)] == [(500, did(1), H29), (1000, did(1), H01)]
+    assert store.next_due() == 500
+    assert sorted((str(r), i.short()) for r, i, _ in store.pending()) == sorted(
+        [(str(H01), did(1).short()), (str(H01), did(2).short()), (str(H29), did(1).short())]
+    )
+    # Rescheduled: the old retry slot disappears.
+    later = DeliveryRecord("doc", DeliveryState.PENDING, attempts=2, next_at=5000)
+    b = store.batch()
+    b.put_delivery(G22, did(1), H01, later, pending)
+    store.write(b)
+    assert [i for _, i, r, _ in store.due(4000)] == [did(1), did(2)]
+    # Delivered: leaves both indexes, keeps the record.
+    done = DeliveryRecord("doc", DeliveryState.DELIVERED, attempts=2, delivered_at=6000, receipt=bytes(did(9)))
+    b = store.batch()
+    b.put_delivery(G22, did(1), H01, done, later)
+    store.write(b)
+    assert [i for _, i, r, _ in store.due(10_000)] == [did(1), did(2)]  # H29's and did(2)'s remain
+    assert [(r, i) for r, i, _ in store.pending(H01)] == [(H01, did(2))]
+    assert store.deliveries(G22, did(1)) == {H01: done, H29: DeliveryRecord("doc", DeliveryState.PENDING, next_at=500)}
+    # Key order: id bytes, then recipient.
+    expected = sorted([(did(1), H01), (did(1), H29), (did(2), H01)], key=lambda p: (bytes(p[0]), str(p[1])))
+    assert [(i, r) for i, r, _ in store.outbox(G22)] == expected
+
+
+def test_history_idempotency_cursors_and_logs(store: Store) -> None:
+    b = store.batch()
+    for seq, code in [(2, 3), (1, 1), (3, 4)]:
+        b.add_history(did(1), H01, did(100 + seq), HistoryRecord(code, "recipient", str(H01), seq, seq, seq))
+    b.add_history(did(1), H29, did(200), HistoryRecord(1, "recipient", str(H29), 1, 1, 1))
+    b.put_idempotency(G22, "integrator-key-1", did(1))
+    for n in range(5):
+        b.append_log("H01", did(n))
+    b.append_log("G22", did(7))
+    peer = bytes(38)
+    b.put_cursor("H01", peer, Cursor(b"e" * 16, 4))
+    store.write(b)
+    assert [h.code for _, _, h in store.history(did(1), H01)] == [1, 3, 4]  # ordered by seq
+    assert len(store.history(did(1))) == 4
+    assert store.idempotent(G22, "integrator-key-1") == did(1)
+    assert store.idempotent(G22, "other") is None and store.idempotent(H01, "integrator-key-1") is None
+    assert store.log_range("H01", after=2, limit=2) == [(3, did(2)), (4, did(3))]
+    assert store.log_shards() == {"G22": 1, "H01": 5}
+    assert store.cursor("H01", peer) == Cursor(b"e" * 16, 4)
+
+
+def test_envelopes_blocks_tombstones(store: Store) -> None:
+    b = store.batch()
+    b.put_envelope(did(1), b"env")
+    b.put_block(did(2), b"block")
+    b.put_doc(did(1), DocRecord(DocRole.RELAYED, str(G22), (str(H01),), 1, 2, 10, 1, False))
+    b.set_awaiting(did(1), True)
+    store.write(b)
+    assert store.get_envelope(did(1)) == b"env" and store.get_block(did(2)) == b"block"
+    assert store.awaiting() == [did(1)] and store.doc(did(1)).role is DocRole.RELAYED  # type: ignore[union-attr]
+    b = store.batch()
+    b.drop_envelope(did(1), 99)
+    b.set_awaiting(did(1), False)
+    store.write(b)
+    assert not store.has_envelope(did(1)) and store.known(did(1)) and not store.known(did(3))
+    assert store.awaiting() == []
+
+
+def test_many_batches_one_atomic_write(store: Store) -> None:
+    batches = []
+    for n in range(50):
+        b = store.batch()
+        b.put_envelope(did(n), b"x")
+        b.append_log("H01", did(n))
+        batches.append(b)
+    store.write(*batches, sync=True)
+    assert store.log_head("H01") == 50 and all(store.has_envelope(did(n)) for n in range(50))
+
+
+def test_a_failed_write_applies_nothing(store: Store) -> None:
+    b = store.batch()
+    b.put_envelope(did(1), b"x")
+    b.ops.append((b"bad", "not bytes"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.write(b)
+    assert not store.has_envelope(did(1))
+
+
+def test_corrupt_records_are_store_errors(store: Store) -> None:
+    b = store.batch()
+    b.put(k.DOC + did(1), b"\xff\x00")
+    store.write(b)
+    with pytest.raises(StoreError, match="corrupt DocRecord"):
+        store.doc(did(1))

@@ -1,0 +1,82 @@
+"""The layering of DESIGN.md, enforced on the source (every import statement, also inside functions)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["protocol", "identity", "store", "node", "cli", "simnet"]
+
+# package -> top-level modules it must never import
+FORBIDDEN: dict[str, set[str]] = {
+    # Pure: no I/O libraries, no clocks, no randomness, no higher layer.
+    "protocol": {
+        "trio",
+        "libp2p",
+        "plyvel",
+        "nacl",
+        "click",
+        "socket",
+        "os",
+        "time",
+        "random",
+        "secrets",
+        "subprocess",
+        "threading",
+        "asyncio",
+        "pathlib",
+        "io",
+        "logging",
+        "identity",
+        "store",
+        "node",
+        "cli",
+        "simnet",
+    },
+    "identity": {"trio", "libp2p", "plyvel", "click", "socket", "store", "node", "cli", "simnet", "logging"},
+    "store": {"trio", "libp2p", "nacl", "click", "socket", "identity", "node", "cli", "simnet", "logging"},
+    "node": {"cli", "simnet"},
+    # The CLI reaches a node only through the IPC client; the daemon entry
+    # points (cli/daemon.py) hand over to node/ and simnet/ and are the only
+    # modules allowed to import them.
+    "cli": {"store", "libp2p", "plyvel"},
+    "simnet": {"cli"},
+}
+DAEMON_ENTRY = {"cli/daemon.py"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def source_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_respects_layering(package: str) -> None:
+    assert source_files(package), f"{package}/ has no Python files"
+    violations = []
+    for path in source_files(package):
+        rel = path.relative_to(ROOT).as_posix()
+        bad = imports_of(path) & FORBIDDEN[package]
+        if package == "cli" and rel not in DAEMON_ENTRY:
+            bad |= imports_of(path) & {"node", "simnet"}
+        violations += [f"{rel} imports {m}" for m in sorted(bad)]
+    assert not violations, "layering violated:\n" + "\n".join(violations)
+
+
+def test_checker_catches_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import plyvel\n    from trio import sleep\n")
+    assert {"plyvel", "trio"} <= imports_of(bad)

@@ -1,0 +1,81 @@
+"""Golden vectors pin every wire and disk encoding and the signatures over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from identity.directory import JoinRequest, decode_chain, load_chain
+from identity.keys import AuthorityPublic, verify_signature
+from identity.sealing import read_document, read_status_note
+from identity.trust import Trust
+from protocol import cbor
+from protocol.document import DocumentMeta, FileBytes
+from protocol.envelope import Envelope, MessageHeader
+from protocol.errors import RevokedKeyError
+from protocol.framing import FrameDecoder
+from protocol.status import StatusCode
+from tests.vectors.generate import AT, NET, Fixture, build, read_hex_file
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+BUILT = build()
+
+
+@pytest.mark.parametrize("name", sorted(BUILT))
+def test_code_still_produces_the_pinned_bytes(name: str) -> None:
+    pinned = read_hex_file(VECTORS / f"{name}.hex")
+    assert BUILT[name][1] == pinned, f"{name}: the encoding changed; if deliberate, bump the format version and regenerate"
+
+
+def test_every_vector_file_is_built() -> None:
+    assert {p.stem for p in VECTORS.glob("*.hex")} == set(BUILT)
+
+
+def pinned(name: str) -> bytes:
+    return read_hex_file(VECTORS / f"{name}.hex")
+
+
+def test_pinned_envelopes_verify_and_open() -> None:
+    f = Fixture()
+    doc = Envelope.decode(pinned("document-inline"))
+    verify_signature(f.g22.signing.public, doc.signed_bytes, doc.signature)
+    assert doc.signed_bytes.startswith(b"truc/v1/document\x00")
+    assert isinstance(doc.header, MessageHeader)
+    events = list(read_document(doc.header, f.h29, doc.inline))
+    assert isinstance(events[0], DocumentMeta) and events[0].notation == "VPCP-KSTT"
+    assert b"".join(e.data for e in events if isinstance(e, FileBytes)).decode() == "Kính gửi: UBND Thành phố Hà Nội\n"
+
+    big = Envelope.decode(pinned("document-blocks"))
+    assert isinstance(big.header, MessageHeader) and not big.inline
+    events = list(read_document(big.header, f.h01, [pinned("document-blocks.block0")]))
+    assert sum(len(e.data) for e in events if isinstance(e, FileBytes)) == 50_000
+
+    status = Envelope.decode(pinned("status-01"))
+    verify_signature(f.h01.signing.public, status.signed_bytes, status.signature)
+    assert isinstance(status.header, MessageHeader)
+    assert status.header.code is StatusCode.ARRIVED and status.header.doc == doc.id
+    assert read_status_note(status, f.g22).note == ""
+
+
+def test_pinned_directory_chain_loads_and_revokes() -> None:
+    f = Fixture()
+    authority = AuthorityPublic(f.authority.public, NET)
+    d = load_chain(decode_chain(pinned("directory-chain")), authority)
+    assert d.serial == 2 and len(d.agencies) == 3
+    trust = Trust(d, authority)
+    doc = Envelope.decode(pinned("document-inline"))
+    trust.verify(doc, AT)
+    assert f.h29.signing.kid in d.revoked
+    with pytest.raises(RevokedKeyError):
+        trust.signing_key(f.h29.code, f.h29.signing.kid, AT)
+    req = JoinRequest.decode(pinned("join-request"))
+    assert req.node.peer_id == f.nodes[1].peer_id
+
+
+def test_pinned_frame_and_store_sample_decode() -> None:
+    dec = FrameDecoder(max_bytes=16)
+    dec.feed(pinned("frame"))
+    assert dec.next_frame() == b"truc"
+    pairs = cbor.decode(pinned("store-keys"), max_bytes=1 << 16)
+    assert [p[0][:1] for p in pairs] == [b"E", b"I", b"i", b"O", b"R", b"P", b"H", b"L", b"C", b"D"]

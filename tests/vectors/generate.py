@@ -1,0 +1,169 @@
+"""Build the golden vectors from fixed seeds; ``python -m tests.vectors.generate`` rewrites the files.
+
+Rewrite them only for a deliberate format change (and bump the version in
+docs/). ``tests/test_vectors.py`` fails when the code stops producing exactly
+these bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from identity.directory import DirectoryDelta, JoinRequest, NodeRecord, encode_chain, sign_delta, sign_snapshot
+from identity.keys import AgencyKeys, NodeKey, SigningKey
+from identity.provision import DeterministicRng, ProvisionedNode, agency_record, build_directory
+from identity.sealing import FileSource, Recipient, seal_document, seal_status
+from protocol import cbor
+from protocol.agency import AgencyCode
+from protocol.document import DocumentMeta, Urgency
+from protocol.framing import frame
+from protocol.ids import Digest
+from protocol.status import StatusCode
+from store import keys as k
+from store.records import Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+
+HERE = Path(__file__).resolve().parent
+NET = "truc-vectors"
+AT = 1_795_000_000_000
+DAY = 86_400_000
+
+
+class Fixture:
+    def __init__(self) -> None:
+        rng = DeterministicRng(b"truc golden vectors v1")
+        self.authority = SigningKey.generate(rng)
+        self.g22 = AgencyKeys.generate(AgencyCode.parse("G22"), rng)
+        self.h01 = AgencyKeys.generate(AgencyCode.parse("H01"), rng)
+        self.h29 = AgencyKeys.generate(AgencyCode.parse("H29"), rng)
+        self.nodes = [
+            ProvisionedNode(NodeKey(rng(32)), [self.g22], ("/ip4/10.0.0.22/tcp/4001",)),
+            ProvisionedNode(NodeKey(rng(32)), [self.h01], ("/ip4/10.0.1.1/tcp/4001",)),
+            ProvisionedNode(NodeKey(rng(32)), [self.h29], ("/ip4/10.0.1.29/tcp/4001",)),
+        ]
+        names = {
+            self.g22.code: "Văn phòng Chính phủ",
+            self.h01.code: "UBND Thành phố Hà Nội",
+            self.h29.code: "UBND Thành phố Hồ Chí Minh",
+        }
+        self.directory = build_directory(net=NET, nodes=self.nodes, names=names, serial=1, at=AT, until=AT + 365 * DAY)
+
+    def recipient(self, keys: AgencyKeys) -> Recipient:
+        return Recipient(keys.code, keys.encryption.public)
+
+
+def meta() -> DocumentMeta:
+    return DocumentMeta(
+        subject="Về việc thử nghiệm trục liên thông văn bản",
+        number="15",
+        notation="VPCP-KSTT",
+        doc_type="Công văn",
+        place="Hà Nội",
+        date="2026-11-22",
+        signer="Nguyễn Văn A",
+        signer_title="Phó Chủ nhiệm",
+        urgency=Urgency.URGENT,
+        due="2026-12-15",
+    )
+
+
+def build() -> dict[str, tuple[str, bytes]]:
+    f = Fixture()
+    out: dict[str, tuple[str, bytes]] = {}
+    out["cbor-canonical"] = (
+        "canonical CBOR of {'to': ['000.00.00.H01'], 'at': 1795000000000, 'kind': 'doc', 'v': 1}",
+        cbor.encode({"to": ["000.00.00.H01"], "at": AT, "kind": "doc", "v": 1}),
+    )
+    doc, _ = seal_document(
+        meta(),
+        [FileSource("cong-van.txt", "text/plain", data="Kính gửi: UBND Thành phố Hà Nội\n".encode())],
+        net=NET,
+        sender=f.g22,
+        recipients=[f.recipient(f.h01), f.recipient(f.h29)],
+        at=AT,
+        rng=DeterministicRng(b"doc-inline"),
+    )
+    out["document-inline"] = ("document envelope, G22 -> H01 + H29, inline body (wire bytes)", doc.encode())
+    blocks: list[bytes] = []
+    big, _ = seal_document(
+        meta(),
+        [FileSource("phu-luc.bin", "application/octet-stream", data=DeterministicRng(b"payload")(50_000))],
+        net=NET,
+        sender=f.g22,
+        recipients=[f.recipient(f.h01)],
+        at=AT + 1,
+        rng=DeterministicRng(b"doc-blocks"),
+        on_block=lambda h, b: blocks.append(b),
+    )
+    out["document-blocks"] = ("document envelope with one 50 kB block carried separately (wire bytes)", big.encode())
+    out["document-blocks.block0"] = ("that document's sealed block 0", blocks[0])
+    status = seal_status(
+        net=NET,
+        sender=f.h01,
+        recipient=f.recipient(f.g22),
+        doc=doc.id,
+        code=StatusCode.ARRIVED,
+        seq=1,
+        note="",
+        at=AT + 2,
+        rng=DeterministicRng(b"status"),
+    )
+    out["status-01"] = ("status 01 (receipt) from H01 for document-inline (wire bytes)", status.encode())
+    snap = sign_snapshot(f.directory, f.authority, at=AT)
+    delta = DirectoryDelta(revoke=((f.h29.signing.kid, AT + DAY),))
+    link = sign_delta(delta, net=NET, base=1, serial=2, until=AT + 400 * DAY, key=f.authority, at=AT + DAY)
+    out["directory-chain"] = (
+        "directory file: snapshot serial 1 + delta serial 2 (revokes H29's key)",
+        encode_chain([snap, link]),
+    )
+    node = f.nodes[1]
+    join = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(f.h01, "UBND Thành phố Hà Nội", node.peer_id),))
+    out["join-request"] = ("join request of the H01 node, signed by its node key", join.signed(node.key).encode())
+    out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
+    out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))
+    return out
+
+
+def store_sample(doc_id: Digest) -> bytes:
+    g22, h01 = AgencyCode.parse("G22"), AgencyCode.parse("H01")
+    pairs = [
+        (k.ENVELOPE + doc_id, b""),
+        (k.INBOX + k.code(h01) + k.u64(7), InboxEntry(doc_id, str(g22), AT, 0).encode()),
+        (k.INBOX_BY_ID + k.code(h01) + doc_id, k.u64(7)),
+        (
+            k.OUTBOX + k.code(g22) + doc_id + k.code(h01),
+            DeliveryRecord("doc", DeliveryState.PENDING, 1, AT + 1000, AT, AT, "peer unreachable").encode(),
+        ),
+        (k.RETRY + k.u64(AT + 1000) + doc_id + k.code(h01), k.code(g22)),
+        (k.PENDING + k.code(h01) + doc_id, k.code(g22)),
+        (
+            k.HISTORY + doc_id + k.code(h01) + k.u32(1) + doc_id,
+            HistoryRecord(1, "recipient", str(h01), 1, AT, AT + 5).encode(),
+        ),
+        (k.LOG + k.shard("H01") + k.u64(42), bytes(doc_id)),
+        (k.CURSOR + k.shard("H01") + bytes(38), Cursor(b"\x01" * 16, 42).encode()),
+        (
+            k.DOC + doc_id,
+            DocRecord(DocRole.SENT, str(g22), (str(h01),), AT, AT, 100, 1, True, "Về việc", "new", b"").encode(),
+        ),
+    ]
+    return cbor.encode([[key, value] for key, value in pairs])
+
+
+def to_hex_file(comment: str, data: bytes) -> str:
+    h = data.hex()
+    lines = [h[i : i + 64] for i in range(0, len(h), 64)]
+    return f"# {comment}\n# {len(data)} bytes\n" + "\n".join(lines) + "\n"
+
+
+def read_hex_file(path: Path) -> bytes:
+    return bytes.fromhex("".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
+
+
+def main() -> None:
+    for name, (comment, data) in build().items():
+        (HERE / f"{name}.hex").write_text(to_hex_file(comment, data))
+        print(f"wrote {name}.hex ({len(data)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
