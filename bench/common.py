@@ -43,7 +43,9 @@ def report(name: str, rows: list[dict[str, Any]], out_dir: Path | None = None) -
     out_dir = out_dir or Path(__file__).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), "at": time.time(), "rows": rows}, indent=2, ensure_ascii=False))
+    path.write_text(
+        json.dumps({"benchmark": name, "machine": machine(), "at": time.time(), "rows": rows}, indent=2, ensure_ascii=False)
+    )
     print(f"\nwritten {path}")
     return path
 

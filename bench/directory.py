@@ -12,18 +12,16 @@ dict lookup.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import time
 
 from bench.common import rate, report
 from identity.directory import DirectoryDelta, apply_link, sign_delta, sign_snapshot
-from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
+from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey, verify_signature
 from identity.provision import DeterministicRng, ProvisionedNode, build_directory
 from protocol.agency import AgencyCode
-from protocol.envelope import Envelope, MAX_DIRECTORY_ENVELOPE_BYTES
-from identity.keys import verify_signature
-from protocol.ids import Digest
-import dataclasses
-import hashlib
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
 
 
 def national_codes(n: int) -> list[AgencyCode]:

@@ -47,7 +47,13 @@ def main() -> None:
 
     def seal() -> Envelope:
         env, _ = seal_document(
-            meta, files, net="bench", sender=sender, recipients=[Recipient(r.code, r.encryption.public) for r in recips], at=1, rng=os.urandom
+            meta,
+            files,
+            net="bench",
+            sender=sender,
+            recipients=[Recipient(r.code, r.encryption.public) for r in recips],
+            at=1,
+            rng=os.urandom,
         )
         return env
 
@@ -99,10 +105,25 @@ def main() -> None:
         db.close()
 
     rows = [
-        {"operation": f"seal+sign {DOC_BYTES >> 10} KiB doc, 3 recipients", "per_s": seal_rate, "baseline": "raw Ed25519 verify", "ratio": seal_rate / raw_verify},
-        {"operation": "decode+verify+open (1 recipient)", "per_s": open_rate, "baseline": "raw Ed25519 verify", "ratio": open_rate / raw_verify},
+        {
+            "operation": f"seal+sign {DOC_BYTES >> 10} KiB doc, 3 recipients",
+            "per_s": seal_rate,
+            "baseline": "raw Ed25519 verify",
+            "ratio": seal_rate / raw_verify,
+        },
+        {
+            "operation": "decode+verify+open (1 recipient)",
+            "per_s": open_rate,
+            "baseline": "raw Ed25519 verify",
+            "ratio": open_rate / raw_verify,
+        },
         {"operation": "raw PyNaCl Ed25519 verify", "per_s": raw_verify, "baseline": "-", "ratio": 1.0},
-        {"operation": f"store: durable commit, {BATCH} envelopes/fsync", "per_s": commit_rate, "baseline": "raw plyvel synced batch", "ratio": commit_rate / raw_commit_rate},
+        {
+            "operation": f"store: durable commit, {BATCH} envelopes/fsync",
+            "per_s": commit_rate,
+            "baseline": "raw plyvel synced batch",
+            "ratio": commit_rate / raw_commit_rate,
+        },
         {"operation": f"raw plyvel synced batch, {BATCH}x2 puts", "per_s": raw_commit_rate, "baseline": "-", "ratio": 1.0},
     ]
     report("foundation", rows)

@@ -17,8 +17,8 @@ agencies' ``node`` field, so the two can never disagree.
 
 from __future__ import annotations
 
-import itertools
 import functools
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field

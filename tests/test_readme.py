@@ -20,7 +20,7 @@ def test_readme_has_exactly_two_commands() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    main_job, tests = readme_commands()
+    _main_job, tests = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text()
     test_step = tests.split("&&")[-1].strip()
     assert test_step in ci, f"CI does not run README's test command {test_step!r}"
@@ -38,5 +38,5 @@ def test_main_job_uses_existing_commands() -> None:
         argv = shlex.split(step.strip())
         if argv[0] != ".venv/bin/truc":
             continue
-        result = CliRunner().invoke(cli, argv[1:] + ["--help"] if len(argv) > 2 else argv[1:])
+        result = CliRunner().invoke(cli, [*argv[1:], "--help"] if len(argv) > 2 else argv[1:])
         assert result.exit_code == 0, result.output
