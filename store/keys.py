@@ -22,6 +22,7 @@ libp2p identity multihash.
 | L   | L shard3 seq8                         | id32 (sync log, local order)         |
 | C   | C shard3 peer38                       | Cursor (how far we read a peer's log)|
 | A   | A id32                                | empty: document awaiting blocks      |
+| S   | S doc32 status32                      | empty: status parked until its doc   |
 | X   | X id32                                | u64 ms: envelope dropped (tombstone) |
 | Y   | Y serial8                             | directory link envelope              |
 | M   | M name                                | store metadata (format, epoch)       |
@@ -46,6 +47,7 @@ IDEMPOTENCY = b"K"
 LOG = b"L"
 CURSOR = b"C"
 AWAITING = b"A"
+PARKED = b"S"
 TOMBSTONE = b"X"
 DIRECTORY = b"Y"
 META = b"M"

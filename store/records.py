@@ -69,7 +69,8 @@ class DeliveryRecord(Record):
 
     kind: str  # "doc" or "status"
     state: DeliveryState
-    attempts: int = 0
+    attempts: int = 0  # every attempt so far
+    failures: int = 0  # consecutive failures; the backoff grows with it and resets when the peer is seen
     next_at: int = 0  # ms; when the next attempt is due
     first_at: int = 0  # ms; first published
     last_at: int = 0  # ms; last attempt
@@ -94,6 +95,7 @@ class DocRecord(Record):
     subject: str = ""  # only where this node can read it (sender or recipient)
     business: str = "new"
     ref: bytes = b""
+    problem: str = ""  # why a document addressed here could not be opened (then no receipt is sent)
     _enums: ClassVar[dict[str, type[enum.Enum]]] = {"role": DocRole}
 
 

@@ -155,6 +155,10 @@ class Store:
         """Documents stored whose blocks are not all here yet (resume after restart)."""
         return [Digest(key[1:]) for key, _ in self._scan(k.AWAITING)]
 
+    def parked(self, doc_id: bytes) -> list[Digest]:
+        """Statuses that arrived before the document they are about."""
+        return [Digest(key[33:65]) for key, _ in self._scan(k.PARKED + doc_id)]
+
     # --- inbox ---------------------------------------------------------------------
 
     def inbox(self, code: AgencyCode, *, after: int = 0, limit: int = 100) -> list[tuple[int, InboxEntry]]:
@@ -310,6 +314,15 @@ class Batch:
             self.put(k.AWAITING + doc_id, b"")
         else:
             self.delete(k.AWAITING + doc_id)
+
+    def park(self, doc_id: bytes, status_id: bytes) -> None:
+        self.put(k.PARKED + doc_id + status_id, b"")
+
+    def unpark(self, doc_id: bytes, status_id: bytes) -> None:
+        self.delete(k.PARKED + doc_id + status_id)
+
+    def delete_doc(self, doc_id: bytes) -> None:
+        self.delete(k.DOC + doc_id)
 
     def add_inbox(self, code: AgencyCode, entry: InboxEntry) -> int:
         seq = self.store.next_inbox_seq(code)

@@ -78,4 +78,4 @@ def test_pinned_frame_and_store_sample_decode() -> None:
     dec.feed(pinned("frame"))
     assert dec.next_frame() == b"truc"
     pairs = cbor.decode(pinned("store-keys"), max_bytes=1 << 16)
-    assert [p[0][:1] for p in pairs] == [b"E", b"I", b"i", b"O", b"R", b"P", b"H", b"L", b"C", b"D"]
+    assert [p[0][:1] for p in pairs] == [b"E", b"I", b"i", b"O", b"R", b"P", b"H", b"L", b"S", b"C", b"D"]

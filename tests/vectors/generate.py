@@ -131,7 +131,16 @@ def store_sample(doc_id: Digest) -> bytes:
         (k.INBOX_BY_ID + k.code(h01) + doc_id, k.u64(7)),
         (
             k.OUTBOX + k.code(g22) + doc_id + k.code(h01),
-            DeliveryRecord("doc", DeliveryState.PENDING, 1, AT + 1000, AT, AT, "peer unreachable").encode(),
+            DeliveryRecord(
+                "doc",
+                DeliveryState.PENDING,
+                attempts=1,
+                failures=1,
+                next_at=AT + 1000,
+                first_at=AT,
+                last_at=AT,
+                last_error="peer unreachable",
+            ).encode(),
         ),
         (k.RETRY + k.u64(AT + 1000) + doc_id + k.code(h01), k.code(g22)),
         (k.PENDING + k.code(h01) + doc_id, k.code(g22)),
@@ -140,10 +149,11 @@ def store_sample(doc_id: Digest) -> bytes:
             HistoryRecord(1, "recipient", str(h01), 1, AT, AT + 5).encode(),
         ),
         (k.LOG + k.shard("H01") + k.u64(42), bytes(doc_id)),
+        (k.PARKED + doc_id + doc_id, b""),
         (k.CURSOR + k.shard("H01") + bytes(38), Cursor(b"\x01" * 16, 42).encode()),
         (
             k.DOC + doc_id,
-            DocRecord(DocRole.SENT, str(g22), (str(h01),), AT, AT, 100, 1, True, "Về việc", "new", b"").encode(),
+            DocRecord(DocRole.SENT, str(g22), (str(h01),), AT, AT, 100, 1, True, subject="Về việc").encode(),
         ),
     ]
     return cbor.encode([[key, value] for key, value in pairs])

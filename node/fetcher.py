@@ -1,0 +1,142 @@
+"""Fetch the blocks of large documents addressed here, from any peer that has them.
+
+Blocks are requested one hash per request from the sender's node first, then
+from every other connected peer; each block is checked against the signed
+hash and size before it is stored. Memory stays at a few blocks whatever the
+document size. Progress is on disk (one key per block), so a restart resumes
+where it stopped: documents still waiting are listed in keyspace ``A``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from protocol import messages as m
+from protocol.envelope import MessageHeader
+from protocol.errors import RemoteError
+from protocol.ids import Digest
+
+from .overlay import BLOCKS, OverlayError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+BLOCK_TIMEOUT_S = 60.0
+WINDOW = 3  # blocks in flight per document
+PARALLEL_DOCUMENTS = 2
+RETRY_S = (2.0, 300.0)
+
+
+class BlockFetcher:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self._queue: list[Digest] = []
+        self._active: set[Digest] = set()
+        self._wake = trio.Event()
+        self._limit = trio.Semaphore(PARALLEL_DOCUMENTS)
+        self._stalls: dict[Digest, int] = {}
+
+    def want(self, doc_id: Digest) -> None:
+        if doc_id not in self._queue and doc_id not in self._active:
+            self._queue.append(doc_id)
+            self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for doc_id in self.e.store.awaiting():
+            self.want(doc_id)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                while not self._queue:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                doc_id = self._queue.pop(0)
+                await self._limit.acquire()
+                self._active.add(doc_id)
+                nursery.start_soon(self._fetch, doc_id)
+
+    async def _fetch(self, doc_id: Digest) -> None:
+        e = self.e
+        try:
+            h = e.doc_header(doc_id)
+            if h is None:
+                return
+            missing = e.document_blocks_missing(h)
+            if missing:
+                failed: list[int] = []
+                async with trio.open_nursery() as nursery:
+                    window = trio.Semaphore(WINDOW)
+                    for index in missing:
+                        await window.acquire()
+                        nursery.start_soon(self._one, h, index, window, failed)
+                if failed:
+                    self._stalled(doc_id, len(failed))
+                    return
+            self._stalls.pop(doc_id, None)
+            await e.complete_document(doc_id)
+        finally:
+            self._active.discard(doc_id)
+            self._limit.release()
+
+    def _sources(self, h: MessageHeader) -> list[str]:
+        e = self.e
+        connected = e.overlay.connected_peers()
+        first = []
+        try:
+            sender_node = e.host_peer(h.sender)
+            if sender_node in connected:
+                first.append(sender_node)
+        except RemoteError:
+            pass
+        others = sorted(p for p in connected if p not in first and p != e.peer_id)
+        e.random.shuffle(others)
+        return first + others
+
+    async def _one(self, h: MessageHeader, index: int, window: trio.Semaphore, failed: list[int]) -> None:
+        e = self.e
+        digest = h.body.blocks[index]
+        try:
+            for peer in self._sources(h):
+                try:
+                    data = await e.overlay.request(
+                        peer,
+                        BLOCKS,
+                        m.BlockRequest((digest,)).encode(),
+                        timeout=BLOCK_TIMEOUT_S,
+                        max_response_bytes=m.MAX_BLOCKS_RESPONSE_BYTES,
+                    )
+                    if m.peek_error(data) is not None:
+                        continue
+                    block = m.BlockResponse.decode(data).blocks[0]
+                except (OverlayError, RemoteError, IndexError):
+                    continue
+                if block is None:
+                    continue
+                if len(block) != h.body.sealed_size(index) or Digest.of(block) != digest:
+                    e.metrics.inc("blocks_rejected", reason="hash_mismatch")
+                    e.log.warning("block.rejected", reason="hash_mismatch", peer=peer[:16], block=digest.short())
+                    continue
+                b = e.store.batch()
+                b.put_block(digest, block)
+                e.store.write(b, sync=False)  # made durable by the commit that completes the document
+                e.metrics.inc("blocks_fetched")
+                e.metrics.inc("block_bytes_fetched", len(block))
+                return
+            failed.append(index)
+        finally:
+            window.release()
+
+    def _stalled(self, doc_id: Digest, missing: int) -> None:
+        e = self.e
+        n = self._stalls.get(doc_id, 0) + 1
+        self._stalls[doc_id] = n
+        delay = min(RETRY_S[1], RETRY_S[0] * 2**n)
+        e.log.info("blocks.stalled", id=doc_id.short(), missing=missing, retry_in_s=round(delay))
+
+        async def later() -> None:
+            await trio.sleep(delay)
+            self.want(doc_id)
+
+        e.spawn(later)

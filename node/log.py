@@ -1,0 +1,70 @@
+"""Structured logs: one line per event, ``name key=value ...`` on a terminal, JSON otherwise.
+
+Event names are dotted facts (``peer.connected``, ``envelope.rejected``,
+``document.delivered``); fields carry the specifics (``reason=bad_signature``).
+Only node/ logs: protocol, identity and store return or raise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Log:
+    def __init__(self, *, stream: TextIO | None = None, level: str = "info", fmt: str = "auto", node: str = "") -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.level = LEVELS[level]
+        if fmt == "auto":
+            fmt = "text" if getattr(self.stream, "isatty", lambda: False)() else "json"
+        self.json = fmt == "json"
+        self.node = node
+        self.counts: dict[str, int] = {}
+
+    def event(self, name: str, level: str = "info", **fields: Any) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if LEVELS[level] < self.level:
+            return
+        now = time.time()
+        if self.json:
+            record = {"ts": round(now, 3), "level": level, "event": name, **({"node": self.node} if self.node else {}), **fields}
+            line = json.dumps(record, ensure_ascii=False, default=str)
+        else:
+            stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+            parts = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+            tag = f" [{self.node}]" if self.node else ""
+            line = f"{stamp}{tag} {level.upper():7} {name} {parts}".rstrip()
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed stderr must not take the node down
+
+    def debug(self, name: str, **fields: Any) -> None:
+        self.event(name, "debug", **fields)
+
+    def info(self, name: str, **fields: Any) -> None:
+        self.event(name, "info", **fields)
+
+    def warning(self, name: str, **fields: Any) -> None:
+        self.event(name, "warning", **fields)
+
+    def error(self, name: str, **fields: Any) -> None:
+        self.event(name, "error", **fields)
+
+
+def _text(v: Any) -> str:
+    s = str(v)
+    return json.dumps(s, ensure_ascii=False) if (" " in s or not s) else s
+
+
+class NullLog(Log):
+    def __init__(self) -> None:
+        super().__init__(stream=sys.stderr, level="error", fmt="json")
+
+    def event(self, name: str, level: str = "info", **fields: Any) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1

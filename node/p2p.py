@@ -1,0 +1,386 @@
+"""The py-libp2p adapter: implements ``Overlay`` over a real libp2p host.
+
+Configured against each measured pitfall of py-libp2p 0.8.1
+(``../shared/LIBP2P.md``, ``docs/overlay.md``), each guarded by a test in
+tests/node/test_p2p.py:
+
+1. plaintext: only Noise is offered (``sec_opt``), so a plaintext peer cannot connect;
+2. spam protection off (it drops our own bursts silently);
+3. adaptive gossip off and a 1 s heartbeat (defaults stretch it to a minute);
+4. equivocation cache off (it keeps ~1000 whole messages);
+5. per-peer outbound queue 32 -> 1024 RPCs and our own bounded inbound queue
+   with counted drops (publish() never reports loss; our delivery layer and
+   sync recover what gossip drops);
+6. gossipsub v1.1 only (v1.2 IDONTWANT doubles CPU);
+7. one connection per peer (avoids a 250 ms connect delay);
+8. RPC size 4 MiB; our gossip batches stay under 3 MiB, blocks go over request/response;
+9. PSK length checked before start (a wrong key otherwise fails only after ~30 s);
+10. metrics off (its exporter binds 0.0.0.0 and stalls without a consumer);
+11. shutdown closes the host and stops the seen-cache thread (else ports and threads leak);
+12. ``StreamEOF`` and friends never escape: every library error becomes ``OverlayError``;
+13. message ids are content hashes, so re-sent batches deduplicate;
+14. libp2p's auto-connector is off and the connection limits lifted: it would
+    redial any peer in the peerstore (gated outsiders included) to reach 50-100
+    connections and prune above 300; our dialer keeps exactly the directory's nodes.
+
+Membership is enforced here too: a connection with a peer that is not a node
+of the current directory is refused right after the Noise handshake
+authenticates its peer id, before it is registered (no stream ever opens);
+when the directory changes, connections to peers no longer listed are closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import libp2p.pubsub.rpc_queue as rpc_queue
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetwork, INotifee
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.exceptions import SwarmException
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.request_response import BytesCodec, RequestResponse, RequestResponseConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from identity.keys import NodeKey
+from protocol.errors import ConfigError
+
+from .log import Log
+from .metrics import Metrics
+from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, TopicValidator
+
+# Pitfall 5 and 8: bigger per-peer queue, 4 MiB RPCs (class defaults, set once at import).
+RPC_QUEUE_RPCS = 1024
+RPC_MAX_BYTES = 4 << 20
+rpc_queue.RpcQueue.__init__.__defaults__ = (RPC_QUEUE_RPCS, RPC_MAX_BYTES)
+
+MAX_PEERS = 4096
+INBOUND_QUEUE = 4096
+INBOUND_WORKERS = 4
+DIAL_TIMEOUT_S = 10.0
+REDIAL_S = (1.0, 60.0)
+Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
+Membership = Callable[[str], bool]
+
+
+def check_psk(psk: str) -> str | None:
+    if not psk:
+        return None
+    if len(psk) != 64 or any(ch not in "0123456789abcdef" for ch in psk):
+        raise ConfigError("psk: a private-network key is 64 lower-case hex digits (32 bytes)")
+    return psk
+
+
+class _Notifee(INotifee):
+    def __init__(self, overlay: P2POverlay) -> None:
+        self.o = overlay
+
+    async def opened_stream(self, network: INetwork, stream: object) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: object) -> None:
+        pass
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        await self.o._on_connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        await self.o._on_disconnected(conn.muxed_conn.peer_id)
+
+    async def listen(self, network: INetwork, multiaddr: object) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: object) -> None:
+        pass
+
+
+class P2POverlay:
+    def __init__(
+        self,
+        *,
+        key: NodeKey,
+        listen: Sequence[str],
+        is_member: Membership,
+        targets: Targets,
+        log: Log,
+        metrics: Metrics,
+        psk: str = "",
+        bootstrap: Sequence[str] = (),
+    ) -> None:
+        self.key = key
+        self.listen = [multiaddr.Multiaddr(a) for a in listen]
+        self.is_member = is_member
+        self.targets = targets
+        self.log = log
+        self.metrics = metrics
+        self.bootstrap = list(bootstrap)
+        kp = create_new_key_pair(key.seed)
+        self.host: IHost = new_host(
+            key_pair=kp,
+            sec_opt={TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)},  # 1
+            muxer_opt={TProtocol(YAMUX_ID): Yamux},
+            connection_config=ConnectionConfig(  # 7, 14
+                max_connections_per_peer=1,
+                max_connections=MAX_PEERS,
+                high_watermark=MAX_PEERS,
+                low_watermark=0,
+                min_connections=0,
+            ),
+            psk=check_psk(psk),  # 9
+            enable_metrics=False,  # 10
+        )
+        self._id = self.host.get_id()
+
+        async def no_auto_connect() -> None:  # 14
+            return None
+
+        swarm = self.host.get_network()
+        swarm.auto_connector.maybe_connect = no_auto_connect  # type: ignore[attr-defined]
+        # The membership gate, at the earliest point where the remote peer id is
+        # authenticated (after the Noise handshake) and before the connection is
+        # registered: no stream, identify or gossip ever runs with an outsider.
+        original_add_conn = swarm.add_conn
+
+        async def gated_add_conn(muxed_conn: object, direction: str = "unknown") -> object:
+            peer = muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
+            if not self.is_member(peer):
+                self.metrics.inc("connections_refused", reason="not_in_directory")
+                self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory", direction=direction)
+                try:
+                    await muxed_conn.close()  # type: ignore[attr-defined]
+                finally:
+                    raise SwarmException(f"{peer} is not a node of the directory")
+            return await original_add_conn(muxed_conn, direction)
+
+        swarm.add_conn = gated_add_conn  # type: ignore[method-assign]
+        self.router = GossipSub(
+            protocols=[PROTOCOL_ID_V11],  # 6
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=1,  # 3
+            adaptive_gossip_enabled=False,  # 3
+            spam_protection_enabled=False,  # 2
+            time_to_live=30,
+            gossip_window=3,
+            gossip_history=5,
+        )
+        self.router._check_equivocation = lambda msg: True  # type: ignore[method-assign]  # 4
+        self.pubsub = Pubsub(
+            self.host,
+            self.router,
+            strict_signing=True,
+            max_inbound_rpc_size=RPC_MAX_BYTES,
+            msg_id_constructor=lambda msg: hashlib.sha256(msg.data).digest(),  # 13
+            max_subscriptions_per_peer=4096,
+        )
+        self.rr = RequestResponse(self.host)
+        self._conns: dict[ID, int] = {}
+        self._on_up: PeerHandler | None = None
+        self._on_down: PeerHandler | None = None
+        self._nursery: trio.Nursery | None = None
+        self._inbound: trio.MemorySendChannel[tuple[TopicHandler, str, str, bytes]]
+        self._inbound_recv: trio.MemoryReceiveChannel[tuple[TopicHandler, str, str, bytes]]
+        self._inbound, self._inbound_recv = trio.open_memory_channel(INBOUND_QUEUE)
+        self._next_dial: dict[str, tuple[float, float]] = {}
+        self._dialing: set[str] = set()
+        self.host.get_network().register_notifee(_Notifee(self))
+
+    # --- Overlay -----------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return str(self._id.to_base58())
+
+    def addrs(self) -> list[str]:
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected_peers(self) -> set[str]:
+        return {p.to_base58() for p, n in self._conns.items() if n > 0}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with (
+                self.host.run(self.listen),
+                background_trio_service(self.pubsub),
+                background_trio_service(self.router),
+                trio.open_nursery() as nursery,
+            ):
+                self._nursery = nursery
+                for _ in range(INBOUND_WORKERS):
+                    nursery.start_soon(self._inbound_worker)
+                nursery.start_soon(self._dialer)
+                self.log.info("overlay.listening", addrs=",".join(self.addrs()))
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self.host.close()  # 11
+            self.pubsub.seen_messages.stop()  # 11
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        try:
+            await self.pubsub.publish(topic, data)
+            self.metrics.inc("gossip_published")
+        except Exception as exc:  # 12: publishing is best effort; the outbox retries
+            self.metrics.inc("gossip_publish_errors")
+            self.log.warning("gossip.publish_failed", topic=topic, reason=f"{type(exc).__name__}: {exc}")
+
+    async def subscribe(self, topic: str, validator: TopicValidator, handler: TopicHandler) -> None:
+        def validate(forwarder: ID, msg: object) -> bool:
+            try:
+                return validator(topic, forwarder.to_base58(), msg.data)  # type: ignore[attr-defined]
+            except Exception as exc:  # a validator bug must not kill the pubsub loop
+                self.log.error("gossip.validator_crashed", topic=topic, reason=f"{type(exc).__name__}: {exc}")
+                return False
+
+        self.pubsub.set_topic_validator(topic, validate, False)
+        sub = await self.pubsub.subscribe(topic)
+        assert self._nursery is not None, "overlay not running"
+        self._nursery.start_soon(self._reader, topic, sub, handler)
+
+    async def _reader(self, topic: str, sub: object, handler: TopicHandler) -> None:
+        async for msg in sub:  # type: ignore[attr-defined]
+            origin = ID(msg.from_id)
+            if origin == self._id:
+                continue  # our own publishes come back on our own subscription
+            try:
+                self._inbound.send_nowait((handler, topic, origin.to_base58(), msg.data))
+            except trio.WouldBlock:
+                self.metrics.inc("gossip_inbound_dropped")  # 5: counted; sync recovers it
+
+    async def _inbound_worker(self) -> None:
+        async for handler, topic, peer, data in self._inbound_recv:
+            await handler(topic, peer, data)
+
+    def set_request_handler(
+        self, protocol: str, handler: RequestHandler, *, max_request_bytes: int, max_response_bytes: int
+    ) -> None:
+        async def serve(request: bytes, context: object) -> bytes:
+            peer = context.peer_id.to_base58()  # type: ignore[attr-defined]
+            return await handler(peer, request)
+
+        self.rr.set_handler(
+            TProtocol(protocol),
+            serve,
+            BytesCodec(),
+            RequestResponseConfig(timeout=120, max_request_size=max_request_bytes, max_response_size=max_response_bytes),
+        )
+
+    async def request(self, peer: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:
+        try:
+            pid = ID.from_base58(peer)
+        except Exception:
+            raise OverlayError(peer, "not a peer id") from None
+        if pid not in self._conns or not self._conns[pid]:
+            raise OverlayError(peer, "not connected")
+        try:
+            with trio.fail_after(timeout + 1):
+                response: bytes = await self.rr.send_request(
+                    pid,
+                    [TProtocol(protocol)],
+                    data,
+                    BytesCodec(),
+                    RequestResponseConfig(
+                        timeout=timeout, max_request_size=len(data) + 1024, max_response_size=max_response_bytes
+                    ),
+                )
+                return response
+        except trio.TooSlowError:
+            raise OverlayError(peer, f"no answer within {timeout} s") from None
+        except Exception as exc:  # 12: RequestResponseError, StreamError, OSError...
+            raise OverlayError(peer, f"{type(exc).__name__}: {exc}") from None
+
+    def on_peer(self, connected: PeerHandler, disconnected: PeerHandler) -> None:
+        self._on_up = connected
+        self._on_down = disconnected
+        for peer in sorted(self.connected_peers()):
+            self._spawn(connected, peer)
+
+    def refresh(self) -> None:
+        """The directory changed: drop peers that are no longer members; dial new ones at once."""
+        for pid in list(self._conns):
+            if not self.is_member(pid.to_base58()):
+                self._spawn(self._close, pid)
+        self._next_dial.clear()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
+
+    async def _close(self, pid: ID) -> None:
+        try:
+            await self.host.get_network().close_peer(pid)
+        except Exception as exc:
+            self.log.debug("peer.close_failed", peer=pid.to_base58()[:16], reason=str(exc))
+
+    async def _on_connected(self, pid: ID) -> None:
+        peer = pid.to_base58()
+        if not self.is_member(peer):
+            self.metrics.inc("connections_refused", reason="not_in_directory")
+            self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory")
+            self._spawn(self._close, pid)
+            return
+        first = not self._conns.get(pid)
+        self._conns[pid] = self._conns.get(pid, 0) + 1
+        if first and self._on_up is not None:
+            self._spawn(self._on_up, peer)
+
+    async def _on_disconnected(self, pid: ID) -> None:
+        if pid not in self._conns:
+            return
+        self._conns[pid] -= 1
+        if self._conns[pid] <= 0:
+            del self._conns[pid]
+            if self._on_down is not None:
+                self._spawn(self._on_down, pid.to_base58())
+
+    async def _dialer(self) -> None:
+        """Keep a connection to every node of the directory (and the bootstrap peers), with capped backoff."""
+        while True:
+            now = trio.current_time()
+            wanted = dict(self.targets())
+            for addr in self.bootstrap:
+                if "/p2p/" in addr:
+                    base, peer = addr.rsplit("/p2p/", 1)
+                    wanted.setdefault(peer, [base])
+            connected = self.connected_peers()
+            for peer, addrs in wanted.items():
+                if peer == self.peer_id or peer in connected or peer in self._dialing or not addrs:
+                    continue
+                due, _ = self._next_dial.get(peer, (0.0, 0.0))
+                if now >= due:
+                    self._dialing.add(peer)
+                    self._spawn(self._dial, peer, list(addrs))
+            await trio.sleep(1.0)
+
+    async def _dial(self, peer: str, addrs: list[str]) -> None:
+        try:
+            info = PeerInfo(ID.from_base58(peer), [multiaddr.Multiaddr(a) for a in addrs])
+            with trio.fail_after(DIAL_TIMEOUT_S):
+                await self.host.connect(info)
+            self._next_dial.pop(peer, None)
+        except Exception as exc:
+            _, last = self._next_dial.get(peer, (0.0, 0.0))
+            delay = min(REDIAL_S[1], max(REDIAL_S[0], last * 2))
+            self._next_dial[peer] = (trio.current_time() + delay, delay)
+            self.metrics.inc("dial_failures")
+            self.log.debug("peer.dial_failed", peer=peer[:16], reason=f"{type(exc).__name__}: {exc}"[:200], retry_in_s=delay)
+        finally:
+            self._dialing.discard(peer)

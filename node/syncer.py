@@ -1,0 +1,172 @@
+"""Anti-entropy: catch up from any peer on whatever was missed.
+
+Every node keeps, per shard, a log of the envelopes it stored, in local
+order (store keyspace ``L``). To catch up from a peer, a node asks for the
+peer's log heads, then for each shard it cares about reads the peer's log
+from its cursor for that (shard, peer) onwards, pulls the envelopes it does
+not know, ingests them, and moves the cursor. A cursor is tied to the peer
+store's epoch: if the peer's store was recreated, reading restarts at 0.
+
+This needs nothing from the senders: a node that was down or partitioned
+receives everything stored anywhere it can reach. Rounds run every
+``sync.interval_s`` with ``sync.fanout`` random peers, and at once with every
+peer that connects. Directory links travel the same way (``dir``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from identity.keys import b58decode
+from protocol import messages as m
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
+from protocol.errors import RemoteError
+from protocol.ids import Digest
+from store.records import Cursor
+
+from .overlay import SYNC, OverlayError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+SYNC_TIMEOUT_S = 60.0
+LOG_PAGE = 1000
+GET_CHUNK = 64
+
+
+class Syncer:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self._soon: list[str] = []
+        self._wake = trio.Event()
+        self._active: set[str] = set()
+        self.rounds = 0
+        self.pulled = 0
+
+    def sync_soon(self, peer: str) -> None:
+        if peer not in self._soon:
+            self._soon.append(peer)
+        self._wake.set()
+
+    # --- answering -------------------------------------------------------------------
+
+    def answer(self, req: m.SyncRequest) -> bytes:
+        e = self.e
+        store = e.store
+        if req.op == "heads":
+            heads = tuple(sorted(store.log_shards().items()))
+            return m.HeadsResponse(store.epoch, heads, e.trust.directory.serial).encode()
+        if req.op == "log":
+            entries = tuple(store.log_range(req.shard, after=req.after, limit=req.limit))
+            return m.LogResponse(store.epoch, entries, store.log_head(req.shard)).encode()
+        if req.op == "get":
+            out: list[bytes | None] = []
+            size = 0
+            for i in req.ids:
+                raw = store.get_envelope(i)
+                size += len(raw) if raw else 1
+                if size > m.MAX_SYNC_RESPONSE_BYTES - 65536:
+                    break  # a shorter answer: the asker requests the rest again
+                out.append(raw)
+            return m.EnvelopesResponse(tuple(out)).encode()
+        links = [env.encode() for env in e.chain if isinstance(env.header, DirectoryHeader) and env.header.serial > req.after]
+        return m.EnvelopesResponse(tuple(links)).encode()
+
+    # --- asking ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        interval = self.e.config.sync_interval_s
+        next_round = trio.current_time() + interval
+        async with trio.open_nursery() as nursery:
+            while True:
+                with trio.move_on_at(next_round):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                peers, self._soon = self._soon, []
+                if trio.current_time() >= next_round:
+                    connected = sorted(self.e.overlay.connected_peers())
+                    self.e.random.shuffle(connected)
+                    peers += [p for p in connected[: self.e.config.sync_fanout] if p not in peers]
+                    next_round = trio.current_time() + interval
+                for peer in peers:
+                    if peer not in self._active and peer != self.e.peer_id:
+                        self._active.add(peer)
+                        nursery.start_soon(self._round, peer)
+
+    async def _round(self, peer: str) -> None:
+        try:
+            await self.sync_with(peer)
+        except (OverlayError, RemoteError) as exc:
+            self.e.metrics.inc("sync_failures")
+            self.e.log.info("sync.failed", peer=peer[:16], reason=str(exc)[:200])
+        finally:
+            self._active.discard(peer)
+
+    async def _ask(self, peer: str, req: m.SyncRequest) -> bytes:
+        data = await self.e.overlay.request(
+            peer, SYNC, req.encode(), timeout=SYNC_TIMEOUT_S, max_response_bytes=m.MAX_SYNC_RESPONSE_BYTES
+        )
+        err = m.peek_error(data)
+        if err is not None:
+            raise OverlayError(peer, f"sync refused: {err.code}: {err.detail}")
+        return data
+
+    async def sync_with(self, peer: str) -> int:
+        """One catch-up round with ``peer``; returns how many envelopes were new."""
+        e = self.e
+        if not e.trust.is_member(peer):
+            return 0
+        heads = m.HeadsResponse.decode(await self._ask(peer, m.SyncRequest("heads")))
+        if heads.serial > e.trust.directory.serial:
+            await self.pull_directory(peer)
+        wanted = e.interested_shards()
+        peer_key = b58decode(peer)
+        new = 0
+        for shard, head in heads.heads:
+            if shard not in wanted:
+                continue
+            cur = e.store.cursor(shard, peer_key)
+            start = cur.seq if cur is not None and cur.epoch == heads.epoch else 0
+            while start < head:
+                page = m.LogResponse.decode(await self._ask(peer, m.SyncRequest("log", shard=shard, after=start, limit=LOG_PAGE)))
+                if page.epoch != heads.epoch:
+                    break  # the peer's store changed under us; next round starts over
+                ids = [i for _, i in page.entries if i not in e._inflight and not e.store.known(i)]
+                for n in range(0, len(ids), GET_CHUNK):
+                    new += await self._pull(peer, ids[n : n + GET_CHUNK])
+                start = page.entries[-1][0] if page.entries else head
+                b = e.store.batch()
+                b.put_cursor(shard, peer_key, Cursor(heads.epoch, start))
+                e.store.write(b, sync=False)  # a lost cursor only means reading a page again
+                if not page.entries:
+                    break
+        self.rounds += 1
+        self.pulled += new
+        e.metrics.inc("sync_rounds")
+        if new:
+            e.metrics.inc("sync_envelopes_pulled", new)
+            e.log.info("sync.caught_up", peer=peer[:16], envelopes=new)
+        return new
+
+    async def _pull(self, peer: str, ids: list[Digest]) -> int:
+        got = 0
+        while ids:
+            resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("get", ids=tuple(ids))))
+            envs = [raw for raw in resp.envs if raw is not None]
+            if envs:
+                results = await self.e.ingest(envs, peer=peer, path="sync")
+                got += sum(1 for r in results if r.status == m.OK)
+            if len(resp.envs) >= len(ids) or not resp.envs:
+                break
+            ids = ids[len(resp.envs) :]  # the peer answered part of it: ask for the rest
+        return got
+
+    async def pull_directory(self, peer: str) -> None:
+        e = self.e
+        resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("dir", after=e.trust.directory.serial)))
+        envs = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in resp.envs if raw is not None]
+        if envs:
+            await e.apply_directory(envs, source=peer)

@@ -1,0 +1,268 @@
+"""The node's configuration file (``HOME/config.toml``): schema, defaults, errors.
+
+Pure: :func:`parse_config` takes the file's text and its name (for messages)
+and returns a validated :class:`NodeConfig`, or raises ConfigError naming the
+file, the section and the key. :func:`render_config` writes the file
+``truc init`` creates, with a comment per key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .agency import AgencyCode, parse_shard
+from .envelope import check_network
+from .errors import AgencyCodeError, ConfigError, SchemaError
+
+_MULTIADDR = re.compile(r"^/(ip4|ip6|dns4|dns6|dns)/[^/]+/tcp/\d{1,5}(/p2p/[1-9A-HJ-NP-Za-km-z]+)?$")
+_HOSTPORT = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|0\.0\.0\.0|[0-9.]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_s: float = 1.0
+    cap_s: float = 300.0
+    jitter: float = 0.2  # +/- fraction of each delay
+    receipt_timeout_s: float = 600.0  # re-send a document this long after a transport ack without receipt
+    give_up_days: float = 30.0  # then the delivery is marked failed
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    network: str
+    codes: tuple[AgencyCode, ...]
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    bootstrap: tuple[str, ...] = ()
+    authority: str = "authority.pub"
+    directory: str = "directory.cbor"
+    ipc_socket: str = "truc.sock"
+    store: str = "store"
+    log_level: str = "info"
+    log_format: str = "auto"
+    metrics_listen: str = ""
+    psk: str = ""
+    max_document_mb: float = 200.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    relay_shards: tuple[str, ...] | None = None  # None = every shard in the directory
+    keep_after_receipt_h: float = 24.0
+    fetch_relayed_blocks: bool = False
+    sync_interval_s: float = 30.0
+    sync_fanout: int = 3
+    gossip_flush_ms: float = 20.0
+    gossip_batch_kb: int = 256
+    push_batch: int = 64
+
+    @property
+    def max_document_bytes(self) -> int:
+        return int(self.max_document_mb * 1024 * 1024)
+
+
+_SECTIONS: dict[str, set[str]] = {
+    "node": {
+        "network", "codes", "listen", "bootstrap", "authority", "directory", "ipc_socket",
+        "store", "log_level", "log_format", "metrics_listen", "psk",
+    },
+    "limits": {"max_document_mb"},
+    "retry": {"initial_s", "cap_s", "jitter", "receipt_timeout_s", "give_up_days"},
+    "relay": {"shards", "keep_after_receipt_h", "fetch_blocks"},
+    "sync": {"interval_s", "fanout"},
+    "gossip": {"flush_ms", "batch_kb", "push_batch"},
+}  # fmt: skip
+
+
+class _Reader:
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.data = data
+        self.source = source
+
+    def fail(self, section: str, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.source}: [{section}] {key}: {why}")
+
+    def get(self, section: str, key: str, default: Any) -> Any:
+        return self.data.get(section, {}).get(key, default)
+
+    def number(
+        self, section: str, key: str, default: float, *, lo: float = 0.0, hi: float = 1e12, strict_lo: bool = False
+    ) -> float:
+        v = self.get(section, key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(section, key, f"expected a number, got {v!r}")
+        if v < lo or v > hi or (strict_lo and v == lo):
+            raise self.fail(section, key, f"{v} is outside the allowed range {'(' if strict_lo else '['}{lo}, {hi}]")
+        return float(v)
+
+    def integer(self, section: str, key: str, default: int, *, lo: int, hi: int) -> int:
+        v = self.get(section, key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(section, key, f"expected a whole number, got {v!r}")
+        if not lo <= v <= hi:
+            raise self.fail(section, key, f"{v} is outside {lo}..{hi}")
+        return v
+
+    def text(self, section: str, key: str, default: str, *, choices: tuple[str, ...] | None = None) -> str:
+        v = self.get(section, key, default)
+        if not isinstance(v, str):
+            raise self.fail(section, key, f"expected text, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.fail(section, key, f"{v!r} is not one of {', '.join(choices)}")
+        return v
+
+    def texts(
+        self, section: str, key: str, default: tuple[str, ...], check: Callable[[str], object] | None = None
+    ) -> tuple[str, ...]:
+        v = self.get(section, key, list(default))
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.fail(section, key, f"expected a list of texts, got {v!r}")
+        if check is not None:
+            for x in v:
+                try:
+                    check(x)
+                except (ConfigError, SchemaError, AgencyCodeError, ValueError) as exc:
+                    why = exc.detail if isinstance(exc, ConfigError | SchemaError | AgencyCodeError) else str(exc)
+                    raise self.fail(section, key, f"{x!r}: {why}") from None
+        return tuple(v)
+
+
+def _check_multiaddr(text: str) -> None:
+    if not _MULTIADDR.match(text):
+        raise ValueError("expected a TCP multiaddr such as /ip4/10.0.0.1/tcp/4001 (optionally ending in /p2p/<peer id>)")
+
+
+def _check_hostport(text: str) -> None:
+    m = _HOSTPORT.match(text)
+    if not m or not 0 <= int(m.group(2)) <= 65535:
+        raise ValueError("expected HOST:PORT such as 127.0.0.1:9464")
+
+
+def parse_config(text: str, source: str) -> NodeConfig:
+    """Parse and validate ``config.toml``; raises ConfigError naming ``source``, section and key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    for section, value in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {section} must be a [section]")
+        for key in value:
+            if key not in _SECTIONS[section]:
+                raise ConfigError(f"{source}: [{section}] {key}: unknown key (known: {', '.join(sorted(_SECTIONS[section]))})")
+    r = _Reader(data, source)
+    if "network" not in data.get("node", {}):
+        raise r.fail("node", "network", "missing; it must match the network id of the authority and directory")
+    try:
+        network = check_network(r.text("node", "network", ""))
+    except SchemaError as exc:
+        raise r.fail("node", "network", exc.detail) from None
+    codes = tuple(AgencyCode.parse(c) for c in r.texts("node", "codes", (), AgencyCode.parse))
+    if not codes:
+        raise r.fail("node", "codes", "a node hosts at least one agency code")
+    if len(set(codes)) != len(codes):
+        raise r.fail("node", "codes", "a code is listed twice")
+    listen = r.texts("node", "listen", NodeConfig.listen, _check_multiaddr)
+    if not listen:
+        raise r.fail("node", "listen", "at least one listen address is needed")
+    psk = r.text("node", "psk", "")
+    if psk and not re.fullmatch(r"[0-9a-f]{64}", psk):
+        raise r.fail("node", "psk", "a private-network key is 64 lower-case hex digits (32 bytes); leave empty to disable")
+    metrics = r.text("node", "metrics_listen", "")
+    if metrics:
+        try:
+            _check_hostport(metrics)
+        except ValueError as exc:
+            raise r.fail("node", "metrics_listen", str(exc)) from None
+    shards_raw = r.get("relay", "shards", "all")
+    relay_shards = None if shards_raw == "all" else tuple(parse_shard(s) for s in r.texts("relay", "shards", (), parse_shard))
+    retry = RetryPolicy(
+        initial_s=r.number("retry", "initial_s", 1.0, lo=0.0, hi=3600.0, strict_lo=True),
+        cap_s=r.number("retry", "cap_s", 300.0, lo=0.0, hi=86400.0, strict_lo=True),
+        jitter=r.number("retry", "jitter", 0.2, lo=0.0, hi=0.9),
+        receipt_timeout_s=r.number("retry", "receipt_timeout_s", 600.0, lo=1.0, hi=30 * 86400.0),
+        give_up_days=r.number("retry", "give_up_days", 30.0, lo=0.0, hi=3650.0, strict_lo=True),
+    )
+    if retry.cap_s < retry.initial_s:
+        raise r.fail("retry", "cap_s", f"{retry.cap_s} is below initial_s {retry.initial_s}")
+    return NodeConfig(
+        network=network,
+        codes=codes,
+        listen=listen,
+        bootstrap=r.texts("node", "bootstrap", (), _check_multiaddr),
+        authority=r.text("node", "authority", "authority.pub"),
+        directory=r.text("node", "directory", "directory.cbor"),
+        ipc_socket=r.text("node", "ipc_socket", "truc.sock"),
+        store=r.text("node", "store", "store"),
+        log_level=r.text("node", "log_level", "info", choices=("debug", "info", "warning", "error")),
+        log_format=r.text("node", "log_format", "auto", choices=("auto", "json", "text")),
+        metrics_listen=metrics,
+        psk=psk,
+        max_document_mb=r.number("limits", "max_document_mb", 200.0, lo=0.0, hi=4096.0, strict_lo=True),
+        retry=retry,
+        relay_shards=relay_shards,
+        keep_after_receipt_h=r.number("relay", "keep_after_receipt_h", 24.0, lo=0.0, hi=24 * 3650.0),
+        fetch_relayed_blocks=bool(r.get("relay", "fetch_blocks", False)),
+        sync_interval_s=r.number("sync", "interval_s", 30.0, lo=0.0, hi=86400.0, strict_lo=True),
+        sync_fanout=r.integer("sync", "fanout", 3, lo=1, hi=1000),
+        gossip_flush_ms=r.number("gossip", "flush_ms", 20.0, lo=0.0, hi=10_000.0),
+        gossip_batch_kb=r.integer("gossip", "batch_kb", 256, lo=1, hi=3072),
+        push_batch=r.integer("gossip", "push_batch", 64, lo=1, hi=1024),
+    )
+
+
+def _q(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _list(vs: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_q(v) for v in vs) + "]"
+
+
+def render_config(c: NodeConfig) -> str:
+    """The text of a config file equal to ``c``, commented for operators."""
+    shards = '"all"' if c.relay_shards is None else _list(c.relay_shards)
+    return f"""# Trục node configuration. Paths are relative to this file's directory.
+# Every key is optional except network and codes; shown values are the defaults
+# unless `truc init` set them.
+
+[node]
+network = {_q(c.network)}            # network id; must match the authority and the directory
+codes = {_list(tuple(str(x) for x in c.codes))}   # agencies hosted here (secret keys in keys/)
+listen = {_list(c.listen)}           # libp2p listen addresses
+bootstrap = {_list(c.bootstrap)}     # peers to dial at start (the directory adds every member node)
+authority = {_q(c.authority)}        # pinned network authority public key
+directory = {_q(c.directory)}        # signed directory file to start from
+ipc_socket = {_q(c.ipc_socket)}      # Unix socket for integrators and the truc CLI (mode 0660)
+store = {_q(c.store)}                # LevelDB store directory
+log_level = {_q(c.log_level)}        # debug, info, warning, error
+log_format = {_q(c.log_format)}      # auto (text on a terminal, JSON otherwise), json, text
+metrics_listen = {_q(c.metrics_listen)}   # Prometheus /metrics, e.g. "127.0.0.1:9464"; empty = off
+psk = {_q(c.psk)}                    # optional private-network key (64 hex), same on every node
+
+[limits]
+max_document_mb = {c.max_document_mb:g}    # larger documents are refused at submit and on receipt
+
+[retry]
+initial_s = {c.retry.initial_s:g}          # first retry delay; doubles up to cap_s, with +/- jitter
+cap_s = {c.retry.cap_s:g}
+jitter = {c.retry.jitter:g}
+receipt_timeout_s = {c.retry.receipt_timeout_s:g}  # re-send a document stored by the peer but not yet receipted
+give_up_days = {c.retry.give_up_days:g}       # then the delivery is marked failed
+
+[relay]
+shards = {shards}                    # shards to relay and keep for catch-up: "all" or a list like ["G22", "H01"]
+keep_after_receipt_h = {c.keep_after_receipt_h:g}   # relays drop a document this long after every receipt was seen
+fetch_blocks = {"true" if c.fetch_relayed_blocks else "false"}   # relays also keep large bodies (bandwidth, disk)
+
+[sync]
+interval_s = {c.sync_interval_s:g}         # anti-entropy round with a few peers
+fanout = {c.sync_fanout}                # peers per round (every newly connected peer is synced at once)
+
+[gossip]
+flush_ms = {c.gossip_flush_ms:g}           # envelopes are batched into one gossip message for this long
+batch_kb = {c.gossip_batch_kb}            # or until the batch reaches this size
+push_batch = {c.push_batch}           # envelopes per direct push request
+"""

@@ -1,0 +1,270 @@
+"""Node-to-node messages (``docs/overlay.md``), version 1.
+
+Every message is a canonical CBOR map with ``"v": 1``. Envelopes travel as
+their wire bytes (``protocol.envelope``) inside these containers:
+
+* gossip batch  — ``{"v", "envs": [bytes]}`` on a shard or directory topic
+* push          — request ``{"v", "envs": [bytes]}``; response ``{"v", "results": [[id, status, detail]]}``
+* blocks        — request ``{"v", "want": [hash]}``; response ``{"v", "blocks": [bytes | null]}``
+* sync          — request ``{"v", "op", ...}`` (heads, log, get, dir); responses below
+* any response may instead be ``{"v", "error": code, "detail": text}``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import cbor
+from .agency import parse_shard
+from .errors import AgencyCodeError, RemoteError, SchemaError
+from .ids import Digest
+
+VERSION = 1
+MAX_BATCH_BYTES = 3 << 20  # gossip messages stay under the 4 MiB RPC limit we configure
+MAX_PUSH_BYTES = 8 << 20
+MAX_WANT = 4  # blocks per request: ~4 MiB response
+MAX_BLOCKS_RESPONSE_BYTES = MAX_WANT * ((1 << 20) + 64) + 1024
+MAX_SYNC_IDS = 256
+MAX_LOG_PAGE = 2000
+MAX_SYNC_RESPONSE_BYTES = 16 << 20
+MAX_REQUEST_BYTES = 8 << 20
+
+OK = "ok"  # stored now
+DUPLICATE = "duplicate"  # already stored before
+
+
+def _msg(data: bytes, where: str, max_bytes: int, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    m = cbor.expect_map(cbor.decode(data, max_bytes=max_bytes), where, required | {"v"}, optional)
+    if m["v"] != VERSION:
+        raise SchemaError(f"{where}.v: only version {VERSION} is known")
+    return m
+
+
+def _bytes_list(m: dict[str, Any], key: str, where: str, *, max_len: int, size: int | None = None) -> list[bytes]:
+    items = cbor.get_list(m, key, where, max_len=max_len)
+    for i, item in enumerate(items):
+        if type(item) is not bytes or (size is not None and len(item) != size):
+            raise SchemaError(f"{where}.{key}[{i}]: expected {'bytes' if size is None else f'{size} bytes'}")
+    return items
+
+
+@dataclass(frozen=True)
+class EnvelopeBatch:
+    """Gossip messages and push requests: envelopes as wire bytes."""
+
+    envs: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "envs": list(self.envs)})
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_bytes: int = MAX_PUSH_BYTES) -> EnvelopeBatch:
+        m = _msg(data, "batch", max_bytes, {"envs"})
+        return cls(tuple(_bytes_list(m, "envs", "batch", max_len=100_000)))
+
+
+@dataclass(frozen=True)
+class PushResult:
+    id: Digest
+    status: str  # OK, DUPLICATE, or an error code (protocol.errors)
+    detail: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return self.status in (OK, DUPLICATE)
+
+
+@dataclass(frozen=True)
+class PushResponse:
+    results: tuple[PushResult, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "results": [[bytes(r.id), r.status, r.detail[:500]] for r in self.results]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> PushResponse:
+        m = _msg(data, "push response", 1 << 20, {"results"})
+        out = []
+        for i, r in enumerate(cbor.get_list(m, "results", "push response", max_len=100_000)):
+            if not (
+                type(r) is list
+                and len(r) == 3
+                and type(r[0]) is bytes
+                and len(r[0]) == 32
+                and type(r[1]) is str
+                and type(r[2]) is str
+            ):
+                raise SchemaError(f"push response.results[{i}]: expected [id, status, detail]")
+            out.append(PushResult(Digest(r[0]), r[1][:64], r[2][:500]))
+        return cls(tuple(out))
+
+
+@dataclass(frozen=True)
+class BlockRequest:
+    want: tuple[Digest, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "want": [bytes(h) for h in self.want]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> BlockRequest:
+        m = _msg(data, "block request", 4096, {"want"})
+        return cls(tuple(Digest(h) for h in _bytes_list(m, "want", "block request", max_len=MAX_WANT, size=32)))
+
+
+@dataclass(frozen=True)
+class BlockResponse:
+    blocks: tuple[bytes | None, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "blocks": list(self.blocks)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> BlockResponse:
+        m = _msg(data, "block response", MAX_BLOCKS_RESPONSE_BYTES, {"blocks"})
+        items = cbor.get_list(m, "blocks", "block response", max_len=MAX_WANT)
+        for i, b in enumerate(items):
+            if b is not None and type(b) is not bytes:
+                raise SchemaError(f"block response.blocks[{i}]: expected bytes or null")
+        return cls(tuple(items))
+
+
+# --- sync -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """``op``: heads (every shard's log head), log (a page of one shard's log),
+    get (envelopes by id), dir (directory links after a serial)."""
+
+    op: str
+    shard: str = ""
+    after: int = 0
+    limit: int = 0
+    ids: tuple[Digest, ...] = ()
+
+    def encode(self) -> bytes:
+        m: dict[str, Any] = {"v": VERSION, "op": self.op}
+        if self.op == "log":
+            m.update(shard=self.shard, after=self.after, limit=self.limit)
+        elif self.op == "get":
+            m["ids"] = [bytes(i) for i in self.ids]
+        elif self.op == "dir":
+            m["after"] = self.after
+        return cbor.encode(m)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SyncRequest:
+        m = cbor.decode(data, max_bytes=64 << 10)
+        op = m.get("op") if type(m) is dict else None
+        where = "sync request"
+        if op == "heads":
+            _msg(data, where, 64 << 10, {"op"})
+            return cls("heads")
+        if op == "log":
+            m = _msg(data, where, 64 << 10, {"op", "shard", "after", "limit"})
+            try:
+                shard = parse_shard(cbor.get_text(m, "shard", where, max_len=3))
+            except AgencyCodeError as exc:
+                raise SchemaError(f"{where}.shard: {exc.detail}") from None
+            return cls(
+                "log", shard=shard, after=cbor.get_int(m, "after", where), limit=cbor.get_int(m, "limit", where, 1, MAX_LOG_PAGE)
+            )
+        if op == "get":
+            m = _msg(data, where, 64 << 10, {"op", "ids"})
+            return cls("get", ids=tuple(Digest(i) for i in _bytes_list(m, "ids", where, max_len=MAX_SYNC_IDS, size=32)))
+        if op == "dir":
+            m = _msg(data, where, 64 << 10, {"op", "after"})
+            return cls("dir", after=cbor.get_int(m, "after", where))
+        raise SchemaError(f"{where}.op: expected heads, log, get or dir, got {op!r:.20}")
+
+
+@dataclass(frozen=True)
+class HeadsResponse:
+    epoch: bytes  # the answering store's epoch: cursors into its logs are only valid within one epoch
+    heads: tuple[tuple[str, int], ...]
+    serial: int  # its directory serial, so a peer that is behind asks for the links
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "epoch": self.epoch, "heads": [[s, n] for s, n in self.heads], "serial": self.serial})
+
+    @classmethod
+    def decode(cls, data: bytes) -> HeadsResponse:
+        m = _msg(data, "heads", 1 << 20, {"epoch", "heads", "serial"})
+        heads = []
+        for i, h in enumerate(cbor.get_list(m, "heads", "heads", max_len=100_000)):
+            if not (type(h) is list and len(h) == 2 and type(h[0]) is str and type(h[1]) is int and h[1] >= 0):
+                raise SchemaError(f"heads.heads[{i}]: expected [shard, seq]")
+            try:
+                heads.append((parse_shard(h[0]), h[1]))
+            except AgencyCodeError as exc:
+                raise SchemaError(f"heads.heads[{i}]: {exc.detail}") from None
+        return cls(cbor.get_bytes(m, "epoch", "heads", size=16), tuple(heads), cbor.get_int(m, "serial", "heads"))
+
+
+@dataclass(frozen=True)
+class LogResponse:
+    epoch: bytes
+    entries: tuple[tuple[int, Digest], ...]
+    head: int
+
+    def encode(self) -> bytes:
+        return cbor.encode(
+            {"v": VERSION, "epoch": self.epoch, "entries": [[s, bytes(i)] for s, i in self.entries], "head": self.head}
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LogResponse:
+        m = _msg(data, "log", 1 << 20, {"epoch", "entries", "head"})
+        entries = []
+        for i, e in enumerate(cbor.get_list(m, "entries", "log", max_len=MAX_LOG_PAGE)):
+            if not (type(e) is list and len(e) == 2 and type(e[0]) is int and type(e[1]) is bytes and len(e[1]) == 32):
+                raise SchemaError(f"log.entries[{i}]: expected [seq, id]")
+            entries.append((e[0], Digest(e[1])))
+        return cls(cbor.get_bytes(m, "epoch", "log", size=16), tuple(entries), cbor.get_int(m, "head", "log"))
+
+
+@dataclass(frozen=True)
+class EnvelopesResponse:
+    """Answer to sync ``get`` (null where this peer does not have the id) and ``dir``."""
+
+    envs: tuple[bytes | None, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "envs": list(self.envs)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> EnvelopesResponse:
+        m = _msg(data, "envelopes", MAX_SYNC_RESPONSE_BYTES, {"envs"})
+        items = cbor.get_list(m, "envs", "envelopes", max_len=100_000)
+        for i, e in enumerate(items):
+            if e is not None and type(e) is not bytes:
+                raise SchemaError(f"envelopes.envs[{i}]: expected bytes or null")
+        return cls(tuple(items))
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    code: str
+    detail: str = ""
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "error": self.code, "detail": self.detail[:500]})
+
+    @classmethod
+    def of(cls, exc: RemoteError) -> ErrorResponse:
+        return cls(exc.code, exc.message)
+
+
+def peek_error(data: bytes) -> ErrorResponse | None:
+    """The error a peer answered with, if the response is one (errors are small; big responses are not)."""
+    if len(data) > 4096:
+        return None
+    try:
+        m = cbor.decode(data, max_bytes=MAX_SYNC_RESPONSE_BYTES)
+    except RemoteError:
+        return None
+    if type(m) is dict and set(m) == {"v", "error", "detail"} and type(m["error"]) is str and type(m["detail"]) is str:
+        return ErrorResponse(m["error"][:64], m["detail"][:500])
+    return None

@@ -1,0 +1,297 @@
+"""The node's logic on a simulated network, in virtual time: delivery, receipts, failures.
+
+Real engines, stores and crypto; only the wire is simulated (simnet/virtual.py).
+The same scenarios over real py-libp2p hosts are in test_p2p.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.engine import NotHostedError
+from protocol.errors import (
+    IllegalTransitionError,
+    NotAuthorizedError,
+    NotFoundError,
+    SchemaError,
+    TooLargeError,
+    UnknownAgencyError,
+)
+from protocol.ids import Digest
+from protocol.status import StatusCode
+from simnet.cluster import wait_until
+from tests.node.helpers import G22, H01, H29, H31, SUB, C, cluster, delivered, in_inbox, meta, read_files, run_virtual, send
+
+
+def test_document_with_blocks_reaches_both_recipients_and_receipts_return(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [H01, H29], 5_000_000, 1000)
+            await wait_until(lambda: delivered(c, G22, doc), timeout=30)
+            for code in (H01, H29):
+                assert read_files(c, code, doc) == [b"\x00" * 5_000_000, b"\x01" * 1000]
+            track = c.by_code(G22).e().track(doc)
+            assert [s["code"] for r in track["recipients"] for s in r["statuses"]] == ["01", "01"]
+            # The relay holds the envelope (catch-up) but cannot read it.
+            relay = c.node("relay").e()
+            await wait_until(lambda: relay.store.has_envelope(doc), timeout=60)
+            rec = relay.store.doc(doc)
+            assert rec is not None and rec.role.value == "relayed" and rec.subject == ""
+            with pytest.raises(NotAuthorizedError):
+                list(relay.read_document(doc, C(H31)))
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_sender_and_recipient_on_one_node(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [SUB, H01], 100)
+            assert in_inbox(c, SUB, doc)  # delivered in the submit commit itself
+            await wait_until(lambda: delivered(c, G22, doc), timeout=30)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_offline_recipient_catches_up_and_receipts_arrive(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            await c.stop("h29")
+            docs = [await send(c, G22, [H29], 100 * i) for i in range(1, 6)]
+            big = await send(c, G22, [H29], 3_000_000)
+            await trio.sleep(30)
+            g = c.by_code(G22).e()
+            for r in g.track(docs[0])["recipients"]:
+                assert r["state"] == "pending" and "not connected" in r["last_error"] and r["attempts"] >= 2
+            await c.start(n, "h29")
+            await wait_until(lambda: all(delivered(c, G22, d) for d in [*docs, big]), timeout=120)
+            inbox = c.node("h29").e().store.inbox(C(H29))
+            assert sorted(e.id for _, e in inbox) == sorted([*docs, big])  # each exactly once, any order
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_store_and_forward_when_the_sender_goes_away(tmp_path: Path) -> None:
+    """Recipient down, sender publishes (relays keep it), sender goes down, recipient comes back."""
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            await c.stop("h29")
+            doc = await send(c, G22, [H29], 2000)
+            relay = c.node("relay").e()
+            await wait_until(lambda: relay.store.has_envelope(doc), timeout=30)
+            await c.stop("g22")
+            await c.start(n, "h29")
+            await wait_until(lambda: in_inbox(c, H29, doc), timeout=120)
+            h29 = c.node("h29").e()
+            assert h29.store.doc(doc).subject  # type: ignore[union-attr]
+            await trio.sleep(20)
+            await c.start(n, "g22")  # the receipt waited in H29's outbox
+            await wait_until(lambda: delivered(c, G22, doc), timeout=300)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_partition_heals_and_everything_arrives(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            g, others = c.node("g22").peer_id, {c.node(x).peer_id for x in ("h01", "h29", "relay")}
+            await c.network.partition({g}, others)
+            docs = [await send(c, G22, [H01, H29], 500) for _ in range(10)]
+            answer = [await send(c, H01, [G22], 100) for _ in range(3)]
+            await trio.sleep(60)
+            assert not any(in_inbox(c, H01, d) for d in docs)
+            await c.network.heal()
+            await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=300)
+            await wait_until(lambda: all(delivered(c, H01, d) for d in answer), timeout=300)
+            assert c.node("h01").e().store.inbox_count(C(H01)) == 10
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_burst_of_500_documents_over_lossy_links_is_fully_delivered(tmp_path: Path) -> None:
+    from simnet.virtual import VirtualNetwork
+
+    c = cluster(tmp_path, network=VirtualNetwork(seed=7, loss=0.2))
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            docs = [await send(c, G22, [H01] if i % 2 else [H29], 200) for i in range(500)]
+            await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=3000, step=1)
+            assert c.node("h01").e().store.inbox_count(C(H01)) == 250
+            assert c.node("h29").e().store.inbox_count(C(H29)) == 250
+            assert c.network.stats.lost > 50  # the loss was real
+            n.cancel_scope.cancel()
+
+    run_virtual(main, limit_s=4000)
+
+
+def test_status_flow_and_illegal_transitions(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [H01, H29], 10)
+            await wait_until(lambda: delivered(c, G22, doc), timeout=30)
+            h01 = c.node("h01").e()
+            with pytest.raises(IllegalTransitionError, match="allowed now: 02 from the recipient, 03"):
+                await h01.send_status(doc, C(H01), StatusCode.ASSIGNED)
+            for code in (StatusCode.ACCEPTED, StatusCode.ASSIGNED, StatusCode.PROCESSING, StatusCode.PROCESSING):
+                await h01.send_status(doc, C(H01), code, note=f"bước {int(code)}")
+            await h01.send_status(doc, C(H01), StatusCode.FINISHED, note="Đã xong")
+            g = c.node("g22").e()
+
+            def codes(code: str) -> list[str]:
+                return [s["code"] for r in g.track(doc)["recipients"] if r["code"] == code for s in r["statuses"]]
+
+            await wait_until(lambda: codes(H01) == ["01", "03", "04", "05", "05", "06"], timeout=60)
+            track = {r["code"]: r for r in g.track(doc)["recipients"]}
+            assert track[H01]["phase"] == "finished" and track[H01]["statuses"][-1]["note"] == "Đã xong"
+            # Take-back: only the sender asks, only the recipient answers.
+            with pytest.raises(SchemaError, match="which recipient"):
+                await g.send_status(doc, C(G22), StatusCode.TAKEBACK_REQUESTED)
+            await g.send_status(doc, C(G22), StatusCode.TAKEBACK_REQUESTED, to=C(H29), note="Gửi nhầm")
+            h29 = c.node("h29").e()
+            await wait_until(lambda: h29.thread_state(doc, C(H29))[0].pending.value == "takeback", timeout=60)
+            with pytest.raises(IllegalTransitionError):
+                await h29.send_status(doc, C(H29), StatusCode.ACCEPTED)
+            await h29.send_status(doc, C(H29), StatusCode.AGREED)
+            await wait_until(lambda: g.thread_state(doc, C(H29))[0].phase.value == "withdrawn", timeout=60)
+            with pytest.raises(NotAuthorizedError):
+                await c.node("relay").e().send_status(doc, C(H31), StatusCode.ACCEPTED)
+            with pytest.raises(NotAuthorizedError, match="01 is sent by the node"):
+                await h01.send_status(doc, C(H01), StatusCode.ARRIVED)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_submit_errors_and_idempotency(tmp_path: Path) -> None:
+    import dataclasses
+
+    c = cluster(tmp_path, config=lambda cfg: dataclasses.replace(cfg, max_document_mb=1))
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            g = c.node("g22").e()
+            first = await send(c, G22, [H01], 10, idempotency_key="cv-2026-15")
+            again = await send(c, G22, [H01], 99, idempotency_key="cv-2026-15")
+            assert first == again
+            with pytest.raises(UnknownAgencyError):
+                await send(c, G22, ["000.00.00.H05"], 10)
+            with pytest.raises(TooLargeError, match="accepts documents up to"):
+                await send(c, G22, [H01], 2 << 20)
+            with pytest.raises(SchemaError, match="itself"):
+                await send(c, G22, [G22], 1)
+            with pytest.raises(NotHostedError, match=r"this node hosts 000\.00\.00\.G22, 000\.00\.01\.G22"):
+                await g.submit(C(H01), [C(G22)], meta(), [])
+            with pytest.raises(NotFoundError):
+                g.track(Digest.of(b"no such document"))
+            await wait_until(lambda: c.node("h01").e().store.inbox_count(C(H01)) == 1, timeout=30)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_recipient_restart_mid_fetch_resumes_without_duplicates(tmp_path: Path) -> None:
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [H29], 8_000_000)
+            h29 = c.node("h29")
+            await wait_until(lambda: h29.running and h29.e().block_progress(doc)[0] >= 2, timeout=30, step=0.001)
+            have, total = h29.e().block_progress(doc)
+            assert 0 < have < total
+            await c.stop("h29")
+            await c.start(n, "h29")
+            await wait_until(lambda: delivered(c, G22, doc), timeout=120)
+            assert h29.e().store.inbox_count(C(H29)) == 1
+            assert read_files(c, H29, doc) == [b"\x00" * 8_000_000]
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_status_that_arrives_before_its_document_waits_for_it(tmp_path: Path) -> None:
+    """Catch-up can bring a status before the document (they live in different shards)."""
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [H01], 10)
+            await wait_until(lambda: delivered(c, G22, doc), timeout=30)
+            h01 = c.node("h01").e()
+            await h01.send_status(doc, C(H01), StatusCode.ACCEPTED)
+            await trio.sleep(5)
+            statuses = [sid for _, sid, _ in h01.store.history(doc, C(H01))]
+            raws = [h01.store.get_envelope(s) for s in statuses]
+            doc_raw = h01.store.get_envelope(doc)
+            # A fresh node that knows nothing gets the statuses first, then the document.
+            await c.stop("relay")
+            import shutil
+
+            shutil.rmtree(c.node("relay").home)
+            await c.network.partition({c.node("relay").peer_id}, {c.node(x).peer_id for x in ("g22", "h01", "h29")})
+            await c.start(n, "relay")
+            relay = c.node("relay").e()
+            res = await relay.ingest([r for r in raws if r], peer=c.node("h01").peer_id, path="sync")
+            assert {r.status for r in res} == {"ok"}
+            assert relay.store.parked(doc) and not relay.store.history(doc)
+            assert doc_raw is not None
+            await relay.ingest([doc_raw], peer=c.node("h01").peer_id, path="sync")
+            await wait_until(lambda: len(relay.store.history(doc)) == 2 and not relay.store.parked(doc), timeout=10)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_relays_drop_documents_after_receipts_and_the_keep_window(tmp_path: Path) -> None:
+    import dataclasses
+
+    c = cluster(tmp_path, config=lambda cfg: dataclasses.replace(cfg, keep_after_receipt_h=1.0))
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            doc = await send(c, G22, [H01], 10)
+            relay = c.node("relay").e()
+            await wait_until(lambda: relay.store.has_envelope(doc) and len(relay.store.history(doc)) == 1, timeout=120)
+            assert relay.retention_sweep(c.clock()) == 0  # receipt seen, but within the keep window
+            assert relay.retention_sweep(c.clock() + 3_600_001) == 1
+            assert not relay.store.has_envelope(doc) and relay.store.known(doc)
+            # A replay of the dropped envelope is a duplicate, not a new document.
+            raw = c.node("h01").e().store.get_envelope(doc)
+            assert raw is not None
+            res = await relay.ingest([raw], peer=c.node("h01").peer_id, path="gossip")
+            assert res[0].status == "duplicate"
+            n.cancel_scope.cancel()
+
+    run_virtual(main)

@@ -1,0 +1,285 @@
+"""Real py-libp2p hosts on 127.0.0.1: delivery, and each protection we rely on (node/p2p.py)."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+
+import multiaddr
+import pytest
+import trio
+
+from identity.keys import NodeKey
+from node.log import NullLog
+from node.metrics import Metrics
+from node.overlay import shard_topic
+from node.p2p import P2POverlay
+from protocol import messages as m
+from protocol.errors import ConfigError, NotAuthorizedError
+from simnet.cluster import Cluster, free_port, wait_until
+from tests.node.helpers import G22, H01, H29, H31, SUB, C, delivered, read_files, send
+
+pytestmark = pytest.mark.slow
+NODES = {"g22": [G22, SUB], "h01": [H01], "h29": [H29], "relay": [H31]}
+
+
+def real_cluster(tmp: Path) -> Cluster:
+    return Cluster(tmp, NODES, network=None)
+
+
+async def all_connected(c: Cluster) -> None:
+    n = len(c.nodes)
+    await wait_until(
+        lambda: all(len(x.e().overlay.connected_peers()) == n - 1 for x in c.nodes.values() if x.running), timeout=20
+    )
+
+
+@pytest.mark.timeout(90)
+def test_document_with_5mb_attachment_delivered_with_receipts_over_libp2p(tmp_path: Path) -> None:
+    c = real_cluster(tmp_path)
+
+    async def main() -> None:
+        with trio.fail_after(80):
+            async with trio.open_nursery() as n:
+                await c.start_all(n)
+                await all_connected(c)
+                payload = secrets.token_bytes(5_000_000)
+                g = c.by_code(G22).e()
+                from identity.sealing import FileSource
+                from tests.node.helpers import meta
+
+                doc = await g.submit(
+                    C(G22), [C(H01), C(H29)], meta(), [FileSource("phu-luc.pdf", "application/pdf", data=payload)]
+                )
+                await wait_until(lambda: delivered(c, G22, doc), timeout=60)
+                assert read_files(c, H01, doc) == [payload] and read_files(c, H29, doc) == [payload]
+                relay = c.node("relay").e()
+                await wait_until(lambda: relay.store.has_envelope(doc), timeout=30)
+                with pytest.raises(NotAuthorizedError):
+                    list(relay.read_document(doc, C(H31)))
+                raw = relay.store.get_envelope(doc)
+                assert raw is not None and payload[:64] not in raw
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(120)
+def test_burst_of_500_documents_is_fully_delivered(tmp_path: Path) -> None:
+    c = real_cluster(tmp_path)
+
+    async def main() -> None:
+        with trio.fail_after(110):
+            async with trio.open_nursery() as n:
+                await c.start_all(n)
+                await all_connected(c)
+                docs = []
+                async with trio.open_nursery() as senders:
+
+                    async def one(i: int) -> None:
+                        docs.append(await send(c, G22, [H01] if i % 2 else [H29], 300))
+
+                    for i in range(500):
+                        senders.start_soon(one, i)
+                await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=90, step=0.5)
+                assert c.node("h01").e().store.inbox_count(C(H01)) == 250
+                assert c.node("h29").e().store.inbox_count(C(H29)) == 250
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_stopped_node_leaves_no_open_port_and_catches_up_after_restart(tmp_path: Path) -> None:
+    c = real_cluster(tmp_path)
+
+    async def main() -> None:
+        with trio.fail_after(55):
+            async with trio.open_nursery() as n:
+                await c.start_all(n)
+                await all_connected(c)
+                await c.stop("h29")
+                port = int(c.node("h29").config.listen[0].rsplit("/", 1)[1])
+                with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+                    s.connect(("127.0.0.1", port))
+                docs = [await send(c, G22, [H29], 100) for _ in range(5)]
+                await trio.sleep(1)
+                await c.start(n, "h29")
+                await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=40)
+                assert c.node("h29").e().store.inbox_count(C(H29)) == 5
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _overlay(key: NodeKey, port: int, *, members: set[str], targets: dict[str, list[str]], psk: str = "") -> P2POverlay:
+    return P2POverlay(
+        key=key,
+        listen=[f"/ip4/127.0.0.1/tcp/{port}"],
+        is_member=lambda p: p in members,
+        targets=lambda: targets,
+        log=NullLog(),
+        metrics=Metrics(),
+        psk=psk,
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_not_in_the_directory_cannot_stay_connected() -> None:
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import PeerInfo
+
+    a_key, b_key, out_key = (NodeKey(secrets.token_bytes(32)) for _ in range(3))
+    pa, pb, po = free_port(), free_port(), free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    a = _overlay(a_key, pa, members=members, targets={})
+    b = _overlay(b_key, pb, members=members, targets={a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]})
+    outsider = _overlay(out_key, po, members={a_key.peer_id, out_key.peer_id}, targets={})
+    a_id = ID.from_base58(a_key.peer_id)
+    out_id = ID.from_base58(out_key.peer_id)
+
+    def a_holds_outsider() -> bool:
+        return bool(a.host.get_network().get_connections(out_id))
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                for ov in (a, b, outsider):
+                    await n.start(ov.run)
+                await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=15)
+                with trio.move_on_after(10):  # the outsider's dial may hang or fail: both are fine
+                    await outsider.host.connect(PeerInfo(a_id, [multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{pa}")]))
+                await wait_until(lambda: a.metrics.get("connections_refused", reason="not_in_directory") >= 1, timeout=10)
+                await wait_until(lambda: not a_holds_outsider(), timeout=10)
+                for _ in range(20):  # and it stays out (nobody redials it)
+                    assert not a_holds_outsider() and out_key.peer_id not in a.connected_peers()
+                    await trio.sleep(0.1)
+                assert b_key.peer_id in a.connected_peers()
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_plaintext_peer_is_refused() -> None:
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import PeerInfo
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+    key = NodeKey(secrets.token_bytes(32))
+    port = free_port()
+    node = _overlay(key, port, members={key.peer_id}, targets={})
+    kp = create_new_key_pair(secrets.token_bytes(32))
+    plain = new_host(key_pair=kp, sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(kp)})  # type: ignore[dict-item]
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                await n.start(node.run)
+                async with plain.run([multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{free_port()}")]):
+                    refused: BaseException | None = None
+                    try:
+                        with trio.fail_after(15):
+                            await plain.connect(
+                                PeerInfo(ID.from_base58(key.peer_id), [multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")])
+                            )
+                    except Exception as exc:  # no common security protocol: the upgrade fails
+                        refused = exc
+                    assert refused is not None and not isinstance(refused, trio.TooSlowError), refused
+                    assert not node.connected_peers()
+                await plain.close()
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_wrong_private_network_key_is_refused_and_a_bad_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="64 lower-case hex"):
+        _overlay(NodeKey(b"\x01" * 32), free_port(), members=set(), targets={}, psk="abc")
+    a_key, b_key, c_key = (NodeKey(secrets.token_bytes(32)) for _ in range(3))
+    pa = free_port()
+    good, bad = secrets.token_hex(32), secrets.token_hex(32)
+    members = {a_key.peer_id, b_key.peer_id, c_key.peer_id}
+    target = {a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}
+    a = _overlay(a_key, pa, members=members, targets={}, psk=good)
+    b = _overlay(b_key, free_port(), members=members, targets=target, psk=good)
+    wrong = _overlay(c_key, free_port(), members=members, targets=target, psk=bad)
+
+    async def main() -> None:
+        with trio.fail_after(55):
+            async with trio.open_nursery() as n:
+                for ov in (a, b, wrong):
+                    await n.start(ov.run)
+                await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=20)
+                await trio.sleep(12)  # longer than our 10 s dial timeout
+                assert c_key.peer_id not in a.connected_peers()
+                assert wrong.metrics.total("dial_failures") >= 1
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_invalid_gossip_is_not_forwarded_and_valid_gossip_is(tmp_path: Path) -> None:
+    """A - B - C in a line: A publishes; B validates before forwarding to C."""
+    from tests.node.helpers import meta
+
+    c = Cluster(tmp_path, {"a": [G22], "b": [H01], "c": [H29]}, network=None)
+    addr = {name: node.prov.addrs[0] for name, node in c.nodes.items()}
+    peer = {name: node.peer_id for name, node in c.nodes.items()}
+    line = {"a": ["b"], "b": ["a", "c"], "c": ["b"]}
+
+    def limit(name: str) -> None:
+        node = c.nodes[name]
+        original = c._overlay
+
+        def patched(n: object, metrics: Metrics) -> P2POverlay:
+            ov = original(n, metrics)  # type: ignore[arg-type]
+            if n is node:
+                ov.targets = lambda: {peer[x]: [addr[x]] for x in line[name] if x > name}
+            return ov  # type: ignore[no-any-return]
+
+        c._overlay = patched  # type: ignore[method-assign]
+
+    for name in line:
+        limit(name)
+
+    async def main() -> None:
+        with trio.fail_after(55):
+            async with trio.open_nursery() as n:
+                await c.start_all(n)
+                ea, eb, ec = (c.node(x).e() for x in "abc")
+                await wait_until(
+                    lambda: ea.overlay.connected_peers() == {peer["b"]} and ec.overlay.connected_peers() == {peer["b"]},
+                    timeout=20,
+                )
+                await trio.sleep(3)  # gossipsub meshes form on heartbeats
+                from identity.sealing import seal_document
+
+                env, _ = seal_document(
+                    meta(),
+                    [],
+                    net=c.net,
+                    sender=c.keys[C(G22)],
+                    recipients=[ea.trust.recipient(C(H29))],
+                    at=c.clock(),
+                    rng=ea.rng,
+                )
+                forged = bytearray(env.encode())
+                forged[-5] ^= 0xFF  # inside the signature
+                topic = shard_topic(c.net, "H29")
+                # A behaves like a rogue member: it does not validate what it publishes.
+                ea.overlay.pubsub.remove_topic_validator(topic)
+                await ea.overlay.publish(topic, m.EnvelopeBatch((bytes(forged),)).encode())
+                await wait_until(lambda: eb.metrics.get("gossip_rejected", reason="bad_signature") >= 1, timeout=10)
+                await trio.sleep(2)
+                assert not ec.store.has_envelope(env.id) and ec.metrics.total("gossip_rejected") == 0
+                await ea.overlay.publish(topic, m.EnvelopeBatch((env.encode(),)).encode())
+                await wait_until(lambda: ec.store.has_envelope(env.id), timeout=15)
+                n.cancel_scope.cancel()
+
+    trio.run(main)
