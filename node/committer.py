@@ -9,6 +9,7 @@ could lose.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,20 +33,30 @@ class GroupCommitter:
     def __init__(self, store: Store, offload: Offload) -> None:
         self.store = store
         self.offload = offload
-        self._queue: list[tuple[Batch, trio.Event, list[BaseException]]] = []
+        self._queue: list[tuple[Batch, trio.Event, list[BaseException], bool]] = []
         self._wake = trio.Event()
         self.commits = 0
+        self.fsyncs = 0
         self.batches = 0
 
     async def commit(self, batch: Batch) -> None:
         """Return once ``batch`` is durable; raises StoreError if the write failed."""
         done = trio.Event()
         errors: list[BaseException] = []
-        self._queue.append((batch, done, errors))
+        self._queue.append((batch, done, errors, True))
         self._wake.set()
         await done.wait()
         if errors:
             raise errors[0]
+
+    def enqueue(self, batch: Batch) -> None:
+        """Write ``batch`` with the next group, without waiting (bookkeeping that may be lost in a crash).
+
+        Batches are written in the order they were handed in, whether
+        committed or enqueued, so a later change never lands under an older one.
+        """
+        self._queue.append((batch, trio.Event(), [], False))
+        self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -55,14 +66,18 @@ class GroupCommitter:
             taken, self._queue = self._queue, []
             if not taken:
                 continue
+            durable = any(d for _, _, _, d in taken)  # a group of bookkeeping only needs no fsync
             try:
-                await self.offload(self.store.write, *(b for b, _, _ in taken))
+                await self.offload(functools.partial(self.store.write, *(b for b, _, _, _ in taken), sync=durable))
             except BaseException as exc:  # hand the failure to every writer, then stop the node
-                for _, done, errors in taken:
+                for _, done, errors, _ in taken:
                     errors.append(exc)
                     done.set()
                 raise
             self.commits += 1
+            self.fsyncs += durable
             self.batches += len(taken)
-            for _, done, _ in taken:
+            for batch, done, _, _ in taken:
+                for callback in batch.after_write:
+                    callback()
                 done.set()

@@ -41,6 +41,7 @@ class DeliveryWorker:
         self.e = engine
         self._wake = trio.Event()
         self._limit = trio.Semaphore(MAX_PARALLEL_PUSHES)
+        self._claimed: set[tuple[bytes, AgencyCode]] = set()  # attempts under way
 
     def kick(self) -> None:
         self._wake.set()
@@ -55,26 +56,38 @@ class DeliveryWorker:
         task_status.started()
         async with trio.open_nursery() as nursery:
             while True:
-                groups = self._take_due()
+                groups, busy = self._take_due()
                 for peer, items in groups.items():
                     nursery.start_soon(self._attempt, peer, items)
                 if groups:
                     await trio.sleep(0)
                     continue
-                nxt = self.e.store.next_due()
-                wait = math.inf if nxt is None else max(0.0, (nxt - self.e.clock()) / 1000)
+                if busy:
+                    wait = 1.0  # due slots are being attempted or rewritten; their writes kick us
+                else:
+                    nxt = self.e.store.next_due()
+                    wait = math.inf if nxt is None else max(0.0, (nxt - self.e.clock()) / 1000)
                 with trio.move_on_after(wait):
                     await self._wake.wait()
                 self._wake = trio.Event()
 
-    def _take_due(self) -> dict[str, list[Item]]:
-        """Claim every due delivery: reschedule it (as if it will fail) and group it by peer."""
+    def _take_due(self) -> tuple[dict[str, list[Item]], bool]:
+        """Claim every due delivery: reschedule it (as if it will fail) and group it by peer.
+
+        Returns the groups and whether some due slots were skipped because an
+        attempt or a write for them is under way (then the caller waits for a
+        kick instead of spinning on slots the pending write will move).
+        """
         e = self.e
         now = e.clock()
         give_up_ms = int(e.config.retry.give_up_days * 86_400_000)
         groups: dict[str, list[Item]] = {}
+        busy = False
         b = e.store.batch()
         for due, eid, recipient, sender in e.store.due(now, limit=2000):
+            if (bytes(eid), recipient) in self._claimed or e.write_pending(sender, eid, recipient):
+                busy = True
+                continue
             rec = e.store.delivery(sender, eid, recipient)
             if rec is None or rec.state is not DeliveryState.PENDING:
                 b.delete(k.RETRY + k.u64(due) + eid + k.code(recipient))  # stale slot (record moved on meanwhile)
@@ -88,7 +101,7 @@ class DeliveryWorker:
                     state=DeliveryState.FAILED,
                     last_error=f"gave up after {e.config.retry.give_up_days:g} days: {rec.last_error or 'no receipt'}",
                 )
-                b.put_delivery(sender, eid, recipient, failed, rec)
+                e.put_delivery(b, sender, eid, recipient, failed, rec)
                 e.metrics.inc("deliveries_failed")
                 e.log.warning("delivery.failed", id=eid.short(), recipient=str(recipient), reason=failed.last_error)
                 e.emit("delivery.failed", id=str(eid), recipient=str(recipient), reason=failed.last_error)
@@ -103,15 +116,26 @@ class DeliveryWorker:
             try:
                 peer = e.host_peer(recipient)
             except TrucError as exc:
-                b.put_delivery(sender, eid, recipient, dataclasses.replace(claimed, last_error=f"recipient: {exc.message}"), rec)
+                e.put_delivery(
+                    b, sender, eid, recipient, dataclasses.replace(claimed, last_error=f"recipient: {exc.message}"), rec
+                )
                 continue
-            b.put_delivery(sender, eid, recipient, claimed, rec)
+            e.put_delivery(b, sender, eid, recipient, claimed, rec)
+            self._claimed.add((bytes(eid), recipient))
             groups.setdefault(peer, []).append((eid, recipient, sender, claimed))
         if len(b):
-            e.store.write(b, sync=False)  # scheduling only: after a crash the entry is simply due again
-        return groups
+            b.after_write.append(self.kick)
+            e.committer.enqueue(b)  # scheduling only: after a crash the entry is simply due again
+        return groups, busy
 
     async def _attempt(self, peer: str, items: list[Item]) -> None:
+        try:
+            await self._attempt_inner(peer, items)
+        finally:
+            self._claimed.difference_update((bytes(eid), recipient) for eid, recipient, _, _ in items)
+            self.kick()
+
+    async def _attempt_inner(self, peer: str, items: list[Item]) -> None:
         e = self.e
         async with self._limit:
             raws: dict[Digest, bytes] = {}
@@ -154,7 +178,7 @@ class DeliveryWorker:
         receipt_wait = int(e.config.retry.receipt_timeout_s * 1000)
         b = e.store.batch()
         for eid, recipient, sender, _claimed in items:
-            cur = e.store.delivery(sender, eid, recipient)
+            cur = e.delivery_record(sender, eid, recipient)
             if cur is None or cur.state is not DeliveryState.PENDING:
                 continue  # a receipt landed meanwhile
             r = results.get(eid)
@@ -183,7 +207,7 @@ class DeliveryWorker:
                     reason=new.last_error,
                     retry_in_s=(cur.next_at - now) // 1000,
                 )
-            b.put_delivery(sender, eid, recipient, new, cur)
+            e.put_delivery(b, sender, eid, recipient, new, cur)
         if len(b):
             await e.committer.commit(b)
 
@@ -194,11 +218,11 @@ class DeliveryWorker:
         b = e.store.batch()
         for code in codes:
             for _, eid, sender in e.store.pending(code):
-                rec = e.store.delivery(sender, eid, code)
+                rec = e.delivery_record(sender, eid, code)
                 if rec is not None and rec.state is DeliveryState.PENDING and rec.failures and rec.next_at > now:
-                    b.put_delivery(sender, eid, code, dataclasses.replace(rec, next_at=now, failures=0), rec)
+                    e.put_delivery(b, sender, eid, code, dataclasses.replace(rec, next_at=now, failures=0), rec)
         if len(b):
-            e.store.write(b, sync=False)
+            e.committer.enqueue(b)
             self.kick()
 
 

@@ -42,6 +42,7 @@ from protocol.errors import (
     DirectoryError,
     NotAuthorizedError,
     NotFoundError,
+    NotHostedError,
     RemoteError,
     SchemaError,
     TooLargeError,
@@ -62,12 +63,7 @@ from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 Clock = Callable[[], int]
 Post = list[Callable[[], None]]
 HEADER_CACHE = 4096
-
-
-class NotHostedError(TrucError):
-    """This agency is not hosted on this node"""
-
-    code = "not_hosted"
+RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
 
 
 class Engine:
@@ -108,7 +104,13 @@ class Engine:
         # visible to other batches being built meanwhile (building is synchronous).
         self._pending_docs: dict[Digest, MessageHeader] = {}
         self._parking: dict[Digest, set[Digest]] = {}
+        # Outbox records in batches not yet written. Every read-modify-write of
+        # the outbox reads through this, and every write goes through the
+        # committer in build order, so a receipt marked DELIVERED is never
+        # overwritten by bookkeeping that read the record before it.
+        self._outbox: dict[tuple[AgencyCode, bytes, AgencyCode], DeliveryRecord] = {}
         self._nursery: trio.Nursery | None = None
+        self.last_seen: dict[str, int] = {}
         self.started_at = clock()
         # Workers are created here so tests can reach them; they start in run().
         from .delivery import DeliveryWorker
@@ -204,6 +206,31 @@ class Engine:
             self._headers.popitem(last=False)
         return env.header
 
+    def delivery_record(self, sender: AgencyCode, env_id: bytes, recipient: AgencyCode) -> DeliveryRecord | None:
+        """The latest outbox record, including changes not yet written."""
+        pending = self._outbox.get((sender, bytes(env_id), recipient))
+        return pending if pending is not None else self.store.delivery(sender, env_id, recipient)
+
+    def write_pending(self, sender: AgencyCode, env_id: bytes, recipient: AgencyCode) -> bool:
+        """Whether a change to this outbox record waits in a batch not yet written."""
+        return (sender, bytes(env_id), recipient) in self._outbox
+
+    def put_delivery(
+        self, b: Batch, sender: AgencyCode, env_id: bytes, recipient: AgencyCode, new: DeliveryRecord, old: DeliveryRecord | None
+    ) -> None:
+        """Change an outbox record in ``b`` (to be written through the committer)."""
+        key = (sender, bytes(env_id), recipient)
+        b.put_delivery(sender, env_id, recipient, new, old)
+        self._outbox[key] = new
+
+        def written() -> None:
+            if self._outbox.get(key) is new:
+                del self._outbox[key]
+            if new.state is DeliveryState.PENDING:
+                self.delivery.kick()  # whoever wrote it, the worker sees the new schedule
+
+        b.after_write.append(written)
+
     def envelope(self, env_id: Digest) -> Envelope | None:
         raw = self.store.get_envelope(env_id)
         return Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) if raw is not None else None
@@ -248,6 +275,10 @@ class Engine:
                 continue
             if self.store.known(eid):
                 self.metrics.inc("envelopes_duplicate", path=path)
+                if path == "push" and env.kind is Kind.DOCUMENT:
+                    self._resend_receipts(env, batch, now)
+                elif env.kind is Kind.STATUS:
+                    self._reapply_receipt(env, batch, now, post)
                 results.append(m.PushResult(eid, m.DUPLICATE))
                 continue
             try:
@@ -279,6 +310,39 @@ class Engine:
         for action in post:
             action()
         return results
+
+    def _resend_receipts(self, env: Envelope, b: Batch, now: int) -> None:
+        """The sender pushes a document we already hold: it has no receipt from us, so send ours again.
+
+        This heals any loss of a receipt on the sender's side (a crash before
+        it stored it, a restore from backup) without a new signature: the
+        same signed 01 travels again.
+        """
+        h = env.header
+        assert isinstance(h, MessageHeader)
+        for code in h.to:
+            if code not in self.hosted:
+                continue
+            for _, sid, rec in self.store.history(env.id, code):
+                if rec.code != StatusCode.ARRIVED or rec.author != str(code):
+                    continue
+                d = self.delivery_record(code, sid, h.sender)
+                if d is not None and d.state is DeliveryState.DELIVERED and now - d.delivered_at > RESEND_RECEIPT_AFTER_MS:
+                    self.put_delivery(
+                        b, code, sid, h.sender, dataclasses.replace(d, state=DeliveryState.PENDING, next_at=now, failures=0), d
+                    )
+                    self.metrics.inc("receipts_resent")
+                    b.after_write.append(self.delivery.kick)
+
+    def _reapply_receipt(self, env: Envelope, b: Batch, now: int, post: Post) -> None:
+        """A receipt we already store arrives again: make sure our outbox reflects it (idempotent)."""
+        h = env.header
+        if not isinstance(h, MessageHeader) or h.code is not StatusCode.ARRIVED or h.doc is None or h.to[0] not in self.hosted:
+            return
+        doc = self.doc_header(h.doc)
+        if doc is None or doc.sender != h.to[0] or h.sender not in doc.to:
+            return
+        self._apply_status_effects(env.id, h, h.doc, doc, Role.RECIPIENT, h.sender, b, now, post)
 
     def _accept(self, env: Envelope, raw: bytes, b: Batch, now: int, post: Post) -> None:
         header = env.header
@@ -411,12 +475,14 @@ class Engine:
         b.add_history(doc_id, thread, env.id, HistoryRecord(int(code), role.value, str(author), seq, now, now, note))
         if to in self.hosted:
             # Both parties on this node: the status is delivered where it is made.
-            b.put_delivery(
-                author, env.id, to, DeliveryRecord("status", DeliveryState.DELIVERED, first_at=now, delivered_at=now), None
+            self.put_delivery(
+                b, author, env.id, to, DeliveryRecord("status", DeliveryState.DELIVERED, first_at=now, delivered_at=now), None
             )
             self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post)
         else:
-            b.put_delivery(author, env.id, to, DeliveryRecord("status", DeliveryState.PENDING, next_at=now, first_at=now), None)
+            self.put_delivery(
+                b, author, env.id, to, DeliveryRecord("status", DeliveryState.PENDING, next_at=now, first_at=now), None
+            )
             post.append(self.delivery.kick)
         return env.id
 
@@ -471,12 +537,12 @@ class Engine:
         post: Post,
     ) -> None:
         if h.code is StatusCode.ARRIVED and role is Role.RECIPIENT and doc.sender in self.hosted:
-            old = self.store.delivery(doc.sender, doc_id, thread)
+            old = self.delivery_record(doc.sender, doc_id, thread)
             if old is not None and old.state is not DeliveryState.DELIVERED:
                 new = dataclasses.replace(
                     old, state=DeliveryState.DELIVERED, delivered_at=now, receipt=bytes(status_id), last_error=""
                 )
-                b.put_delivery(doc.sender, doc_id, thread, new, old)
+                self.put_delivery(b, doc.sender, doc_id, thread, new, old)
                 self.metrics.inc("receipts_received")
                 latency = now - doc.at
                 self.metrics.inc("receipt_latency_ms_sum", latency)
@@ -672,6 +738,7 @@ class Engine:
     # --- peers ----------------------------------------------------------------------------
 
     async def _peer_up(self, peer: str) -> None:
+        self.last_seen[peer] = self.clock()
         codes = self.trust.directory.hosted_by(peer)
         self.log.info("peer.connected", peer=peer[:16], codes=",".join(c.short() for c in codes))
         self.emit("peer.up", peer=peer, codes=[str(c) for c in codes])
@@ -680,6 +747,7 @@ class Engine:
         self.syncer.sync_soon(peer)
 
     async def _peer_down(self, peer: str) -> None:
+        self.last_seen[peer] = self.clock()
         self.log.info("peer.disconnected", peer=peer[:16])
         self.emit("peer.down", peer=peer)
 
@@ -797,8 +865,8 @@ class Engine:
         )
         for code in to:
             if code not in self.hosted:
-                b.put_delivery(
-                    keys.code, env.id, code, DeliveryRecord("doc", DeliveryState.PENDING, next_at=now, first_at=now), None
+                self.put_delivery(
+                    b, keys.code, env.id, code, DeliveryRecord("doc", DeliveryState.PENDING, next_at=now, first_at=now), None
                 )
         local = [c for c in to if c in self.hosted]
         if local:
@@ -808,7 +876,8 @@ class Engine:
             rec = self._deliver(env.id, h, rec, self._check_open(h, local[0], blocks), b, now, post, receipts)
             for code in local:
                 state = DeliveryState.DELIVERED if code in receipts else DeliveryState.FAILED
-                b.put_delivery(
+                self.put_delivery(
+                    b,
                     keys.code,
                     env.id,
                     code,
@@ -965,7 +1034,7 @@ class Engine:
             raise NotFoundError(f"document {doc_id}")
         recipients = []
         for code in doc.to:
-            delivery = self.store.delivery(doc.sender, doc_id, code) if doc.sender in self.hosted else None
+            delivery = self.delivery_record(doc.sender, doc_id, code) if doc.sender in self.hosted else None
             state, _, _ = self.thread_state(doc_id, code)
             history = sorted(self.store.history(doc_id, code), key=lambda x: (x[2].seq, x[2].at))
             if delivery is not None:

@@ -282,6 +282,7 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.ops: list[tuple[bytes, bytes | None]] = []
+        self.after_write: list[Callable[[], None]] = []  # run by whoever writes the batch, once it is written
 
     def __len__(self) -> int:
         return len(self.ops)
