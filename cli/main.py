@@ -1,10 +1,43 @@
-"""``truc``: the command line of a Trục node."""
+"""``truc``: the command line of a Trục node.
+
+Admin and integrator commands talk to a running node only through its IPC
+socket (cli/client.py); offline commands (keys, the directory file, a node
+home) use identity/ and protocol/ directly. Errors become one line and an
+exit code here, in one place (:class:`TrucGroup`):
+
+    0 ok · 1 the operation failed · 2 bad input or configuration · 3 no node is running
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 import click
+
+from protocol.agency import AgencyCode
+from protocol.config import NodeConfig, parse_config
+from protocol.errors import (
+    AgencyCodeError,
+    ConfigError,
+    DirectoryError,
+    FileError,
+    KeyFileError,
+    NodeNotRunningError,
+    SchemaError,
+    TrucError,
+)
+
+from . import output
+from .client import Client
+
+USER_ERRORS = (ConfigError, KeyFileError, DirectoryError, SchemaError, AgencyCodeError, FileError)
+INLINE_FILE_BYTES = 16 << 20
 
 
 def _version() -> str:
@@ -14,10 +47,484 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def exit_code(exc: TrucError) -> int:
+    if isinstance(exc, NodeNotRunningError):
+        return 3
+    if isinstance(exc, USER_ERRORS):
+        return 2
+    return 1
+
+
+class TrucGroup(click.Group):
+    """Turns every TrucError into one line on stderr and an exit code; no tracebacks for user errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrucError as exc:
+            click.echo(f"truc: {exc.message}", err=True)
+            ctx.exit(exit_code(exc))
+        except BaseExceptionGroup as group:
+            found = _find_truc_error(group)
+            if found is None:
+                raise
+            click.echo(f"truc: {found.message}", err=True)
+            ctx.exit(exit_code(found))
+
+
+def _find_truc_error(exc: BaseException) -> TrucError | None:
+    if isinstance(exc, TrucError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_truc_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+class Ctx:
+    """What commands receive: the node home and (lazily) an IPC client. Tests inject a client."""
+
+    def __init__(self, home: Path | None = None, client: Client | None = None) -> None:
+        self.home_override = home
+        self._client = client
+
+    def home(self, explicit: Path | None) -> Path:
+        home = explicit or self.home_override or (Path(os.environ["TRUC_HOME"]) if os.environ.get("TRUC_HOME") else None)
+        if home is None:
+            raise ConfigError("which node? pass --home DIR or set TRUC_HOME")
+        return home
+
+    def config(self, explicit: Path | None) -> tuple[Path, NodeConfig]:
+        home = self.home(explicit)
+        path = home / "config.toml"
+        try:
+            return home, parse_config(path.read_text("utf-8"), str(path))
+        except FileNotFoundError:
+            raise ConfigError(f"{path} does not exist; is {home} a node home (truc init)?") from None
+
+    def client(self, explicit: Path | None) -> Client:
+        if self._client is not None:
+            return self._client
+        home, cfg = self.config(explicit)
+        sock = Path(cfg.ipc_socket)
+        self._client = Client(sock if sock.is_absolute() else home / sock)
+        return self._client
+
+    def call(self, explicit: Path | None, method: str, **params: Any) -> Any:
+        return self.client(explicit).call(method, **params)
+
+
+pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
+
+
+def home_option(f: Any) -> Any:
+    return click.option(
+        "--home", type=click.Path(path_type=Path, file_okay=False), envvar="TRUC_HOME", help="Node home directory (or TRUC_HOME)."
+    )(f)
+
+
+def json_option(f: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table (times in ISO 8601 UTC).")(f)
+
+
+def parse_code(value: str) -> str:
+    try:
+        return str(AgencyCode.parse(value))
+    except AgencyCodeError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def code_arg(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(parse_code(v) for v in value)
+    return parse_code(value)
+
+
+@click.group(cls=TrucGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(_version(), prog_name="truc")
 def cli() -> None:
-    """Trục: a peer-to-peer relay for official documents between agencies."""
+    """Trục: a peer-to-peer relay for official documents between agencies.
+
+    \b
+    Start here:
+      truc demo                      a local network on loopback, end to end
+      truc init ... / truc run       set up and run a node
+    \b
+    Documents (integrators and operators):
+      send, inbox, fetch, ack, status, track, documents, events
+    \b
+    Inspecting a running node (every read command also takes --json):
+      info, peers, queues, stats, directory show/lookup
+    \b
+    Network authority (offline):
+      authority init, directory add/revoke/renew/publish
+    """
+
+
+# --- offline: authority, node home, directory file -------------------------------------------
+
+from . import offline  # noqa: E402  (commands register themselves on ``cli``)
+
+offline.register(cli)
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@home_option
+def run(home: Path | None) -> None:
+    """Run the node in the foreground (the form systemd runs) until SIGTERM/SIGINT."""
+    from . import daemon
+
+    sys.exit(daemon.run(Ctx().home(home)))
+
+
+# --- documents ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@home_option
+@click.option("--from", "sender", required=True, callback=code_arg, help="Sending agency (hosted on this node).")
+@click.option("--to", "recipients", required=True, multiple=True, callback=code_arg, help="Recipient agency; repeat for several.")
+@click.option("--subject", required=True, help="Trích yếu: what the document is about.")
+@click.option("--number", default="", help="Số.")
+@click.option("--notation", default="", help="Ký hiệu, e.g. VPCP-KSTT.")
+@click.option("--type", "doc_type", default="", help="Document type, e.g. 'Công văn'.")
+@click.option("--place", default="", help="Place of promulgation.")
+@click.option("--date", default="", help="Promulgation date YYYY-MM-DD.")
+@click.option("--signer", default="", help="Who signed it.")
+@click.option("--signer-title", default="", help="The signer's position.")
+@click.option("--urgency", type=click.IntRange(0, 4), default=0, help="0 normal .. 4 flash with timer.")
+@click.option("--due", default="", help="Due date YYYY-MM-DD.")
+@click.option("--business", type=click.Choice(["new", "revoke", "update", "replace"]), default="new")
+@click.option("--ref", default=None, help="Target document id (for revoke/update/replace).")
+@click.option(
+    "--key", "idempotency_key", default=None, help="Idempotency key: sending again with it returns the same document id."
+)
+@click.option("--mime", default="application/octet-stream", help="Media type of the files.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} instead of the bare id.')
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def send(ctx: Ctx, home: Path | None, files: tuple[Path, ...], as_json: bool, mime: str, **kw: Any) -> None:
+    """Send a document with FILE attachments; prints its id once the node has it durably."""
+    attachments = []
+    for f in files:
+        st = f.stat()
+        entry: dict[str, Any] = {"name": f.name, "mime": _guess_mime(f, mime)}
+        if st.st_size <= INLINE_FILE_BYTES:
+            entry["data"] = f.read_bytes()
+        else:
+            entry["path"] = str(f.resolve())  # large files: the node reads them from disk
+        attachments.append(entry)
+    params = {k: v for k, v in kw.items() if v not in ("", None)}
+    params["from"] = params.pop("sender")
+    params["to"] = list(params.pop("recipients"))
+    params["files"] = attachments
+    result = ctx.call(home, "submit", **params)
+    if as_json:
+        output.emit_json(result)
+    else:
+        click.echo(result["id"])
+
+
+def _guess_mime(path: Path, default: str) -> str:
+    import mimetypes
+
+    if default != "application/octet-stream":
+        return default
+    return mimetypes.guess_type(path.name)[0] or default
+
+
+@cli.command()
+@home_option
+@click.option("--code", callback=code_arg, default=None, help="Only this hosted agency.")
+@click.option("--unacked", is_flag=True, help="Only documents not acknowledged yet.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100)
+@json_option
+@pass_ctx
+def inbox(ctx: Ctx, home: Path | None, code: str | None, unacked: bool, limit: int, as_json: bool) -> None:
+    """Documents received by the agencies hosted here, oldest first."""
+    res = ctx.call(home, "inbox.list", code=code, unacked=unacked, limit=limit)
+    items = res["items"]
+    if as_json:
+        output.emit_json(items)
+        return
+    output.table(
+        [
+            (
+                output.short(i["id"]),
+                i["from"],
+                i["to"],
+                output.when(i["received_at"]),
+                "yes" if i["acked_at"] else "no",
+                i["subject"][:50],
+            )
+            for i in items
+        ],
+        ["id", "from", "to", "received", "acked", "subject"],
+    )
+
+
+@cli.command()
+@home_option
+@click.argument("doc_id")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the files."
+)
+@click.option("--code", callback=code_arg, default=None, help="Which hosted recipient (when several received it).")
+@click.option("--ack", is_flag=True, help="Acknowledge it in the inbox once written.")
+@json_option
+@pass_ctx
+def fetch(ctx: Ctx, home: Path | None, doc_id: str, out_dir: Path, code: str | None, ack: bool, as_json: bool) -> None:
+    """Write a received document's files and metadata.json into --out (hashes verified)."""
+    doc_id = _full_id(ctx, home, doc_id)
+    result = ctx.client(home).get_document(doc_id, out_dir, code=code)
+    (out_dir / "metadata.json").write_text(json.dumps(output.humanize(result), ensure_ascii=False, indent=2))
+    if ack:
+        ctx.call(home, "inbox.ack", id=doc_id, code=code)
+    if as_json:
+        output.emit_json(result)
+        return
+    click.echo(f"{result['metadata']['subject']}  (from {result['from']})")
+    for f in result["files"]:
+        click.echo(f"  {f['path']}  {output.size(f['size'])}  sha256 ok")
+    click.echo(f"  {out_dir / 'metadata.json'}")
+
+
+@cli.command()
+@home_option
+@click.argument("doc_id")
+@click.option("--code", callback=code_arg, default=None, help="Which hosted recipient.")
+@pass_ctx
+def ack(ctx: Ctx, home: Path | None, doc_id: str, code: str | None) -> None:
+    """Mark a received document as taken by the document-management system."""
+    res = ctx.call(home, "inbox.ack", id=_full_id(ctx, home, doc_id), code=code)
+    click.echo("acknowledged" if res["acked"] else "already acknowledged")
+
+
+@cli.command()
+@home_option
+@click.argument("doc_id")
+@click.argument("code")
+@click.option("--note", default="", help="A note for the other party (encrypted to it).")
+@click.option(
+    "--as", "author", callback=code_arg, default=None, help="Hosted agency sending the status (default: the recipient here)."
+)
+@click.option("--to", "target", callback=code_arg, default=None, help="For 13 (take-back): which recipient.")
+@pass_ctx
+def status(ctx: Ctx, home: Path | None, doc_id: str, code: str, note: str, author: str | None, target: str | None) -> None:
+    """Send processing status CODE about a document: 02 03 04 05 06 13 15 16.
+
+    \b
+    02 rejected · 03 accepted/registered · 04 assigned · 05 processing
+    06 finished · 13 take-back request (sender) · 15 agree · 16 refuse
+    (01 is sent by the node itself when the document is stored.)
+    """
+    res = ctx.call(
+        home, "status.send", id=_full_id(ctx, home, doc_id), code=code, note=note or None, **{"as": author, "to": target}
+    )
+    click.echo(f"status {res['code']} sent as {res['as']} ({output.short(res['id'])})")
+
+
+@cli.command()
+@home_option
+@click.argument("doc_id")
+@json_option
+@pass_ctx
+def track(ctx: Ctx, home: Path | None, doc_id: str, as_json: bool) -> None:
+    """Per-recipient timeline of a document: delivery, receipt, statuses, retries, last failure."""
+    t = ctx.call(home, "document.track", id=_full_id(ctx, home, doc_id))
+    if as_json:
+        output.emit_json(t)
+        return
+    click.echo(f"{t['id']}\n  from {t['from']}  created {output.when(t['created_at'])}  {output.size(t['size'])}  {t['subject']}")
+    if t["problem"]:
+        click.echo(f"  problem: {t['problem']}")
+    for r in t["recipients"]:
+        line = f"  → {r['code']}  {r['state']}  ({r['phase']})"
+        if r["waiting_for"]:
+            line += f"  waiting for an answer to a {r['waiting_for']}"
+        click.echo(line)
+        for s in r["statuses"]:
+            click.echo(f"      {s['code']}  {output.when(s['at'])}  {s['author']}  {s['note']}".rstrip())
+        if r["state"] == "pending":
+            click.echo(
+                f"      attempts {r['attempts']}, next try {output.when(r['next_retry'])}"
+                + (f", last error: {r['last_error']}" if r["last_error"] else "")
+            )
+        elif r["state"] == "failed":
+            click.echo(f"      failed: {r['last_error']}")
+
+
+@cli.command()
+@home_option
+@click.option("--role", type=click.Choice(["sent", "received", "relayed"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50)
+@json_option
+@pass_ctx
+def documents(ctx: Ctx, home: Path | None, role: str | None, limit: int, as_json: bool) -> None:
+    """Documents this node sent or received, newest first."""
+    docs = ctx.call(home, "documents.list", role=role, limit=limit)
+    if as_json:
+        output.emit_json(docs)
+        return
+    output.table(
+        [
+            (
+                output.short(d["id"]),
+                d["role"],
+                d["from"],
+                ",".join(c[-3:] for c in d["to"]),
+                output.when(d["created_at"]),
+                d["subject"][:40],
+            )
+            for d in docs
+        ],
+        ["id", "role", "from", "to", "created", "subject"],
+    )
+
+
+@cli.command()
+@home_option
+@json_option
+@pass_ctx
+def events(ctx: Ctx, home: Path | None, as_json: bool) -> None:
+    """Follow the node's events (documents, statuses, receipts, failures, peers) until Ctrl-C."""
+    try:
+        for ev in ctx.client(home).events():
+            if as_json:
+                click.echo(json.dumps(output.humanize(ev), ensure_ascii=False))
+            else:
+                fields = " ".join(f"{k}={v}" for k, v in ev["data"].items())
+                click.echo(f"{output.when(ev['at'])}  {ev['event']}  {fields}")
+    except KeyboardInterrupt:
+        pass
+
+
+def _full_id(ctx: Ctx, home: Path | None, doc_id: str) -> str:
+    """Accept the 12-digit short form shown in tables, when it is unambiguous."""
+    if len(doc_id) == 64:
+        return doc_id
+    if len(doc_id) < 8:
+        raise SchemaError(f"{doc_id!r}: give the document id (64 hex digits, or at least its first 8)")
+    matches = [d["id"] for d in ctx.call(home, "documents.list", limit=100_000) if d["id"].startswith(doc_id.lower())]
+    if len(matches) != 1:
+        raise SchemaError(f"{doc_id!r} matches {len(matches)} documents here; give more digits")
+    return str(matches[0])
+
+
+# --- inspecting a node ---------------------------------------------------------------------------
+
+
+@cli.command()
+@home_option
+@json_option
+@pass_ctx
+def info(ctx: Ctx, home: Path | None, as_json: bool) -> None:
+    """Version, peer id, hosted agencies, directory serial and expiry, uptime, store size."""
+    i = ctx.call(home, "node.info")
+    if as_json:
+        output.emit_json(i)
+        return
+    d = i["directory"]
+    click.echo(f"truc {i['version']} (Python {i['python']})  network {i['network']}")
+    click.echo(f"peer      {i['peer_id']}")
+    for code in i["codes"]:
+        click.echo(f"hosts     {code}  {i['names'].get(code, '')}")
+    expiry = "EXPIRED" if d["expired"] else "valid"
+    click.echo(
+        f"directory serial {d['serial']}, {d['agencies']} agencies on {d['nodes']} nodes, "
+        f"{expiry} until {output.when(d['valid_until'])}"
+    )
+    click.echo(f"uptime    {output.age(i['uptime_s'])}, {i['peers_connected']} peers connected")
+    click.echo(f"store     {output.size(i['store_bytes'])} at {i['store_path']}")
+    click.echo(f"queues    {i['pending_deliveries']} pending deliveries, {i['awaiting_blocks']} documents still arriving")
+
+
+@cli.command()
+@home_option
+@json_option
+@pass_ctx
+def peers(ctx: Ctx, home: Path | None, as_json: bool) -> None:
+    """The network's nodes (from the directory), whether connected, and when last seen."""
+    ps = ctx.call(home, "peers.list")
+    if as_json:
+        output.emit_json(ps)
+        return
+    output.table(
+        [
+            (
+                p["peer_id"][:20] + "…",
+                ",".join(AgencyCode.parse(c).short() for c in p["codes"]),
+                p["connected"],
+                output.when(p["last_seen"]),
+                ",".join(p["addrs"]),
+            )
+            for p in ps
+        ],
+        ["peer", "codes", "connected", "last seen", "addresses"],
+    )
+
+
+@cli.command()
+@home_option
+@json_option
+@pass_ctx
+def queues(ctx: Ctx, home: Path | None, as_json: bool) -> None:
+    """What waits to be delivered, per recipient, and why it is not delivered yet."""
+    qs = ctx.call(home, "queues.list")
+    if as_json:
+        output.emit_json(qs)
+        return
+    output.table(
+        [
+            (
+                q["recipient"],
+                q["pending"],
+                q["documents"],
+                q["statuses"],
+                output.age(q["oldest_age_s"]),
+                output.when(q["next_retry"]),
+                q["reason"],
+            )
+            for q in qs
+        ],
+        ["recipient", "pending", "docs", "statuses", "oldest", "next try", "why not delivered yet"],
+    )
+
+
+@cli.command()
+@home_option
+@click.option("--since", default=None, help="Only documents created on or after DATE (YYYY-MM-DD, UTC).")
+@json_option
+@pass_ctx
+def stats(ctx: Ctx, home: Path | None, since: str | None, as_json: bool) -> None:
+    """Documents sent and received per agency, status counts, delivery outcomes."""
+    since_ms = 0
+    if since:
+        try:
+            since_ms = int(dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC).timestamp() * 1000)
+        except ValueError:
+            raise click.BadParameter(f"{since!r} is not a date YYYY-MM-DD", param_hint="--since") from None
+    s = ctx.call(home, "stats", since=since_ms)
+    if as_json:
+        output.emit_json(s)
+        return
+    click.echo(f"since {output.when(s['since']) if s['since'] else 'the beginning'}")
+    output.table([(c, n) for c, n in s["sent"].items()], ["sent by", "documents"])
+    output.table([(c, n) for c, n in s["received"].items()], ["received by", "documents"])
+    output.table([(c, n) for c, n in s["statuses"].items()], ["status", "count"])
+    d = s["deliveries"]
+    lat = s["receipt_latency_ms"]
+    click.echo(
+        f"deliveries: {d['delivered']} receipted, {d['pending']} pending, {d['failed']} failed; "
+        f"receipt latency p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+    )
 
 
 def main() -> None:

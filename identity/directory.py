@@ -406,14 +406,20 @@ def verify_link(env: Envelope, authority: AuthorityPublic) -> DirectoryHeader:
     return header
 
 
-def apply_link(current: Directory | None, env: Envelope, authority: AuthorityPublic) -> Directory:
+def apply_link(current: Directory | None, env: Envelope, authority: AuthorityPublic | None) -> Directory:
     """Verify one chain link and return the directory after it.
 
     A snapshot replaces ``current`` when its serial is higher; a delta must
-    apply exactly to ``current``. Raises DirectoryError, SignatureError or a
-    DecodeError subclass.
+    apply exactly to ``current``. ``authority=None`` skips the signature check
+    (only for showing a file whose authority key is not at hand). Raises
+    DirectoryError, SignatureError or a DecodeError subclass.
     """
-    header = verify_link(env, authority)
+    if authority is not None:
+        header = verify_link(env, authority)
+    elif isinstance(env.header, DirectoryHeader):
+        header = env.header
+    else:
+        raise DirectoryError(f"expected a directory envelope, got a {env.kind.value} envelope")
     body = env.inline[0]
     if header.is_snapshot:
         if current is not None and header.serial <= current.serial:
@@ -425,7 +431,7 @@ def apply_link(current: Directory | None, env: Envelope, authority: AuthorityPub
     return current.apply(delta, header)
 
 
-def load_chain(envelopes: Iterable[Envelope], authority: AuthorityPublic) -> Directory:
+def load_chain(envelopes: Iterable[Envelope], authority: AuthorityPublic | None) -> Directory:
     current: Directory | None = None
     for env in envelopes:
         current = apply_link(current, env, authority)

@@ -169,7 +169,7 @@ def write_toml_file(path: Path, fields: dict[str, Any], *, comment: str, secret:
     """
     text = "".join(f"# {line}\n" for line in comment.splitlines())
     text += "".join(f"{k} = {_toml_value(v)}\n" for k, v in fields.items())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700 if secret else 0o755, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     if path.exists() and not overwrite:

@@ -8,6 +8,7 @@ Only node/ logs: protocol, identity and store return or raise.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any, TextIO
@@ -68,3 +69,35 @@ class NullLog(Log):
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class _Forward(logging.Handler):
+    """Library log records (py-libp2p, trio...) become ``lib.log`` events in our stream."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        self.log.debug("lib.log", logger=record.name, level=record.levelname.lower(), message=message[:500])
+
+
+def capture_library_logs(log: Log) -> None:
+    """Route Python logging into ``log`` as debug events.
+
+    py-libp2p logs expected events (a peer that is down, a refused dial) as
+    errors; in our log they are debug detail, shown with ``log_level = "debug"``
+    and counted otherwise. Without this, Python's last-resort handler prints
+    them as bare lines in the middle of our JSON.
+    """
+    handler = _Forward(log)
+    level = logging.DEBUG if log.level <= LEVELS["debug"] else logging.WARNING
+    # py-libp2p's own root logger does not propagate (and has no handler of its own).
+    for name in ("", "libp2p"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)

@@ -71,6 +71,31 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
     return value
 
 
+def decode_lenient(data: bytes, *, max_bytes: int) -> Any:
+    """Decode CBOR from integrators (the IPC socket): same data model, any key order.
+
+    Everything :func:`decode` refuses is refused except non-canonical
+    ordering and non-minimal lengths, so a client library in any language
+    works without a deterministic mode. Raises TooLargeError or DecodeError.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise TooLargeError(f"{len(data)} bytes, limit {max_bytes}")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value = cbor2.loads(
+            bytes(data), allow_duplicate_keys=False, allow_indefinite=False, max_depth=MAX_DEPTH, strict_hashable_types=True
+        )
+    except cbor2.CBORDecodeError as exc:
+        raise DecodeError(str(exc)) from None
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    _check_plain(value, 0, strict=True)
+    return value
+
+
 def _check_plain(value: Any, depth: int, *, strict: bool) -> None:
     """Raise for anything outside the data model.
 

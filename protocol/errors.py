@@ -19,6 +19,7 @@ class TrucError(Exception):
     """Something went wrong."""
 
     code = "error"
+    _wire_message: str | None = None
 
     def __init__(self, detail: str = "") -> None:
         self.detail = detail
@@ -26,8 +27,21 @@ class TrucError(Exception):
 
     @property
     def message(self) -> str:
+        if self._wire_message is not None:
+            return self._wire_message
         head = (type(self).__doc__ or "").strip().splitlines()[0]
         return f"{head}: {self.detail}" if self.detail else head
+
+    @classmethod
+    def from_wire(cls, code: str, message: str) -> TrucError:
+        """Rebuild an error a node sent over IPC: the class for ``code``, the node's message as is."""
+        target = error_class(code)
+        exc = target.__new__(target)
+        exc.detail = message
+        exc._wire_message = message
+        exc.code = code
+        Exception.__init__(exc, message)
+        return exc
 
 
 class RemoteError(TrucError):
@@ -184,3 +198,42 @@ class NotFoundError(TrucError):
     """Nothing with this id is known here"""
 
     code = "not_found"
+
+
+class NotHostedError(TrucError):
+    """This agency is not hosted on this node"""
+
+    code = "not_hosted"
+
+
+class FileError(TrucError):
+    """An attachment cannot be read"""
+
+    code = "file"
+
+
+class NodeNotRunningError(TrucError):
+    """No node is running here (start it with: truc run --home DIR)"""
+
+    code = "not_running"
+
+
+class InternalError(TrucError):
+    """The node failed while answering (a bug: see the node's log)"""
+
+    code = "internal"
+
+
+def error_class(code: str) -> type[TrucError]:
+    """The error type for a wire ``code`` (TrucError for unknown codes)."""
+
+    def walk(cls: type[TrucError]) -> list[type[TrucError]]:
+        out = [cls]
+        for sub in cls.__subclasses__():
+            out.extend(walk(sub))
+        return out
+
+    for cls in walk(TrucError):
+        if cls.code == code:
+            return cls
+    return TrucError

@@ -25,7 +25,7 @@ def rng() -> DeterministicRng:
 
 
 class Net:
-    """Three nodes: G22 (Government Office) with a sub-unit, H01 (Hà Nội), H29 (TP HCM)."""
+    """Three nodes: G22 (Government Office) with a sub-unit, H01 (An Giang), H29 (TP Hồ Chí Minh)."""
 
     def __init__(self, rng: DeterministicRng) -> None:
         self.authority = SigningKey.generate(rng)
@@ -44,8 +44,8 @@ class Net:
         names = {
             AgencyCode.parse("000.00.00.G22"): "Văn phòng Chính phủ",
             AgencyCode.parse("000.00.01.G22"): "Vụ Hành chính",
-            AgencyCode.parse("000.00.00.H01"): "UBND Thành phố Hà Nội",
-            AgencyCode.parse("000.00.00.H29"): "UBND Thành phố Hồ Chí Minh",
+            AgencyCode.parse("000.00.00.H01"): "UBND tỉnh An Giang",
+            AgencyCode.parse("000.00.00.H29"): "UBND thành phố Hồ Chí Minh",
         }
         self.directory = build_directory(net=NET, nodes=self.nodes, names=names, serial=1, at=NOW - DAY, until=NOW + 30 * DAY)
         self.trust = Trust(self.directory, self.authority_public)

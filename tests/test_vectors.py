@@ -44,7 +44,7 @@ def test_pinned_envelopes_verify_and_open() -> None:
     assert isinstance(doc.header, MessageHeader)
     events = list(read_document(doc.header, f.h29, doc.inline))
     assert isinstance(events[0], DocumentMeta) and events[0].notation == "VPCP-KSTT"
-    assert b"".join(e.data for e in events if isinstance(e, FileBytes)).decode() == "Kính gửi: UBND Thành phố Hà Nội\n"
+    assert b"".join(e.data for e in events if isinstance(e, FileBytes)).decode() == "Kính gửi: UBND tỉnh An Giang\n"
 
     big = Envelope.decode(pinned("document-blocks"))
     assert isinstance(big.header, MessageHeader) and not big.inline

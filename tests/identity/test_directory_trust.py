@@ -233,9 +233,9 @@ def test_membership(net: Net) -> None:
 
 def test_join_request_is_signed_by_the_node(net: Net) -> None:
     node = net.nodes[1]
-    req = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(net.k(H01), "Hà Nội", node.peer_id),)).signed(
-        node.key
-    )
+    req = JoinRequest(
+        NET, NodeRecord(node.peer_id, node.addrs), (agency_record(net.k(H01), "UBND tỉnh An Giang", node.peer_id),)
+    ).signed(node.key)
     back = JoinRequest.decode(req.encode())
     assert back.agencies[0].code == AgencyCode.parse(H01)
     forged = JoinRequest(

@@ -42,8 +42,8 @@ class Fixture:
         ]
         names = {
             self.g22.code: "Văn phòng Chính phủ",
-            self.h01.code: "UBND Thành phố Hà Nội",
-            self.h29.code: "UBND Thành phố Hồ Chí Minh",
+            self.h01.code: "UBND tỉnh An Giang",
+            self.h29.code: "UBND thành phố Hồ Chí Minh",
         }
         self.directory = build_directory(net=NET, nodes=self.nodes, names=names, serial=1, at=AT, until=AT + 365 * DAY)
 
@@ -75,7 +75,7 @@ def build() -> dict[str, tuple[str, bytes]]:
     )
     doc, _ = seal_document(
         meta(),
-        [FileSource("cong-van.txt", "text/plain", data="Kính gửi: UBND Thành phố Hà Nội\n".encode())],
+        [FileSource("cong-van.txt", "text/plain", data="Kính gửi: UBND tỉnh An Giang\n".encode())],
         net=NET,
         sender=f.g22,
         recipients=[f.recipient(f.h01), f.recipient(f.h29)],
@@ -116,7 +116,7 @@ def build() -> dict[str, tuple[str, bytes]]:
         encode_chain([snap, link]),
     )
     node = f.nodes[1]
-    join = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(f.h01, "UBND Thành phố Hà Nội", node.peer_id),))
+    join = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(f.h01, "UBND tỉnh An Giang", node.peer_id),))
     out["join-request"] = ("join request of the H01 node, signed by its node key", join.signed(node.key).encode())
     out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
     out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))

@@ -1,0 +1,379 @@
+"""Commands that need no running node: the authority's keys and directory, a node's home."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from identity.directory import (
+    Directory,
+    DirectoryDelta,
+    JoinRequest,
+    NodeRecord,
+    load_chain,
+    read_chain_file,
+    sign_delta,
+    sign_snapshot,
+    write_chain_file,
+)
+from identity.keys import (
+    AgencyKeys,
+    AuthorityPublic,
+    NodeKey,
+    SigningKey,
+    load_authority_key,
+    load_authority_public,
+    save_agency_keys,
+    save_authority,
+    save_node_key,
+    write_toml_file,
+)
+from identity.provision import agency_record
+from protocol.agency import AgencyCode, parse_agency_list
+from protocol.config import NodeConfig, render_config
+from protocol.envelope import check_network
+from protocol.errors import ConfigError, DirectoryError, KeyFileError, SchemaError
+
+from . import output
+
+DAY_MS = 86_400_000
+DEFAULT_NETWORK = "truc"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def register(cli: click.Group) -> None:
+    from .main import Ctx, code_arg, home_option, json_option, pass_ctx
+
+    @cli.group()
+    def authority() -> None:
+        """The network authority's key (it signs the directory)."""
+
+    @authority.command("init")
+    @click.option(
+        "--out",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory for authority.key and authority.pub.",
+    )
+    @click.option("--network", default=DEFAULT_NETWORK, show_default=True, help="Network id every node and directory must share.")
+    def authority_init(out: Path, network: str) -> None:
+        """Create the authority key pair: OUT/authority.key (0600, keep offline) and OUT/authority.pub."""
+        try:
+            check_network(network)
+        except SchemaError as exc:
+            raise click.BadParameter(exc.detail, param_hint="--network") from None
+        out.mkdir(parents=True, exist_ok=True)
+        secret, public = save_authority(out, SigningKey.generate(os.urandom), network)
+        click.echo(
+            f"authority key for network {network!r}:\n"
+            f"  {secret}  (secret, 0600: keep it offline)\n  {public}  (give it to every node)"
+        )
+
+    @cli.command()
+    @click.option(
+        "--home", required=True, type=click.Path(file_okay=False, path_type=Path), envvar="TRUC_HOME", help="New node home."
+    )
+    @click.option(
+        "--code", "codes", required=True, multiple=True, callback=code_arg, help="Agency hosted here; repeat for sub-units."
+    )
+    @click.option(
+        "--name", "names", multiple=True, help="CODE=NAME for the join request (default: from the 2019 list, else the code)."
+    )
+    @click.option(
+        "--authority",
+        "authority_pub",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The authority.pub to pin.",
+    )
+    @click.option(
+        "--listen", multiple=True, default=("/ip4/0.0.0.0/tcp/4001",), show_default=True, help="libp2p listen multiaddr."
+    )
+    @click.option("--announce", multiple=True, help="Address peers should dial (default: the listen addresses).")
+    @click.option("--bootstrap", multiple=True, help="Peer to dial at start: /ip4/.../tcp/.../p2p/<peer id>.")
+    def init(
+        home: Path,
+        codes: tuple[str, ...],
+        names: tuple[str, ...],
+        authority_pub: Path,
+        listen: tuple[str, ...],
+        announce: tuple[str, ...],
+        bootstrap: tuple[str, ...],
+    ) -> None:
+        """Create a node home: node key, agency keys, config.toml, join-request.cbor."""
+        pub = load_authority_public(authority_pub)
+        network = pub.network or DEFAULT_NETWORK
+        if (home / "config.toml").exists():
+            raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
+        cfg = NodeConfig(
+            network=network, codes=tuple(AgencyCode.parse(c) for c in codes), listen=tuple(listen), bootstrap=tuple(bootstrap)
+        )
+        from protocol.config import parse_config
+
+        parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
+        home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o750)
+        node_key = NodeKey(os.urandom(32))
+        save_node_key(home / "node.key", node_key)
+        name_of = _names(names)
+        agencies = []
+        for code in cfg.codes:
+            keys = AgencyKeys.generate(code, os.urandom)
+            save_agency_keys(home / "keys" / f"{code}.key", keys)
+            agencies.append(agency_record(keys, name_of.get(code, str(code)), node_key.peer_id))
+        write_toml_file(
+            home / "authority.pub",
+            {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
+            comment="Pinned network authority public key.",
+            secret=False,
+        )
+        (home / "config.toml").write_text(render_config(cfg), "utf-8")
+        addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
+        request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
+        (home / "join-request.cbor").write_bytes(request.encode())
+        click.echo(node_key.peer_id)
+        click.echo(
+            f"created {home}: node key, keys for {', '.join(str(c) for c in cfg.codes)}, config.toml\n"
+            f"next: send {home / 'join-request.cbor'} to the network authority (truc directory add), "
+            f"put the directory it returns at {home / 'directory.cbor'}, then: truc run --home {home}",
+            err=True,
+        )
+        if not addrs:
+            click.echo(
+                "note: the join request lists no address (listening on 0.0.0.0); pass --announce /ip4/<your ip>/tcp/4001",
+                err=True,
+            )
+
+    @cli.group()
+    def directory() -> None:
+        """The signed directory: create and extend it (authority), show and look up (anyone)."""
+
+    @directory.command("add")
+    @click.option(
+        "--authority",
+        "auth_dir",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Directory with authority.key.",
+    )
+    @click.option(
+        "--directory",
+        "dir_file",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Directory file to create or extend.",
+    )
+    @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Validity of the new serial.")
+    @click.option(
+        "--names",
+        "names_csv",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Agency list CSV (code,name,group,evidence) for names.",
+    )
+    @click.argument("requests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    def directory_add(
+        auth_dir: Path, dir_file: Path, valid_days: int, names_csv: Path | None, requests: tuple[Path, ...]
+    ) -> None:
+        """List the nodes and agencies of join REQUEST files under a new serial."""
+        key, network = _authority(auth_dir)
+        names = {r.code: r.name for r in parse_agency_list(names_csv.read_text("utf-8"))} if names_csv else {}
+        agencies, nodes = [], []
+        for path in requests:
+            try:
+                req = JoinRequest.decode(path.read_bytes())
+            except (SchemaError, KeyFileError) as exc:
+                raise DirectoryError(f"{path}: {exc.message}") from None
+            except Exception as exc:
+                raise DirectoryError(f"{path}: not a join request ({exc})") from None
+            if req.net != network:
+                raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
+            nodes.append(req.node)
+            for a in req.agencies:
+                name = names.get(a.code, a.name)
+                agencies.append(type(a)(a.code, name, a.signing_keys, a.encryption_key, a.node, a.parent))
+        delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
+        serial = _extend(dir_file, key, network, delta, valid_days)
+        click.echo(
+            f"{dir_file}: serial {serial}, {len(agencies)} agencies on {len(nodes)} nodes added or updated, "
+            f"valid {valid_days} days"
+        )
+
+    @directory.command("revoke")
+    @click.option("--authority", "auth_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--directory", "dir_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--code", required=True, callback=code_arg, help="Agency whose signing keys are revoked.")
+    @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+    def directory_revoke(auth_dir: Path, dir_file: Path, code: str, valid_days: int) -> None:
+        """Revoke every signing key of an agency (a stolen or lost key) under a new serial."""
+        key, network = _authority(auth_dir)
+        current = load_chain(read_chain_file(dir_file), AuthorityPublic(key.public, network))
+        rec = current.agencies.get(AgencyCode.parse(code))
+        if rec is None:
+            raise DirectoryError(f"{code} is not in {dir_file}")
+        delta = DirectoryDelta(revoke=tuple((k.kid, now_ms()) for k in rec.signing_keys if k.kid not in current.revoked))
+        serial = _extend(dir_file, key, network, delta, valid_days)
+        click.echo(
+            f"{dir_file}: serial {serial}, revoked {len(delta.revoke)} key(s) of {code}; "
+            f"publish it: truc directory publish {dir_file}"
+        )
+
+    @directory.command("renew")
+    @click.option("--authority", "auth_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--directory", "dir_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+    def directory_renew(auth_dir: Path, dir_file: Path, valid_days: int) -> None:
+        """Extend the directory's validity (an empty delta under a new serial)."""
+        key, network = _authority(auth_dir)
+        serial = _extend(dir_file, key, network, DirectoryDelta(), valid_days)
+        click.echo(f"{dir_file}: serial {serial}, valid {valid_days} more days")
+
+    @directory.command("show")
+    @home_option
+    @click.option(
+        "--directory",
+        "dir_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Read this file instead of asking the node.",
+    )
+    @click.option(
+        "--authority-pub",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Verify the file's signatures with this key.",
+    )
+    @json_option
+    @pass_ctx
+    def directory_show(ctx: Ctx, home: Path | None, dir_file: Path | None, authority_pub: Path | None, as_json: bool) -> None:
+        """The directory: serial, validity, agencies and nodes."""
+        data = _offline_directory(dir_file, authority_pub) if dir_file is not None else ctx.call(home, "directory.show")
+        if as_json:
+            output.emit_json(data)
+            return
+        state = "EXPIRED" if data["expired"] else "valid"
+        click.echo(
+            f"network {data['network']}  serial {data['serial']}  {state} until {output.when(data['valid_until'])}  "
+            f"{data.get('verified', '')}".rstrip()
+        )
+        output.table([(a["code"], a["name"], a["node"][:20] + "…") for a in data["agencies"]], ["code", "name", "node"])
+        output.table(
+            [(n["peer_id"], ",".join(n["codes"]), ",".join(n["addrs"])) for n in data["nodes"]], ["node", "hosts", "addresses"]
+        )
+        if data["revoked"]:
+            output.table([(r["kid"], output.when(r["at"])) for r in data["revoked"]], ["revoked key", "since"])
+
+    @directory.command("lookup")
+    @home_option
+    @click.argument("code", callback=code_arg)
+    @json_option
+    @pass_ctx
+    def directory_lookup(ctx: Ctx, home: Path | None, code: str, as_json: bool) -> None:
+        """One agency: name, parent, hosting node and its addresses, keys, sub-units."""
+        rec = ctx.call(home, "directory.lookup", code=code)
+        if as_json:
+            output.emit_json(rec)
+            return
+        click.echo(f"{rec['code']} ({rec['short']})  {rec['name']}")
+        click.echo(f"  parent    {rec['parent'] or '-'}")
+        click.echo(f"  node      {rec['node']}{'  (this node)' if rec['hosted_here'] else ''}")
+        for a in rec["node_addrs"]:
+            click.echo(f"            {a}")
+        for k in rec["signing_keys"]:
+            click.echo(
+                f"  key       {k['kid']}  valid {output.when(k['not_before'])} .. {output.iso(k['not_after'])}"
+                f"{'  REVOKED' if k['revoked'] else ''}"
+            )
+        if rec["sub_units"]:
+            click.echo(f"  sub-units {', '.join(rec['sub_units'])}")
+
+    @directory.command("publish")
+    @home_option
+    @click.argument("dir_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @pass_ctx
+    def directory_publish(ctx: Ctx, home: Path | None, dir_file: Path) -> None:
+        """Hand a newer directory file to the running node; it applies and gossips the new serials."""
+        res = ctx.call(home, "directory.publish", file=dir_file.read_bytes())
+        click.echo(f"the node now runs directory serial {res['serial']}")
+
+
+def _names(pairs: tuple[str, ...]) -> dict[AgencyCode, str]:
+    out: dict[AgencyCode, str] = {}
+    known = _known_names()
+    out.update(known)
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r}: expected CODE=NAME", param_hint="--name")
+        code, name = pair.split("=", 1)
+        out[AgencyCode.parse(code)] = name
+    return out
+
+
+def _known_names() -> dict[AgencyCode, str]:
+    path = Path(__file__).resolve().parent.parent / "simnet" / "data" / "agencies-level1.csv"
+    try:
+        return {r.code: r.name for r in parse_agency_list(path.read_text("utf-8"))}
+    except OSError:
+        return {}
+
+
+def _authority(auth_dir: Path) -> tuple[SigningKey, str]:
+    key, network = load_authority_key(auth_dir / "authority.key")
+    return key, network or DEFAULT_NETWORK
+
+
+def _extend(dir_file: Path, key: SigningKey, network: str, delta: DirectoryDelta, valid_days: int) -> int:
+    """Create the file (snapshot serial 1) or append a delta as the next serial; returns the serial."""
+    now = now_ms()
+    until = now + valid_days * DAY_MS
+    pub = AuthorityPublic(key.public, network)
+    if not dir_file.exists():
+        d = Directory(
+            network,
+            1,
+            now,
+            until,
+            {a.code: a for a in delta.put_agencies},
+            {n.peer_id: n for n in delta.put_nodes},
+            dict(delta.revoke),
+        )
+        snapshot = sign_snapshot(d, key, at=now)
+        load_chain([snapshot], pub)  # the same checks every node will make
+        write_chain_file(dir_file, [snapshot])
+        return 1
+    chain = read_chain_file(dir_file)
+    current = load_chain(chain, pub)
+    link = sign_delta(delta, net=network, base=current.serial, serial=current.serial + 1, until=until, key=key, at=now)
+    load_chain([*chain, link], pub)
+    write_chain_file(dir_file, [*chain, link])
+    return current.serial + 1
+
+
+def _offline_directory(dir_file: Path, authority_pub: Path | None) -> dict[str, Any]:
+    chain = read_chain_file(dir_file)
+    if authority_pub is not None:
+        d = load_chain(chain, load_authority_public(authority_pub))
+        verified = "(signatures verified)"
+    else:
+        d = load_chain(chain, None)
+        verified = "(signatures NOT verified: pass --authority-pub FILE)"
+    return {
+        "network": d.net,
+        "serial": d.serial,
+        "issued_at": d.issued_at,
+        "valid_until": d.valid_until,
+        "expired": now_ms() > d.valid_until,
+        "verified": verified,
+        "agencies": [
+            {"code": str(c), "name": r.name, "node": r.node, "level": c.level}
+            for c, r in sorted(d.agencies.items(), key=lambda x: str(x[0]))
+        ],
+        "nodes": [
+            {"peer_id": p, "addrs": list(r.addrs), "codes": [str(c) for c in d.hosted_by(p)]} for p, r in sorted(d.nodes.items())
+        ],
+        "revoked": [{"kid": kid.hex(), "at": at} for kid, at in sorted(d.revoked.items())],
+    }

@@ -1,0 +1,244 @@
+"""``truc run``: load a node's home and run it until SIGTERM/SIGINT.
+
+One wiring function, :func:`run_node`, builds the whole object graph in
+dependency order: config → log → keys → authority → store → directory →
+trust → metrics → overlay → engine → IPC → metrics endpoint → systemd
+readiness. Read it and you know the daemon.
+
+A node's home (``truc init`` creates it)::
+
+    config.toml        settings (docs: render_config in protocol/config.py)
+    node.key           libp2p identity (0600)
+    keys/CODE.key      secret keys of each hosted agency (0600)
+    authority.pub      the pinned network authority key
+    directory.cbor     the signed directory chain to start from
+    join-request.cbor  what the authority needs to list this node
+    store/             LevelDB
+    truc.sock          IPC socket (0660) while running
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from identity.directory import Directory, apply_link, load_directory_file
+from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, load_agency_keys, load_authority_public, load_node_key
+from identity.trust import Trust
+from protocol.agency import AgencyCode
+from protocol.config import NodeConfig, parse_config
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
+from protocol.errors import ConfigError, DirectoryError, KeyFileError, TrucError
+from store.store import Store
+
+from . import http, systemd
+from .committer import run_in_thread
+from .engine import Engine
+from .ipc import IpcServer
+from .log import Log, capture_library_logs
+from .metrics import Metrics
+from .p2p import P2POverlay
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+@dataclass
+class Home:
+    root: Path
+    config: NodeConfig
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def socket(self) -> Path:
+        return self.path(self.config.ipc_socket)
+
+
+def config_path(root: Path) -> Path:
+    return root / "config.toml"
+
+
+def load_home(root: Path) -> Home:
+    """Read ``root/config.toml``; raises ConfigError naming the file and the fix."""
+    path = config_path(root)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} does not exist; create a node home with: truc init --home {root} --code CODE --authority FILE"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    return Home(root, parse_config(text, str(path)))
+
+
+def agency_key_path(home: Home, code: AgencyCode) -> Path:
+    return home.root / "keys" / f"{code}.key"
+
+
+def load_keys(home: Home) -> tuple[NodeKey, dict[AgencyCode, AgencyKeys]]:
+    node_key = load_node_key(home.root / "node.key")
+    hosted = {}
+    for code in home.config.codes:
+        path = agency_key_path(home, code)
+        keys = load_agency_keys(path)
+        if keys.code != code:
+            raise KeyFileError(f"{path} holds the keys of {keys.code}, not {code}")
+        hosted[code] = keys
+    return node_key, hosted
+
+
+def load_directory(home: Home, authority: AuthorityPublic, store: Store) -> tuple[Directory, list[Envelope]]:
+    """The directory file's chain, then any newer links this node received and stored."""
+    directory, chain = load_directory_file(home.path(home.config.directory), authority)
+    for raw in store.directory_links():
+        link = Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES)
+        h = link.header
+        if isinstance(h, DirectoryHeader) and h.serial > directory.serial:
+            try:
+                directory = apply_link(directory, link, authority)
+            except TrucError as exc:
+                raise DirectoryError(f"stored directory link {h.serial}: {exc.message}") from None
+            chain.append(link)
+    return directory, chain
+
+
+async def run_node(
+    root: Path, *, log_stream: TextIO | None = None, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
+) -> None:
+    home = load_home(root)
+    cfg = home.config
+    node_key, hosted = load_keys(home)
+    log = Log(stream=log_stream, level=cfg.log_level, fmt=cfg.log_format, node=",".join(c.short() for c in cfg.codes))
+    capture_library_logs(log)
+    authority = load_authority_public(home.path(cfg.authority))
+    if authority.network and authority.network != cfg.network:
+        raise ConfigError(
+            f"{config_path(root)}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
+        )
+    store = Store(home.path(cfg.store))
+    try:
+        directory, chain = load_directory(home, authority, store)
+        if directory.net != cfg.network:
+            raise ConfigError(f"{home.path(cfg.directory)} is for network {directory.net!r}, this node is on {cfg.network!r}")
+        if node_key.peer_id not in directory.nodes:
+            log.error(
+                "node.not_in_directory",
+                peer=node_key.peer_id,
+                serial=directory.serial,
+                fix="send join-request.cbor to the network authority; peers refuse this node until it is listed",
+            )
+        for code in cfg.codes:
+            rec = directory.agencies.get(code)
+            if rec is not None and rec.node != node_key.peer_id:
+                log.error(
+                    "agency.hosted_elsewhere", code=str(code), node=rec.node, fix="the directory says another node hosts it"
+                )
+        metrics = Metrics()
+        engine_ref: list[Engine] = []
+
+        def is_member(peer: str) -> bool:
+            return engine_ref[0].trust.is_member(peer) if engine_ref else peer in directory.nodes
+
+        def targets() -> dict[str, tuple[str, ...]]:
+            d = engine_ref[0].trust.directory if engine_ref else directory
+            return {p: rec.addrs for p, rec in d.nodes.items() if p != node_key.peer_id}
+
+        overlay = P2POverlay(
+            key=node_key,
+            listen=cfg.listen,
+            is_member=is_member,
+            targets=targets,
+            log=log,
+            metrics=metrics,
+            psk=cfg.psk,
+            bootstrap=cfg.bootstrap,
+        )
+        engine = Engine(
+            config=cfg,
+            store=store,
+            trust=Trust(directory, authority),
+            chain=chain,
+            hosted=hosted,
+            overlay=overlay,
+            clock=lambda: int(time.time() * 1000),
+            rng=os.urandom,
+            offload=run_in_thread,
+            log=log,
+            metrics=metrics,
+        )
+        engine_ref.append(engine)
+        ipc = IpcServer(engine, home.socket, log)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(overlay.run)
+            await nursery.start(engine.run)
+            await nursery.start(ipc.run)
+            if cfg.metrics_listen:
+                host, port = cfg.metrics_listen.rsplit(":", 1)
+                bound = await nursery.start(http.serve, host.strip("[]"), int(port), metrics.render, lambda: True)
+                log.info("metrics.listening", address=f"{host}:{bound}")
+            nursery.start_soon(systemd.watchdog, engine)
+            systemd.notify(f"READY=1\nSTATUS=serving {', '.join(str(c) for c in cfg.codes)}; directory serial {directory.serial}")
+            log.info("node.ready", socket=str(home.socket), peer=node_key.peer_id)
+            task_status.started(engine)
+            nursery.start_soon(_status_line, engine)
+    finally:
+        store.close()
+
+
+async def _status_line(engine: Engine) -> None:
+    while True:
+        await trio.sleep(30)
+        systemd.notify(
+            f"STATUS={len(engine.overlay.connected_peers())} peers; "
+            f"{sum(1 for _ in engine.store.pending())} pending deliveries; directory serial {engine.trust.directory.serial}"
+        )
+
+
+def main(root: Path) -> int:
+    """Run the node in the foreground until SIGTERM or SIGINT; returns the exit code."""
+
+    async def top() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                engine = await nursery.start(run_node, root)
+                async for signum in signals:
+                    engine.log.info("node.stopping", signal=signal.Signals(signum).name)
+                    systemd.notify("STOPPING=1")
+                    nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+                    nursery.cancel_scope.cancel()
+                    break
+        engine.log.info("node.stopped")
+
+    try:
+        trio.run(top)
+    except (TrucError, BaseExceptionGroup) as raised:
+        exc = user_error(raised)
+        if exc is None:
+            raise
+        print(f"truc run: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError | KeyFileError | DirectoryError) else 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def user_error(exc: BaseException) -> TrucError | None:
+    """The TrucError inside ``exc`` (trio wraps task errors in exception groups), if any."""
+    if isinstance(exc, TrucError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = user_error(inner)
+            if found is not None:
+                return found
+    return None

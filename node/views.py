@@ -1,0 +1,272 @@
+"""Read-only views of a running node, for the IPC socket (and so the CLI).
+
+Results are plain CBOR/JSON-friendly values: text ids, times in ms since the
+Unix epoch (UTC), agency codes in canonical text.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from protocol.agency import AgencyCode
+from protocol.errors import NotFoundError
+from protocol.ids import Digest
+from store.records import DeliveryState, DocRole
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def truc_version() -> str:
+    try:
+        return version("truc")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def info(e: Engine) -> dict[str, Any]:
+    d = e.trust.directory
+    now = e.clock()
+    return {
+        "version": truc_version(),
+        "python": platform.python_version(),
+        "peer_id": e.peer_id,
+        "network": e.trust.net,
+        "codes": [str(c) for c in sorted(e.hosted)],
+        "names": {str(c): d.agencies[c].name for c in sorted(e.hosted) if c in d.agencies},
+        "directory": {
+            "serial": d.serial,
+            "valid_until": d.valid_until,
+            "expired": now > d.valid_until,
+            "agencies": len(d.agencies),
+            "nodes": len(d.nodes),
+        },
+        "started_at": e.started_at,
+        "uptime_s": (now - e.started_at) // 1000,
+        "peers_connected": len(e.overlay.connected_peers()),
+        "store_bytes": e.store.disk_bytes(),
+        "store_path": str(e.store.path),
+        "shards": sorted(e.interested_shards()),
+        "pending_deliveries": sum(1 for _ in e.store.pending()),
+        "awaiting_blocks": len(e.store.awaiting()),
+    }
+
+
+def peers(e: Engine) -> list[dict[str, Any]]:
+    d = e.trust.directory
+    connected = e.overlay.connected_peers()
+    out = []
+    for peer_id, rec in sorted(d.nodes.items()):
+        if peer_id == e.peer_id:
+            continue
+        codes = d.hosted_by(peer_id)
+        out.append(
+            {
+                "peer_id": peer_id,
+                "codes": [str(c) for c in codes],
+                "names": [d.agencies[c].name for c in codes],
+                "addrs": list(rec.addrs),
+                "connected": peer_id in connected,
+                "last_seen": e.clock() if peer_id in connected else e.last_seen.get(peer_id),
+            }
+        )
+    return out
+
+
+def queues(e: Engine) -> list[dict[str, Any]]:
+    """Outbox per recipient: what is pending, since when, and why it is not delivered yet."""
+    now = e.clock()
+    by: dict[AgencyCode, dict[str, Any]] = {}
+    connected = e.overlay.connected_peers()
+    for recipient, eid, sender in e.store.pending():
+        rec = e.store.delivery(sender, eid, recipient)
+        if rec is None or rec.state is not DeliveryState.PENDING:
+            continue
+        q = by.setdefault(
+            recipient,
+            {
+                "recipient": str(recipient),
+                "pending": 0,
+                "documents": 0,
+                "statuses": 0,
+                "oldest_first_sent": None,
+                "next_retry": None,
+                "last_error": "",
+            },
+        )
+        q["pending"] += 1
+        q["documents" if rec.kind == "doc" else "statuses"] += 1
+        if q["oldest_first_sent"] is None or rec.first_at < q["oldest_first_sent"]:
+            q["oldest_first_sent"] = rec.first_at
+            q["last_error"] = rec.last_error
+        if q["next_retry"] is None or rec.next_at < q["next_retry"]:
+            q["next_retry"] = rec.next_at
+        q.setdefault("waiting_for_receipt", 0)
+        if rec.kind == "doc" and not rec.failures and rec.attempts:
+            q["waiting_for_receipt"] += 1
+    out = []
+    for recipient, q in sorted(by.items()):
+        q["oldest_age_s"] = (now - q["oldest_first_sent"]) // 1000 if q["oldest_first_sent"] else 0
+        try:
+            host = e.host_peer(recipient)
+            q["node"] = host
+            q["node_connected"] = host in connected
+        except Exception:
+            q["node"] = None
+            q["node_connected"] = False
+        q["reason"] = _reason(q)
+        out.append(q)
+    return out
+
+
+def _reason(q: dict[str, Any]) -> str:
+    if q["node"] is None:
+        return "the recipient is not in the directory"
+    if not q["node_connected"]:
+        extra = q["last_error"] if q["last_error"] and "not connected" not in q["last_error"] else ""
+        return "the recipient's node is not connected" + (f" ({extra})" if extra else "")
+    if q.get("waiting_for_receipt") == q["pending"]:
+        return "stored at the recipient's node, waiting for its signed receipt (01)"
+    return q["last_error"] or "being sent"
+
+
+def inbox(e: Engine, code: AgencyCode | None, *, after: int, limit: int, unacked: bool) -> dict[str, Any]:
+    codes = [code] if code is not None else sorted(e.hosted)
+    items: list[dict[str, Any]] = []
+    last = after
+    for c in codes:
+        if c not in e.hosted:
+            e._keys(c)  # raises NotHostedError
+        for seq, entry in e.store.inbox(c, after=after if code is not None else 0, limit=limit if code is not None else 10_000):
+            last = max(last, seq)
+            if unacked and entry.acked_at:
+                continue
+            rec = e.store.doc(entry.id)
+            items.append(
+                {
+                    "seq": seq,
+                    "id": str(Digest(entry.id)),
+                    "from": entry.sender,
+                    "to": str(c),
+                    "subject": rec.subject if rec else "",
+                    "size": rec.size if rec else 0,
+                    "received_at": entry.received_at,
+                    "acked_at": entry.acked_at or None,
+                    "business": rec.business if rec else "new",
+                }
+            )
+    items.sort(key=lambda i: (i["received_at"], i["seq"]))
+    return {"items": items[:limit], "next_after": last if code is not None else None}
+
+
+def documents(e: Engine, *, role: str | None, limit: int) -> list[dict[str, Any]]:
+    out = []
+    for doc_id, rec in e.store.docs():
+        if role is not None and rec.role.value != role:
+            continue
+        if rec.role is DocRole.RELAYED and role is None:
+            continue
+        out.append(
+            {
+                "id": str(doc_id),
+                "role": rec.role.value,
+                "from": rec.sender,
+                "to": list(rec.to),
+                "subject": rec.subject,
+                "created_at": rec.created_at,
+                "received_at": rec.received_at,
+                "size": rec.size,
+                "complete": rec.complete,
+                "problem": rec.problem,
+            }
+        )
+    out.sort(key=lambda d: d["created_at"], reverse=True)
+    return out[:limit]
+
+
+def lookup(e: Engine, code: AgencyCode) -> dict[str, Any]:
+    d = e.trust.directory
+    rec = d.agencies.get(code)
+    if rec is None:
+        raise NotFoundError(f"{code} is not in directory serial {d.serial}")
+    node = d.nodes.get(rec.node)
+    return {
+        "code": str(rec.code),
+        "short": rec.code.short(),
+        "name": rec.name,
+        "parent": str(rec.parent) if rec.parent else None,
+        "node": rec.node,
+        "node_addrs": list(node.addrs) if node else [],
+        "hosted_here": code in e.hosted,
+        "signing_keys": [
+            {"kid": k.kid.hex(), "not_before": k.not_before, "not_after": k.not_after, "revoked": k.kid in d.revoked}
+            for k in rec.signing_keys
+        ],
+        "encryption_key": rec.encryption_key.hex(),
+        "sub_units": [str(c) for c in sorted(d.agencies) if c.parent == code],
+    }
+
+
+def directory(e: Engine) -> dict[str, Any]:
+    d = e.trust.directory
+    return {
+        "network": d.net,
+        "serial": d.serial,
+        "issued_at": d.issued_at,
+        "valid_until": d.valid_until,
+        "expired": e.clock() > d.valid_until,
+        "agencies": [
+            {"code": str(c), "name": r.name, "node": r.node, "level": c.level}
+            for c, r in sorted(d.agencies.items(), key=lambda x: str(x[0]))
+        ],
+        "nodes": [
+            {"peer_id": p, "addrs": list(r.addrs), "codes": [str(c) for c in d.hosted_by(p)]} for p, r in sorted(d.nodes.items())
+        ],
+        "revoked": [{"kid": kid.hex(), "at": at} for kid, at in sorted(d.revoked.items())],
+    }
+
+
+def stats(e: Engine, *, since: int) -> dict[str, Any]:
+    """Documents sent and received per agency and status counts since ``since`` (ms)."""
+    sent: Counter[str] = Counter()
+    received: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    delivered = failed = pending = 0
+    latencies: list[int] = []
+    for doc_id, rec in e.store.docs():
+        if rec.created_at < since:
+            continue
+        if rec.role is DocRole.SENT:
+            sent[rec.sender] += 1
+            for recipient, d in e.store.deliveries(AgencyCode.parse(rec.sender), doc_id).items():
+                if d.state is DeliveryState.DELIVERED:
+                    delivered += 1
+                    latencies.append(d.delivered_at - rec.created_at)
+                elif d.state is DeliveryState.FAILED:
+                    failed += 1
+                else:
+                    pending += 1
+                _ = recipient
+        elif rec.role is DocRole.RECEIVED:
+            for code in rec.to:
+                if AgencyCode.parse(code) in e.hosted:
+                    received[code] += 1
+        if rec.role is not DocRole.RELAYED:
+            for _, _, h in e.store.history(doc_id):
+                statuses[f"{h.code:02d}"] += 1
+    latencies.sort()
+
+    def pct(p: float) -> int | None:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
+
+    return {
+        "since": since,
+        "sent": dict(sorted(sent.items())),
+        "received": dict(sorted(received.items())),
+        "statuses": dict(sorted(statuses.items())),
+        "deliveries": {"delivered": delivered, "pending": pending, "failed": failed},
+        "receipt_latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
+    }
