@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -34,9 +35,9 @@ from identity.keys import (
 )
 from identity.provision import agency_record
 from protocol.agency import AgencyCode, parse_agency_list
-from protocol.config import NodeConfig, render_config
+from protocol.config import NodeConfig, parse_config, render_config
 from protocol.envelope import check_network
-from protocol.errors import ConfigError, DirectoryError, KeyFileError, SchemaError
+from protocol.errors import ConfigError, DirectoryError, SchemaError, TrucError
 
 from . import output
 
@@ -98,6 +99,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--announce", multiple=True, help="Address peers should dial (default: the listen addresses).")
     @click.option("--bootstrap", multiple=True, help="Peer to dial at start: /ip4/.../tcp/.../p2p/<peer id>.")
+    @click.option("--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock).")
     def init(
         home: Path,
         codes: tuple[str, ...],
@@ -106,41 +108,14 @@ def register(cli: click.Group) -> None:
         listen: tuple[str, ...],
         announce: tuple[str, ...],
         bootstrap: tuple[str, ...],
+        ipc_socket: str,
     ) -> None:
         """Create a node home: node key, agency keys, config.toml, join-request.cbor."""
-        pub = load_authority_public(authority_pub)
-        network = pub.network or DEFAULT_NETWORK
-        if (home / "config.toml").exists():
-            raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
-        cfg = NodeConfig(
-            network=network, codes=tuple(AgencyCode.parse(c) for c in codes), listen=tuple(listen), bootstrap=tuple(bootstrap)
-        )
-        from protocol.config import parse_config
-
-        parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
-        home.mkdir(parents=True, exist_ok=True)
-        os.chmod(home, 0o750)
-        node_key = NodeKey(os.urandom(32))
-        save_node_key(home / "node.key", node_key)
-        name_of = _names(names)
-        agencies = []
-        for code in cfg.codes:
-            keys = AgencyKeys.generate(code, os.urandom)
-            save_agency_keys(home / "keys" / f"{code}.key", keys)
-            agencies.append(agency_record(keys, name_of.get(code, str(code)), node_key.peer_id))
-        write_toml_file(
-            home / "authority.pub",
-            {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
-            comment="Pinned network authority public key.",
-            secret=False,
-        )
-        (home / "config.toml").write_text(render_config(cfg), "utf-8")
-        addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
-        request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
-        (home / "join-request.cbor").write_bytes(request.encode())
-        click.echo(node_key.peer_id)
+        code_list = [AgencyCode.parse(c) for c in codes]
+        peer_id, addrs = init_home(home, code_list, _names(names), authority_pub, listen, announce, bootstrap, ipc_socket=ipc_socket)
+        click.echo(peer_id)
         click.echo(
-            f"created {home}: node key, keys for {', '.join(str(c) for c in cfg.codes)}, config.toml\n"
+            f"created {home}: node key, keys for {', '.join(codes)}, config.toml\n"
             f"next: send {home / 'join-request.cbor'} to the network authority (truc directory add), "
             f"put the directory it returns at {home / 'directory.cbor'}, then: truc run --home {home}",
             err=True,
@@ -182,26 +157,10 @@ def register(cli: click.Group) -> None:
         auth_dir: Path, dir_file: Path, valid_days: int, names_csv: Path | None, requests: tuple[Path, ...]
     ) -> None:
         """List the nodes and agencies of join REQUEST files under a new serial."""
-        key, network = _authority(auth_dir)
         names = {r.code: r.name for r in parse_agency_list(names_csv.read_text("utf-8"))} if names_csv else {}
-        agencies, nodes = [], []
-        for path in requests:
-            try:
-                req = JoinRequest.decode(path.read_bytes())
-            except (SchemaError, KeyFileError) as exc:
-                raise DirectoryError(f"{path}: {exc.message}") from None
-            except Exception as exc:
-                raise DirectoryError(f"{path}: not a join request ({exc})") from None
-            if req.net != network:
-                raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
-            nodes.append(req.node)
-            for a in req.agencies:
-                name = names.get(a.code, a.name)
-                agencies.append(type(a)(a.code, name, a.signing_keys, a.encryption_key, a.node, a.parent))
-        delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
-        serial = _extend(dir_file, key, network, delta, valid_days)
+        serial, agencies, nodes = add_requests(auth_dir, dir_file, list(requests), valid_days=valid_days, names=names)
         click.echo(
-            f"{dir_file}: serial {serial}, {len(agencies)} agencies on {len(nodes)} nodes added or updated, "
+            f"{dir_file}: serial {serial}, {agencies} agencies on {nodes} nodes added or updated, "
             f"valid {valid_days} days"
         )
 
@@ -299,6 +258,65 @@ def register(cli: click.Group) -> None:
         """Hand a newer directory file to the running node; it applies and gossips the new serials."""
         res = ctx.call(home, "directory.publish", file=dir_file.read_bytes())
         click.echo(f"the node now runs directory serial {res['serial']}")
+
+
+def init_home(
+    home: Path,
+    codes: list[AgencyCode],
+    names: dict[AgencyCode, str],
+    authority_pub: Path,
+    listen: tuple[str, ...],
+    announce: tuple[str, ...] = (),
+    bootstrap: tuple[str, ...] = (),
+    *,
+    ipc_socket: str = "truc.sock",
+) -> tuple[str, tuple[str, ...]]:
+    """Create a node home (``truc init``); returns the peer id and the addresses it announces."""
+    pub = load_authority_public(authority_pub)
+    network = pub.network or DEFAULT_NETWORK
+    if (home / "config.toml").exists():
+        raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
+    cfg = NodeConfig(network=network, codes=tuple(codes), listen=tuple(listen), bootstrap=tuple(bootstrap), ipc_socket=ipc_socket)
+    parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o750)
+    node_key = NodeKey(os.urandom(32))
+    save_node_key(home / "node.key", node_key)
+    agencies = []
+    for code in cfg.codes:
+        keys = AgencyKeys.generate(code, os.urandom)
+        save_agency_keys(home / "keys" / f"{code}.key", keys)
+        agencies.append(agency_record(keys, names.get(code, str(code)), node_key.peer_id))
+    write_toml_file(
+        home / "authority.pub",
+        {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
+        comment="Pinned network authority public key.",
+        secret=False,
+    )
+    (home / "config.toml").write_text(render_config(cfg), "utf-8")
+    addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
+    request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
+    (home / "join-request.cbor").write_bytes(request.encode())
+    return node_key.peer_id, addrs
+
+
+def add_requests(
+    auth_dir: Path, dir_file: Path, requests: list[Path], *, valid_days: int, names: dict[AgencyCode, str]
+) -> tuple[int, int, int]:
+    """List the nodes and agencies of join requests under a new serial; returns (serial, agencies, nodes)."""
+    key, network = _authority(auth_dir)
+    agencies, nodes = [], []
+    for path in requests:
+        try:
+            req = JoinRequest.decode(path.read_bytes())
+        except TrucError as exc:
+            raise DirectoryError(f"{path}: not a valid join request: {exc.message}") from None
+        if req.net != network:
+            raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
+        nodes.append(req.node)
+        agencies.extend(dataclasses.replace(a, name=names.get(a.code, a.name)) for a in req.agencies)
+    delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
+    return _extend(dir_file, key, network, delta, valid_days), len(agencies), len(nodes)
 
 
 def _names(pairs: tuple[str, ...]) -> dict[AgencyCode, str]:

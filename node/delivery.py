@@ -147,6 +147,8 @@ class DeliveryWorker:
             error = ""
             if peer == e.peer_id:
                 error = "the directory says this node hosts the recipient, but it is not in this node's config"
+            elif not e.config.direct_push:
+                error = "sent by gossip only (gossip.direct_push = false)"
             elif peer not in e.overlay.connected_peers():
                 error = "recipient node not connected"
             else:

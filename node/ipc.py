@@ -116,34 +116,37 @@ class IpcServer:
                     raise
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        """One client connection. Nothing that happens on it may stop the node."""
         conn = Connection(self, stream)
         self.connections += 1
-        decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
         try:
             async with trio.open_nursery() as nursery:
-                while True:
-                    data = await stream.receive_some(READ_BYTES)
-                    if not data:
-                        break
-                    decoder.feed(data)
-                    try:
-                        while (payload := decoder.next_frame()) is not None:
-                            req = ipc.Request.decode(payload)
-                            nursery.start_soon(self._dispatch, conn, req)
-                    except (DecodeError, SchemaError) as exc:
-                        # Only this connection is lost; the node serves everyone else.
-                        self.e.metrics.inc("ipc_bad_frames", reason=exc.code)
-                        self.log.warning("ipc.bad_frame", reason=exc.code, detail=exc.detail[:200])
-                        await conn.send(ipc.error_response(0, exc))
-                        nursery.cancel_scope.cancel()
-                        break
+                await self._read_requests(conn, nursery)
                 # End of input: requests already read still get their answers.
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except Exception as exc:  # includes exception groups from this connection's tasks
+            if not _only_disconnects(exc):
+                self.log.error("ipc.connection_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self.connections -= 1
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+    async def _read_requests(self, conn: Connection, nursery: trio.Nursery) -> None:
+        decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+        try:
+            while data := await conn.stream.receive_some(READ_BYTES):
+                decoder.feed(data)
+                while (payload := decoder.next_frame()) is not None:
+                    nursery.start_soon(self._dispatch, conn, ipc.Request.decode(payload))
+        except (DecodeError, SchemaError) as exc:
+            # Only this connection is lost; the node serves everyone else.
+            self.e.metrics.inc("ipc_bad_frames", reason=exc.code)
+            self.log.warning("ipc.bad_frame", reason=exc.code, detail=exc.detail[:200])
+            with trio.move_on_after(5):
+                await conn.send(ipc.error_response(0, exc))
+            nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            nursery.cancel_scope.cancel()  # the client went away: drop its subscriptions and requests
 
     async def _dispatch(self, conn: Connection, req: ipc.Request) -> None:
         handler = self.handlers.get(req.method)
@@ -302,3 +305,11 @@ class IpcServer:
             async for ev in events:
                 await conn.send(ipc.event(rid, ev.kind, ev.at, dict(ev.fields)))
         return {"subscribed": False}
+
+
+def _only_disconnects(exc: BaseException) -> bool:
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_disconnects(e) for e in exc.exceptions)
+    return False

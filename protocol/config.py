@@ -55,6 +55,7 @@ class NodeConfig:
     gossip_flush_ms: float = 20.0
     gossip_batch_kb: int = 256
     push_batch: int = 64
+    direct_push: bool = True  # False: every envelope goes by gossip only (measurements; networks without direct reachability)
 
     @property
     def max_document_bytes(self) -> int:
@@ -70,7 +71,7 @@ _SECTIONS: dict[str, set[str]] = {
     "retry": {"initial_s", "cap_s", "jitter", "receipt_timeout_s", "give_up_days"},
     "relay": {"shards", "keep_after_receipt_h", "fetch_blocks"},
     "sync": {"interval_s", "fanout"},
-    "gossip": {"flush_ms", "batch_kb", "push_batch"},
+    "gossip": {"flush_ms", "batch_kb", "push_batch", "direct_push"},
 }  # fmt: skip
 
 
@@ -109,6 +110,12 @@ class _Reader:
             raise self.fail(section, key, f"expected text, got {v!r}")
         if choices is not None and v not in choices:
             raise self.fail(section, key, f"{v!r} is not one of {', '.join(choices)}")
+        return v
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        v = self.get(section, key, default)
+        if not isinstance(v, bool):
+            raise self.fail(section, key, f"expected true or false, got {v!r}")
         return v
 
     def texts(
@@ -204,12 +211,13 @@ def parse_config(text: str, source: str) -> NodeConfig:
         retry=retry,
         relay_shards=relay_shards,
         keep_after_receipt_h=r.number("relay", "keep_after_receipt_h", 24.0, lo=0.0, hi=24 * 3650.0),
-        fetch_relayed_blocks=bool(r.get("relay", "fetch_blocks", False)),
+        fetch_relayed_blocks=r.boolean("relay", "fetch_blocks", False),
         sync_interval_s=r.number("sync", "interval_s", 30.0, lo=0.0, hi=86400.0, strict_lo=True),
         sync_fanout=r.integer("sync", "fanout", 3, lo=1, hi=1000),
         gossip_flush_ms=r.number("gossip", "flush_ms", 20.0, lo=0.0, hi=10_000.0),
         gossip_batch_kb=r.integer("gossip", "batch_kb", 256, lo=1, hi=3072),
         push_batch=r.integer("gossip", "push_batch", 64, lo=1, hi=1024),
+        direct_push=r.boolean("gossip", "direct_push", True),
     )
 
 
@@ -265,4 +273,5 @@ fanout = {c.sync_fanout}                # peers per round (every newly connected
 flush_ms = {c.gossip_flush_ms:g}           # envelopes are batched into one gossip message for this long
 batch_kb = {c.gossip_batch_kb}            # or until the batch reaches this size
 push_batch = {c.push_batch}           # envelopes per direct push request
+direct_push = {"true" if c.direct_push else "false"}         # false: gossip only (for measurements)
 """

@@ -79,3 +79,23 @@ def test_pinned_frame_and_store_sample_decode() -> None:
     assert dec.next_frame() == b"truc"
     pairs = cbor.decode(pinned("store-keys"), max_bytes=1 << 16)
     assert [p[0][:1] for p in pairs] == [b"E", b"I", b"i", b"O", b"R", b"P", b"H", b"L", b"S", b"C", b"D"]
+
+
+def test_pinned_ipc_frames_decode() -> None:
+    from protocol import ipc
+
+    def payload(name: str) -> bytes:
+        dec = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+        dec.feed(pinned(name))
+        data = dec.next_frame()
+        assert data is not None and dec.next_frame() is None
+        return data
+
+    req = ipc.Request.decode(payload("ipc-submit-request"))
+    assert req.method == "submit" and req.params["files"][0]["data"] == b"Xin chao"
+    assert ipc.parse_submit(req.params).recipients[0].short() == "H29"
+    assert ipc.decode_message(payload("ipc-submit-response"))["result"]["id"] == str(Envelope.decode(pinned("document-inline")).id)
+    err = ipc.decode_message(payload("ipc-error-response"))
+    assert err["ok"] is False and err["error"]["code"] == "unknown_agency"
+    assert ipc.decode_message(payload("ipc-chunk"))["data"] == b"Xin chao"
+    assert ipc.decode_message(payload("ipc-event"))["event"] == "receipt.received"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,25 @@ def test_pipelined_requests_and_events_over_the_trio_client(nodes: dict[str, Dae
                 assert any(e["event"] == "document.received" and e["data"]["subject"] == "Sự kiện" for e in seen)
 
     trio.run(main)
+
+
+def test_clients_that_vanish_mid_conversation_do_not_stop_the_node(nodes: dict[str, Daemon]) -> None:
+    sock_path = nodes["g22"].home / "truc.sock"
+    for request in (ipc.Request(7, "events.subscribe", {}), ipc.Request(8, "node.info", {})):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(sock_path))
+        s.sendall(frame(request.encode(), max_bytes=1 << 20))
+        time.sleep(0.2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        s.close()
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half.connect(str(sock_path))
+    half.sendall(frame(ipc.Request(9, "node.info", {}).encode(), max_bytes=1 << 20)[:7])  # cut mid-frame
+    half.close()
+    time.sleep(0.3)
+    assert nodes["g22"].proc is not None and nodes["g22"].proc.poll() is None, nodes["g22"].log()
+    assert nodes["g22"].call("node.info")["codes"] == [G22]  # type: ignore[index]
+    assert "ipc.connection_failed" not in nodes["g22"].log()
 
 
 def test_a_stopped_node_is_a_typed_error_not_a_traceback(tmp_path: Path) -> None:

@@ -120,7 +120,42 @@ def build() -> dict[str, tuple[str, bytes]]:
     out["join-request"] = ("join request of the H01 node, signed by its node key", join.signed(node.key).encode())
     out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
     out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))
+    out.update(ipc_sample(doc.id))
     return out
+
+
+def ipc_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
+    """The frames of docs/ipc.md's worked example, byte for byte."""
+    from protocol import ipc
+    from protocol.errors import UnknownAgencyError
+
+    def framed(payload: bytes) -> bytes:
+        return frame(payload, max_bytes=ipc.MAX_FRAME_BYTES)
+
+    submit = ipc.Request(
+        1,
+        "submit",
+        {
+            "from": "000.00.00.G22",
+            "to": ["000.00.00.H29"],
+            "subject": "Về việc thử nghiệm",
+            "files": [{"name": "cv.txt", "mime": "text/plain", "data": b"Xin chao"}],
+            "idempotency_key": "cv-2026-0001",
+        },
+    )
+    return {
+        "ipc-submit-request": ("IPC frame: submit request, id 1", framed(submit.encode())),
+        "ipc-submit-response": ("IPC frame: its answer", framed(ipc.response(1, {"id": str(doc_id)}))),
+        "ipc-error-response": (
+            "IPC frame: an error answer, id 2",
+            framed(ipc.error_response(2, UnknownAgencyError("000.00.00.H05"))),
+        ),
+        "ipc-chunk": ("IPC frame: document.get chunk of file 0 for request 3", framed(ipc.chunk(3, 0, b"Xin chao"))),
+        "ipc-event": (
+            "IPC frame: an event on subscription 4",
+            framed(ipc.event(4, "receipt.received", AT, {"doc": str(doc_id), "recipient": "000.00.00.H29", "at": AT})),
+        ),
+    }
 
 
 def store_sample(doc_id: Digest) -> bytes:

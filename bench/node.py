@@ -1,0 +1,311 @@
+"""Node throughput, latency, catch-up and memory: 3 real `truc run` processes on loopback.
+
+    python -m bench.node [--docs 2000] [--catchup 10000] [--gossip-docs 400] [--rate 20]
+
+G22 sends 16 KiB documents to H29; a third node (H17) relays. Measured in one run:
+
+* sustained documents/s with receipts (submit -> signed 01 back at G22), and
+  envelopes/s per node (each document is two envelopes: it and its receipt);
+* the same with every envelope in its own gossip message (``direct_push =
+  false``, batches of one): the ratio is what batching and direct pushes buy;
+* submit-to-receipt latency p50/p99 at a fixed moderate rate;
+* time for H29 to receive and receipt N documents sent while it was down;
+* RSS of each node at idle and at peak under load;
+* baselines: raw PyNaCl Ed25519 verify/s and raw plyvel synced-batch writes/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import rate, report
+from cli.client import Client
+from cli.offline import _known_names, add_requests, init_home, save_authority
+from identity.keys import SigningKey
+from protocol.agency import AgencyCode
+from protocol.errors import NodeNotRunningError
+
+DOC_BYTES = 16 << 10
+G22, H29, H17 = "000.00.00.G22", "000.00.00.H29", "000.00.00.H17"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Net:
+    def __init__(self, root: Path, *, tune: dict[str, str]) -> None:
+        self.root = root
+        auth = root / "auth"
+        auth.mkdir(parents=True)
+        save_authority(auth, SigningKey.generate(os.urandom), "bench")
+        names = _known_names()
+        self.homes: dict[str, Path] = {}
+        for code in (G22, H29, H17):
+            home = root / code[-3:].lower()
+            init_home(home, [AgencyCode.parse(code)], names, auth / "authority.pub", (f"/ip4/127.0.0.1/tcp/{free_port()}",))
+            text = (home / "config.toml").read_text()
+            for old, new in tune.items():
+                assert old in text, old
+                text = text.replace(old, new)
+            (home / "config.toml").write_text(text)
+            self.homes[code] = home
+        add_requests(auth, auth / "directory.cbor", [h / "join-request.cbor" for h in self.homes.values()], valid_days=30, names=names)
+        for home in self.homes.values():
+            shutil.copy(auth / "directory.cbor", home / "directory.cbor")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, code: str) -> None:
+        log = open(self.homes[code] / "node.log", "ab")  # noqa: SIM115
+        self.procs[code] = subprocess.Popen([sys.executable, "-m", "cli", "run", "--home", str(self.homes[code])], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.call(code, "node.info")
+                return
+            except NodeNotRunningError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{code} did not start; see {self.homes[code] / 'node.log'}")
+
+    def start_all(self) -> None:
+        for code in self.homes:
+            self.start(code)
+        wait(lambda: all(self.call(c, "node.info")["peers_connected"] == 2 for c in self.homes), 30, "mesh")
+
+    def stop(self, code: str) -> None:
+        p = self.procs[code]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for code in self.procs:
+            self.stop(code)
+
+    def client(self, code: str) -> Client:
+        return Client(self.homes[code] / "truc.sock", timeout=120)
+
+    def call(self, code: str, method: str, **params: Any) -> Any:
+        with self.client(code) as c:
+            return c.call(method, **params)
+
+    def rss_mib(self, code: str) -> float:
+        with open(f"/proc/{self.procs[code].pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def wait(pred: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not within {timeout} s")
+
+
+class Receipts:
+    """Collect receipt events from G22 in a thread: doc id -> node time (ms)."""
+
+    def __init__(self, net: Net) -> None:
+        self.at: dict[str, int] = {}
+        self.client = net.client(G22)
+        self.client.connect()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        time.sleep(0.3)
+
+    def _run(self) -> None:
+        try:
+            for ev in self.client.events():
+                if ev["event"] == "receipt.received":
+                    self.at[ev["data"]["doc"]] = ev["data"]["at"]
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def submit_many(net: Net, n: int, *, to: str = H29, threads: int = 4, per_second: float | None = None) -> dict[str, float]:
+    """Submit ``n`` documents; returns doc id -> wall time (s) when the submit was sent."""
+    sent: dict[str, float] = {}
+    lock = threading.Lock()
+    counter = iter(range(n))
+    start = time.time()
+
+    def worker() -> None:
+        with net.client(G22) as c:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                if per_second:
+                    delay = start + i / per_second - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                t = time.time()
+                doc = c.call("submit", **{"from": G22, "to": [to], "subject": f"bench {i}", "files": [{"name": "b.bin", "data": os.urandom(DOC_BYTES)}]})["id"]
+                with lock:
+                    sent[doc] = t
+
+    ts = [threading.Thread(target=worker) for _ in range(1 if per_second else threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sent
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
+
+
+def throughput(net: Net, n: int) -> dict[str, float]:
+    receipts = Receipts(net)
+    peak = {c: net.rss_mib(c) for c in net.homes}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for c in net.homes:
+                peak[c] = max(peak[c], net.rss_mib(c))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.time()
+    sent = submit_many(net, n)
+    submitted = time.time() - t0
+    wait(lambda: all(d in receipts.at for d in sent), 600, "receipts")
+    last = max(receipts.at[d] for d in sent) / 1000
+    stop.set()
+    receipts.close()
+    elapsed = last - t0
+    lat = [receipts.at[d] / 1000 - sent[d] for d in sent]
+    return {"docs": n, "elapsed_s": elapsed, "submit_s": submitted, "docs_per_s": n / elapsed, "p50_ms": percentile(lat, 0.5) * 1000, "p99_ms": percentile(lat, 0.99) * 1000, **{f"rss_peak_{c[-3:]}": v for c, v in peak.items()}}
+
+
+def latency(net: Net, n: int, per_second: float) -> dict[str, float]:
+    receipts = Receipts(net)
+    sent = submit_many(net, n, per_second=per_second)
+    wait(lambda: all(d in receipts.at for d in sent), 300, "receipts")
+    receipts.close()
+    lat = [receipts.at[d] / 1000 - sent[d] for d in sent]
+    return {"p50_ms": percentile(lat, 0.5) * 1000, "p99_ms": percentile(lat, 0.99) * 1000}
+
+
+def catchup(net: Net, n: int) -> dict[str, float]:
+    receipts = Receipts(net)
+    net.stop(H29)
+    t0 = time.time()
+    sent = submit_many(net, n, threads=4)
+    submit_s = time.time() - t0
+    wait(lambda: net.call(G22, "node.info")["pending_deliveries"] >= n, 120, "all queued")
+    time.sleep(2)
+    restart = time.time()
+    net.start(H29)
+    started = time.time() - restart
+    inbox_s = wait(lambda: net.call(H29, "stats")["received"].get(H29, 0) >= n, 1800, "inbox full")
+    wait(lambda: all(d in receipts.at for d in sent), 1800, "receipts after catch-up")
+    receipts_s = max(receipts.at[d] for d in sent) / 1000 - restart
+    receipts.close()
+    return {"docs": n, "submit_s": submit_s, "restart_s": started, "inbox_complete_s": inbox_s + started, "all_receipts_s": receipts_s}
+
+
+def baselines(seconds: float) -> dict[str, float]:
+    import nacl.signing
+    import plyvel
+
+    sk = nacl.signing.SigningKey(os.urandom(32))
+    signed = sk.sign(os.urandom(600))
+    vk = sk.verify_key
+    verify = rate(lambda: vk.verify(signed), min_seconds=seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = plyvel.DB(tmp, create_if_missing=True)
+        counter = iter(range(1 << 62))
+        blob = os.urandom(DOC_BYTES)
+
+        def batch() -> None:
+            with db.write_batch(transaction=True, sync=True) as wb:
+                for _ in range(16):
+                    wb.put(next(counter).to_bytes(8, "big"), blob)
+
+        synced = rate(batch, min_seconds=seconds, per_call=16)
+        db.close()
+    return {"verify_per_s": verify, "plyvel_synced_puts_per_s": synced}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=2000, help="documents for the throughput run")
+    ap.add_argument("--gossip-docs", type=int, default=400, help="documents for the one-gossip-message-per-envelope run")
+    ap.add_argument("--catchup", type=int, default=10_000, help="documents sent while the recipient is down")
+    ap.add_argument("--rate", type=float, default=20.0, help="documents/s for the latency run")
+    ap.add_argument("--latency-docs", type=int, default=300)
+    args = ap.parse_args()
+    rows: list[dict[str, Any]] = []
+    base = baselines(2.0)
+    fast = {"interval_s = 30": "interval_s = 5"}
+    with tempfile.TemporaryDirectory(prefix="truc-bench-") as tmp:
+        net = Net(Path(tmp) / "push", tune=fast)
+        try:
+            net.start_all()
+            time.sleep(2)
+            idle = {c: net.rss_mib(c) for c in net.homes}
+            t = throughput(net, args.docs)
+            lat = latency(net, args.latency_docs, args.rate)
+            cu = catchup(net, args.catchup)
+        finally:
+            net.stop_all()
+        gnet = Net(
+            Path(tmp) / "gossip",
+            tune={**fast, "direct_push = true": "direct_push = false", "batch_kb = 256": "batch_kb = 1", "flush_ms = 20": "flush_ms = 0", "initial_s = 1": "initial_s = 60", "cap_s = 300": "cap_s = 600"},
+        )
+        try:
+            gnet.start_all()
+            time.sleep(3)
+            g = throughput(gnet, args.gossip_docs)
+        finally:
+            gnet.stop_all()
+    env_rate = 2 * t["docs_per_s"]
+    genv_rate = 2 * g["docs_per_s"]
+    rows += [
+        {"measure": f"throughput, {DOC_BYTES >> 10} KiB docs with receipts (push, batched)", "value": t["docs_per_s"], "unit": "docs/s", "baseline": "gossip, 1 envelope/message", "ratio": t["docs_per_s"] / g["docs_per_s"]},
+        {"measure": "  envelopes per node (doc + receipt)", "value": env_rate, "unit": "env/s", "baseline": "", "ratio": None},
+        {"measure": "  submit-to-receipt p50 / p99 under saturation", "value": f"{t['p50_ms']:.0f} / {t['p99_ms']:.0f}", "unit": "ms", "baseline": "", "ratio": None},
+        {"measure": "throughput, one gossip message per envelope", "value": g["docs_per_s"], "unit": "docs/s", "baseline": "", "ratio": 1.0},
+        {"measure": "  envelopes per node", "value": genv_rate, "unit": "env/s", "baseline": "", "ratio": None},
+        {"measure": f"latency at {args.rate:g} docs/s: p50 / p99", "value": f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f}", "unit": "ms", "baseline": "", "ratio": None},
+        {"measure": f"catch-up: {cu['docs']:,} docs missed, all in the inbox after restart", "value": cu["inbox_complete_s"], "unit": "s", "baseline": "", "ratio": None},
+        {"measure": "  ... and every receipt back at the sender", "value": cu["all_receipts_s"], "unit": "s", "baseline": "", "ratio": None},
+        {"measure": "RSS idle: G22 / H29 / H17", "value": " / ".join(f"{idle[c]:.0f}" for c in (G22, H29, H17)), "unit": "MiB", "baseline": "", "ratio": None},
+        {"measure": "RSS peak under load: G22 / H29 / H17", "value": " / ".join(f"{t['rss_peak_' + c[-3:]]:.0f}" for c in (G22, H29, H17)), "unit": "MiB", "baseline": "", "ratio": None},
+        {"measure": "baseline: raw PyNaCl Ed25519 verify", "value": base["verify_per_s"], "unit": "/s", "baseline": "", "ratio": env_rate / base["verify_per_s"]},
+        {"measure": "baseline: raw plyvel synced puts (16 KiB, batches of 16)", "value": base["plyvel_synced_puts_per_s"], "unit": "/s", "baseline": "", "ratio": env_rate / base["plyvel_synced_puts_per_s"]},
+    ]
+    report("node", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""``truc demo``: a local network of real node processes on 127.0.0.1, end to end.
+
+Everything is real: an authority key and a signed directory made by the same
+code as ``truc authority init`` / ``truc init`` / ``truc directory add``,
+four ``truc run`` processes (libp2p over loopback, LevelDB stores, IPC
+sockets), and this script acting as the agencies' document systems through
+the IPC client. Every claim printed is checked; a failed check exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from protocol.agency import AgencyCode
+from protocol.errors import NodeNotRunningError
+
+from .client import Client
+from .offline import _known_names, add_requests, init_home, save_authority
+
+NETWORK = "truc-demo"
+AGENCIES = ["000.00.00.G22", "000.00.00.H29", "000.00.00.H17", "000.00.00.H41"]  # verified codes of the 2019 list
+SENDER = AGENCIES[0]
+
+
+class DemoFailed(Exception):
+    pass
+
+
+@dataclass
+class DemoNode:
+    code: str
+    name: str
+    home: Path
+    peer_id: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def short(self) -> str:
+        return AgencyCode.parse(self.code).short()
+
+    def client(self) -> Client:
+        return Client(self.home / "truc.sock", timeout=60)
+
+    def call(self, method: str, **params: Any) -> Any:
+        with self.client() as c:
+            return c.call(method, **params)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Demo:
+    def __init__(self, root: Path, *, short: bool, echo: Callable[[str], None] = click.echo) -> None:
+        self.root = root
+        self.short = short
+        self.echo = echo
+        self.nodes: dict[str, DemoNode] = {}
+        self.checks = 0
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        self.echo(text)
+
+    def check(self, ok: bool, claim: str) -> None:
+        if not ok:
+            raise DemoFailed(claim)
+        self.checks += 1
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if predicate():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise DemoFailed(f"{what}: not within {timeout:.0f} s")
+
+    def start(self, node: DemoNode) -> None:
+        log = open(node.home / "node.log", "ab")  # noqa: SIM115 - the child process owns it
+        node.proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--home", str(node.home)], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def ready(self, node: DemoNode, timeout: float = 30) -> None:
+        def answers() -> bool:
+            assert node.proc is not None
+            if node.proc.poll() is not None:
+                raise DemoFailed(f"node {node.short} exited; see {node.home / 'node.log'}")
+            try:
+                node.call("node.info")
+                return True
+            except NodeNotRunningError:
+                return False
+
+        self.wait(answers, timeout, f"node {node.short} ready")
+
+    def submit(self, sender: DemoNode, to: list[DemoNode], subject: str, files: list[tuple[str, bytes]], **meta: Any) -> str:
+        params = {"from": sender.code, "to": [n.code for n in to], "subject": subject, **meta}
+        params["files"] = [{"name": name, "mime": _mime(name), "data": data} for name, data in files]
+        return str(sender.call("submit", **params)["id"])
+
+    def receipts(self, doc: str) -> dict[str, dict[str, Any]]:
+        track = self.nodes[SENDER].call("document.track", id=doc)
+        return {r["code"]: r for r in track["recipients"]}
+
+    # --- the story -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.setup()
+        self.broadcast()
+        self.status_flow()
+        self.offline_recipient()
+        self.crash_recipient()
+        self.summary()
+
+    def setup(self) -> None:
+        names = _known_names()
+        self.say(f"Trục demo: {len(AGENCIES)} nodes on 127.0.0.1, working directory {self.root}")
+        auth = self.root / "authority"
+        auth.mkdir(parents=True)
+        from identity.keys import SigningKey
+
+        save_authority(auth, SigningKey.generate(os.urandom), NETWORK)
+        for code in AGENCIES:
+            c = AgencyCode.parse(code)
+            home = self.root / c.short().lower()
+            port = _free_port()
+            peer_id, _ = init_home(home, [c], names, auth / "authority.pub", (f"/ip4/127.0.0.1/tcp/{port}",))
+            self.nodes[code] = DemoNode(code, names.get(c, code), home, peer_id, port)
+        directory = auth / "directory.cbor"
+        serial, _, _ = add_requests(auth, directory, [n.home / "join-request.cbor" for n in self.nodes.values()], valid_days=30, names=names)
+        for n in self.nodes.values():
+            shutil.copy(directory, n.home / "directory.cbor")
+            cfg = n.home / "config.toml"
+            cfg.write_text(cfg.read_text().replace("interval_s = 30", "interval_s = 5"))
+        self.say(f"  authority: network {NETWORK!r}, signed directory serial {serial} listing {len(AGENCIES)} agencies")
+        for n in self.nodes.values():
+            self.start(n)
+        for n in self.nodes.values():
+            self.ready(n)
+        self.wait(lambda: all(len(n.call("node.info")["codes"]) and n.call("node.info")["peers_connected"] == len(AGENCIES) - 1 for n in self.nodes.values()), 30, "full mesh")
+        for n in self.nodes.values():
+            self.say(f"  node {n.short:4} {n.name:28} {n.peer_id[:20]}…  /ip4/127.0.0.1/tcp/{n.port}")
+        self.say("  every node is connected to the 3 others (Noise-encrypted libp2p, members of the directory only)")
+
+    def broadcast(self) -> None:
+        g22 = self.nodes[SENDER]
+        others = [n for c, n in self.nodes.items() if c != SENDER]
+        attachment = os.urandom(2_000_000 if self.short else 12_000_000)
+        letter = "Kính gửi: Ủy ban nhân dân các tỉnh, thành phố trực thuộc Trung ương\n".encode()
+        self.say()
+        self.say(f"1. {g22.short} sends a document with 2 attachments ({len(attachment) / 1e6:.0f} MB) to {', '.join(n.short for n in others)}")
+        doc = self.submit(
+            g22,
+            others,
+            "Về việc triển khai trục liên thông văn bản quốc gia",
+            [("cong-van.txt", letter), ("phu-luc.bin", attachment)],
+            number="1234",
+            notation="VPCP-KSTT",
+            type="Công văn",
+            urgency=1,
+            signer="Nguyễn Văn A",
+        )
+        self.say(f"   document {doc[:12]}… is durable at {g22.short} (the submit returned after fsync)")
+        self.wait(lambda: all(r["state"] == "delivered" for r in self.receipts(doc).values()), 60, "receipts for the broadcast")
+        for code, r in self.receipts(doc).items():
+            (s01,) = [s for s in r["statuses"] if s["code"] == "01"]
+            self.say(f"   01 receipt from {AgencyCode.parse(code).short()}: signed by the recipient, {s01['received_at'] - r['first_sent']} ms after sending")
+        out = self.root / "received" / "h29"
+        with self.nodes["000.00.00.H29"].client() as c:
+            got = c.get_document(doc, out)
+        self.check((out / "phu-luc.bin").read_bytes() == attachment, "H29 holds the exact attachment")
+        self.say(f"   H29 opened it: {got['metadata']['notation']} '{got['metadata']['subject']}', files verified by SHA-256 into {out}")
+        self.doc = doc
+
+    def status_flow(self) -> None:
+        h29 = self.nodes["000.00.00.H29"]
+        self.say()
+        self.say("2. H29 processes it; each status is signed, encrypted to G22, and appears in G22's tracking")
+        for code, note in [("03", "Đã vào sổ văn bản đến"), ("04", "Giao Sở Thông tin và Truyền thông"), ("05", "Đang xử lý"), ("06", "Đã hoàn thành")]:
+            h29.call("status.send", id=self.doc, code=code, note=note)
+        self.wait(lambda: [s["code"] for s in self.receipts(self.doc)[h29.code]["statuses"]] == ["01", "03", "04", "05", "06"], 30, "status flow at G22")
+        for s in self.receipts(self.doc)[h29.code]["statuses"]:
+            self.say(f"   {s['code']}  {s['note'] or '(receipt, sent by the node itself)'}")
+        try:
+            h29.call("status.send", id=self.doc, code="04")
+            raise DemoFailed("an illegal status was accepted")
+        except DemoFailed:
+            raise
+        except Exception as exc:
+            self.say(f"   an illegal status is refused: {exc}")
+
+    def offline_recipient(self) -> None:
+        g22, h41 = self.nodes[SENDER], self.nodes["000.00.00.H41"]
+        n = 2 if self.short else 5
+        self.say()
+        self.say(f"3. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
+        assert h41.proc is not None
+        t = time.monotonic()
+        h41.proc.send_signal(signal.SIGTERM)
+        h41.proc.wait(timeout=20)
+        self.say(f"   {h41.short} stopped cleanly in {time.monotonic() - t:.1f} s (exit {h41.proc.returncode})")
+        docs = [self.submit(g22, [h41], f"Thông báo số {i + 1}", [("tb.txt", f"Thông báo {i + 1}".encode())]) for i in range(n)]
+        self.wait(lambda: any(q["recipient"] == h41.code for q in g22.call("queues.list")), 20, "queued for H41")
+        q = next(q for q in g22.call("queues.list") if q["recipient"] == h41.code)
+        self.say(f"   G22's queue for {h41.short}: {q['pending']} pending, because {q['reason']}")
+        self.start(h41)
+        self.ready(h41)
+        took = self.wait(lambda: all(self.receipts(d)[h41.code]["state"] == "delivered" for d in docs), 60, "catch-up of H41")
+        inbox = h41.call("inbox.list")["items"]
+        self.check(sorted(i["id"] for i in inbox if i["id"] in docs) == sorted(docs), "H41 got every document once")
+        self.say(f"   {h41.short} restarted and caught up: {n}/{n} documents in its inbox, receipts back {took:.1f} s after restart")
+
+    def crash_recipient(self) -> None:
+        g22, h17 = self.nodes[SENDER], self.nodes["000.00.00.H17"]
+        n = 8 if self.short else 30
+        self.say()
+        self.say(f"4. {g22.short} sends {n} documents to {h17.short}; {h17.short} is killed with SIGKILL in the middle")
+        docs = []
+        with g22.client() as c:
+            for i in range(n):
+                size = 1_500_000 if i % 4 == 1 else 3_000
+                docs.append(
+                    c.call("submit", **{"from": g22.code, "to": [h17.code], "subject": f"Văn bản {i + 1}", "files": [{"name": "vb.bin", "data": os.urandom(size)}]})["id"]
+                )
+                if i == n // 2:
+                    assert h17.proc is not None
+                    h17.proc.kill()
+                    h17.proc.wait(timeout=10)
+                    receipted = sum(1 for d in docs if self.receipts(d)[h17.code]["state"] == "delivered")
+                    self.say(f"   killed {h17.short} after {i + 1} documents ({receipted} already receipted)")
+        self.start(h17)
+        self.ready(h17)
+        took = self.wait(lambda: all(self.receipts(d)[h17.code]["state"] == "delivered" for d in docs), 90, "recovery of H17")
+        ids = [i["id"] for i in h17.call("inbox.list", limit=1000)["items"]]
+        self.check(sorted(i for i in ids if i in docs) == sorted(docs), "H17 holds every document exactly once")
+        self.check(len(ids) == len(set(ids)), "no duplicates in H17's inbox")
+        self.say(f"   {h17.short} restarted: {n}/{n} documents, each exactly once, all receipted {took:.1f} s after restart; nothing lost")
+
+    def summary(self) -> None:
+        stats = self.nodes[SENDER].call("stats")
+        d = stats["deliveries"]
+        self.say()
+        self.say(
+            f"Summary at G22: {sum(stats['sent'].values())} documents sent, {d['delivered']} deliveries receipted, "
+            f"{d['pending']} pending, {d['failed']} failed; receipt latency p50 {stats['receipt_latency_ms']['p50']} ms"
+        )
+        self.check(d["pending"] == 0 and d["failed"] == 0, "nothing pending or failed")
+        self.say(f"All {self.checks} checks passed.")
+
+    def stop_all(self) -> None:
+        for n in self.nodes.values():
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGTERM)
+        for n in self.nodes.values():
+            if n.proc is not None:
+                try:
+                    n.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+
+
+def _mime(name: str) -> str:
+    return "text/plain" if name.endswith(".txt") else "application/octet-stream"
+
+
+def run_demo(*, short: bool, keep: Path | None) -> int:
+    root = keep if keep is not None else Path(tempfile.mkdtemp(prefix="truc-demo-"))
+    if keep is not None:
+        if keep.exists() and any(keep.iterdir()):
+            click.echo(f"truc demo: {keep} is not empty", err=True)
+            return 2
+        keep.mkdir(parents=True, exist_ok=True)
+    demo = Demo(root, short=short)
+    try:
+        demo.run()
+        code = 0
+    except DemoFailed as exc:
+        click.echo(f"\nDEMO FAILED: {exc}\n(node logs are in {root}/*/node.log)", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        demo.stop_all()
+    if keep is None and code == 0:
+        shutil.rmtree(root, ignore_errors=True)
+        click.echo("Stopped the nodes and removed the temporary network.")
+    else:
+        homes = " ".join(f"--home {n.home}" for n in list(demo.nodes.values())[:1])
+        click.echo(f"The network is kept in {root}; restart a node with: truc run {homes}")
+    return code

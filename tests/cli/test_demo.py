@@ -1,0 +1,31 @@
+"""README's main job: the demo runs end to end (short form) and checks its own claims."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.procs import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(180)
+def test_short_demo_passes() -> None:
+    proc = subprocess.run([sys.executable, "-m", "cli", "demo", "--short"], capture_output=True, text=True, cwd=ROOT, timeout=170)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for line in (
+        "01 receipt from H29",
+        "03  Đã vào sổ văn bản đến",
+        "06  Đã hoàn thành",
+        "an illegal status is refused",
+        "caught up: 2/2 documents",
+        "8/8 documents, each exactly once",
+        "0 pending, 0 failed",
+        "All 5 checks passed.",
+        "removed the temporary network",
+    ):
+        assert line in out, f"missing {line!r} in:\n{out}"
