@@ -177,7 +177,9 @@ offline.register(cli)
 
 @cli.command()
 @click.option("--short", is_flag=True, help="Fewer and smaller documents (what CI runs).")
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Build the network in this empty directory and keep it.")
+@click.option(
+    "--keep", type=click.Path(file_okay=False, path_type=Path), help="Build the network in this empty directory and keep it."
+)
 def demo(short: bool, keep: Path | None) -> None:
     """Run a local network of 4 real nodes on 127.0.0.1 and show documents, receipts and recovery.
 
@@ -189,10 +191,9 @@ def demo(short: bool, keep: Path | None) -> None:
     node killed with SIGKILL mid-delivery and nothing lost. Every claim is
     checked; exit status 1 if one fails.
     """
-    from .demo import run_demo
+    from . import daemon
 
-    sys.exit(run_demo(short=short, keep=keep))
-
+    sys.exit(daemon.demo(short=short, keep=keep))
 
 
 @cli.command()

@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from identity.directory import (
-    Directory,
-    DirectoryDelta,
-    JoinRequest,
-    NodeRecord,
-    load_chain,
-    read_chain_file,
-    sign_delta,
-    sign_snapshot,
-    write_chain_file,
+from identity.directory import DirectoryDelta, load_chain, read_chain_file
+from identity.keys import AuthorityPublic, SigningKey, load_authority_public, save_authority
+from identity.provision import (
+    DEFAULT_NETWORK,
+    add_join_requests,
+    create_node_home,
+    extend_directory_file,
+    load_authority,
+    now_ms,
 )
-from identity.keys import (
-    AgencyKeys,
-    AuthorityPublic,
-    NodeKey,
-    SigningKey,
-    load_authority_key,
-    load_authority_public,
-    save_agency_keys,
-    save_authority,
-    save_node_key,
-    write_toml_file,
-)
-from identity.provision import agency_record
 from protocol.agency import AgencyCode, parse_agency_list
-from protocol.config import NodeConfig, parse_config, render_config
 from protocol.envelope import check_network
-from protocol.errors import ConfigError, DirectoryError, SchemaError, TrucError
+from protocol.errors import DirectoryError, SchemaError
 
 from . import output
-
-DAY_MS = 86_400_000
-DEFAULT_NETWORK = "truc"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def register(cli: click.Group) -> None:
@@ -99,7 +75,9 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--announce", multiple=True, help="Address peers should dial (default: the listen addresses).")
     @click.option("--bootstrap", multiple=True, help="Peer to dial at start: /ip4/.../tcp/.../p2p/<peer id>.")
-    @click.option("--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock).")
+    @click.option(
+        "--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock)."
+    )
     def init(
         home: Path,
         codes: tuple[str, ...],
@@ -112,7 +90,9 @@ def register(cli: click.Group) -> None:
     ) -> None:
         """Create a node home: node key, agency keys, config.toml, join-request.cbor."""
         code_list = [AgencyCode.parse(c) for c in codes]
-        peer_id, addrs = init_home(home, code_list, _names(names), authority_pub, listen, announce, bootstrap, ipc_socket=ipc_socket)
+        peer_id, addrs = create_node_home(
+            home, code_list, _names(names), authority_pub, listen, announce, bootstrap, ipc_socket=ipc_socket
+        )
         click.echo(peer_id)
         click.echo(
             f"created {home}: node key, keys for {', '.join(codes)}, config.toml\n"
@@ -158,11 +138,8 @@ def register(cli: click.Group) -> None:
     ) -> None:
         """List the nodes and agencies of join REQUEST files under a new serial."""
         names = {r.code: r.name for r in parse_agency_list(names_csv.read_text("utf-8"))} if names_csv else {}
-        serial, agencies, nodes = add_requests(auth_dir, dir_file, list(requests), valid_days=valid_days, names=names)
-        click.echo(
-            f"{dir_file}: serial {serial}, {agencies} agencies on {nodes} nodes added or updated, "
-            f"valid {valid_days} days"
-        )
+        serial, agencies, nodes = add_join_requests(auth_dir, dir_file, list(requests), valid_days=valid_days, names=names)
+        click.echo(f"{dir_file}: serial {serial}, {agencies} agencies on {nodes} nodes added or updated, valid {valid_days} days")
 
     @directory.command("revoke")
     @click.option("--authority", "auth_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -171,13 +148,13 @@ def register(cli: click.Group) -> None:
     @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
     def directory_revoke(auth_dir: Path, dir_file: Path, code: str, valid_days: int) -> None:
         """Revoke every signing key of an agency (a stolen or lost key) under a new serial."""
-        key, network = _authority(auth_dir)
+        key, network = load_authority(auth_dir)
         current = load_chain(read_chain_file(dir_file), AuthorityPublic(key.public, network))
         rec = current.agencies.get(AgencyCode.parse(code))
         if rec is None:
             raise DirectoryError(f"{code} is not in {dir_file}")
         delta = DirectoryDelta(revoke=tuple((k.kid, now_ms()) for k in rec.signing_keys if k.kid not in current.revoked))
-        serial = _extend(dir_file, key, network, delta, valid_days)
+        serial = extend_directory_file(dir_file, key, network, delta, valid_days)
         click.echo(
             f"{dir_file}: serial {serial}, revoked {len(delta.revoke)} key(s) of {code}; "
             f"publish it: truc directory publish {dir_file}"
@@ -189,8 +166,8 @@ def register(cli: click.Group) -> None:
     @click.option("--valid-days", type=click.IntRange(1, 3650), default=30, show_default=True)
     def directory_renew(auth_dir: Path, dir_file: Path, valid_days: int) -> None:
         """Extend the directory's validity (an empty delta under a new serial)."""
-        key, network = _authority(auth_dir)
-        serial = _extend(dir_file, key, network, DirectoryDelta(), valid_days)
+        key, network = load_authority(auth_dir)
+        serial = extend_directory_file(dir_file, key, network, DirectoryDelta(), valid_days)
         click.echo(f"{dir_file}: serial {serial}, valid {valid_days} more days")
 
     @directory.command("show")
@@ -260,65 +237,6 @@ def register(cli: click.Group) -> None:
         click.echo(f"the node now runs directory serial {res['serial']}")
 
 
-def init_home(
-    home: Path,
-    codes: list[AgencyCode],
-    names: dict[AgencyCode, str],
-    authority_pub: Path,
-    listen: tuple[str, ...],
-    announce: tuple[str, ...] = (),
-    bootstrap: tuple[str, ...] = (),
-    *,
-    ipc_socket: str = "truc.sock",
-) -> tuple[str, tuple[str, ...]]:
-    """Create a node home (``truc init``); returns the peer id and the addresses it announces."""
-    pub = load_authority_public(authority_pub)
-    network = pub.network or DEFAULT_NETWORK
-    if (home / "config.toml").exists():
-        raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
-    cfg = NodeConfig(network=network, codes=tuple(codes), listen=tuple(listen), bootstrap=tuple(bootstrap), ipc_socket=ipc_socket)
-    parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o750)
-    node_key = NodeKey(os.urandom(32))
-    save_node_key(home / "node.key", node_key)
-    agencies = []
-    for code in cfg.codes:
-        keys = AgencyKeys.generate(code, os.urandom)
-        save_agency_keys(home / "keys" / f"{code}.key", keys)
-        agencies.append(agency_record(keys, names.get(code, str(code)), node_key.peer_id))
-    write_toml_file(
-        home / "authority.pub",
-        {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
-        comment="Pinned network authority public key.",
-        secret=False,
-    )
-    (home / "config.toml").write_text(render_config(cfg), "utf-8")
-    addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
-    request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
-    (home / "join-request.cbor").write_bytes(request.encode())
-    return node_key.peer_id, addrs
-
-
-def add_requests(
-    auth_dir: Path, dir_file: Path, requests: list[Path], *, valid_days: int, names: dict[AgencyCode, str]
-) -> tuple[int, int, int]:
-    """List the nodes and agencies of join requests under a new serial; returns (serial, agencies, nodes)."""
-    key, network = _authority(auth_dir)
-    agencies, nodes = [], []
-    for path in requests:
-        try:
-            req = JoinRequest.decode(path.read_bytes())
-        except TrucError as exc:
-            raise DirectoryError(f"{path}: not a valid join request: {exc.message}") from None
-        if req.net != network:
-            raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
-        nodes.append(req.node)
-        agencies.extend(dataclasses.replace(a, name=names.get(a.code, a.name)) for a in req.agencies)
-    delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
-    return _extend(dir_file, key, network, delta, valid_days), len(agencies), len(nodes)
-
-
 def _names(pairs: tuple[str, ...]) -> dict[AgencyCode, str]:
     out: dict[AgencyCode, str] = {}
     known = _known_names()
@@ -337,38 +255,6 @@ def _known_names() -> dict[AgencyCode, str]:
         return {r.code: r.name for r in parse_agency_list(path.read_text("utf-8"))}
     except OSError:
         return {}
-
-
-def _authority(auth_dir: Path) -> tuple[SigningKey, str]:
-    key, network = load_authority_key(auth_dir / "authority.key")
-    return key, network or DEFAULT_NETWORK
-
-
-def _extend(dir_file: Path, key: SigningKey, network: str, delta: DirectoryDelta, valid_days: int) -> int:
-    """Create the file (snapshot serial 1) or append a delta as the next serial; returns the serial."""
-    now = now_ms()
-    until = now + valid_days * DAY_MS
-    pub = AuthorityPublic(key.public, network)
-    if not dir_file.exists():
-        d = Directory(
-            network,
-            1,
-            now,
-            until,
-            {a.code: a for a in delta.put_agencies},
-            {n.peer_id: n for n in delta.put_nodes},
-            dict(delta.revoke),
-        )
-        snapshot = sign_snapshot(d, key, at=now)
-        load_chain([snapshot], pub)  # the same checks every node will make
-        write_chain_file(dir_file, [snapshot])
-        return 1
-    chain = read_chain_file(dir_file)
-    current = load_chain(chain, pub)
-    link = sign_delta(delta, net=network, base=current.serial, serial=current.serial + 1, until=until, key=key, at=now)
-    load_chain([*chain, link], pub)
-    write_chain_file(dir_file, [*chain, link])
-    return current.serial + 1
 
 
 def _offline_directory(dir_file: Path, authority_pub: Path | None) -> dict[str, Any]:

@@ -1,15 +1,56 @@
-"""Building directories and key sets: for the authority's tools, simnet, demos and tests."""
+"""Provisioning: node homes, directories and key sets, for the authority's tools, simnet, demos and tests.
+
+``create_node_home`` is what ``truc init`` does and ``add_join_requests``
+what ``truc directory add`` does; simnet, the demo and the benchmarks call
+the same functions, so a simulated network is provisioned exactly like a
+real one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from protocol.agency import AgencyCode
+from protocol.config import NodeConfig, parse_config, render_config
+from protocol.errors import ConfigError, DirectoryError, TrucError
 
-from .directory import AgencyRecord, Directory, KeyRecord, NodeRecord
-from .keys import AgencyKeys, NodeKey
+from .directory import (
+    AgencyRecord,
+    Directory,
+    DirectoryDelta,
+    JoinRequest,
+    KeyRecord,
+    NodeRecord,
+    load_chain,
+    read_chain_file,
+    sign_delta,
+    sign_snapshot,
+    write_chain_file,
+)
+from .keys import (
+    AgencyKeys,
+    AuthorityPublic,
+    NodeKey,
+    SigningKey,
+    load_authority_key,
+    load_authority_public,
+    save_agency_keys,
+    save_node_key,
+    write_toml_file,
+)
+
+DAY_MS = 86_400_000
+DEFAULT_NETWORK = "truc"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class DeterministicRng:
@@ -85,3 +126,99 @@ def build_directory(
         for a in n.agencies:
             agencies[a.code] = agency_record(a, names.get(a.code, str(a.code)), n.peer_id)
     return Directory(net, serial, at, until, agencies, node_records, {})
+
+
+def create_node_home(
+    home: Path,
+    codes: list[AgencyCode],
+    names: dict[AgencyCode, str],
+    authority_pub: Path,
+    listen: tuple[str, ...],
+    announce: tuple[str, ...] = (),
+    bootstrap: tuple[str, ...] = (),
+    *,
+    ipc_socket: str = "truc.sock",
+) -> tuple[str, tuple[str, ...]]:
+    """Create a node home (what ``truc init`` does); returns the peer id and the addresses it announces.
+
+    Raises ConfigError if ``home`` already holds a node, KeyFileError for a bad authority file.
+    """
+    pub = load_authority_public(authority_pub)
+    network = pub.network or DEFAULT_NETWORK
+    if (home / "config.toml").exists():
+        raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
+    cfg = NodeConfig(network=network, codes=tuple(codes), listen=tuple(listen), bootstrap=tuple(bootstrap), ipc_socket=ipc_socket)
+    parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o750)
+    node_key = NodeKey(os.urandom(32))
+    save_node_key(home / "node.key", node_key)
+    agencies = []
+    for code in cfg.codes:
+        keys = AgencyKeys.generate(code, os.urandom)
+        save_agency_keys(home / "keys" / f"{code}.key", keys)
+        agencies.append(agency_record(keys, names.get(code, str(code)), node_key.peer_id))
+    write_toml_file(
+        home / "authority.pub",
+        {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
+        comment="Pinned network authority public key.",
+        secret=False,
+    )
+    (home / "config.toml").write_text(render_config(cfg), "utf-8")
+    addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
+    request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
+    (home / "join-request.cbor").write_bytes(request.encode())
+    return node_key.peer_id, addrs
+
+
+def add_join_requests(
+    auth_dir: Path, dir_file: Path, requests: list[Path], *, valid_days: int, names: dict[AgencyCode, str]
+) -> tuple[int, int, int]:
+    """List the nodes and agencies of join requests under a new serial; returns (serial, agencies, nodes)."""
+    key, network = load_authority(auth_dir)
+    agencies: list[AgencyRecord] = []
+    nodes: list[NodeRecord] = []
+    for path in requests:
+        try:
+            req = JoinRequest.decode(path.read_bytes())
+        except TrucError as exc:
+            raise DirectoryError(f"{path}: not a valid join request: {exc.message}") from None
+        if req.net != network:
+            raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
+        nodes.append(req.node)
+        agencies.extend(dataclasses.replace(a, name=names.get(a.code, a.name)) for a in req.agencies)
+    delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
+    return extend_directory_file(dir_file, key, network, delta, valid_days), len(agencies), len(nodes)
+
+
+def load_authority(auth_dir: Path) -> tuple[SigningKey, str]:
+    """The authority's signing key and network from ``auth_dir/authority.key``."""
+    key, network = load_authority_key(auth_dir / "authority.key")
+    return key, network or DEFAULT_NETWORK
+
+
+def extend_directory_file(dir_file: Path, key: SigningKey, network: str, delta: DirectoryDelta, valid_days: int) -> int:
+    """Create the file (snapshot serial 1) or append a delta as the next serial; returns the serial."""
+    now = now_ms()
+    until = now + valid_days * DAY_MS
+    pub = AuthorityPublic(key.public, network)
+    if not dir_file.exists():
+        d = Directory(
+            network,
+            1,
+            now,
+            until,
+            {a.code: a for a in delta.put_agencies},
+            {n.peer_id: n for n in delta.put_nodes},
+            dict(delta.revoke),
+        )
+        snapshot = sign_snapshot(d, key, at=now)
+        load_chain([snapshot], pub)  # the same checks every node will make
+        write_chain_file(dir_file, [snapshot])
+        return 1
+    chain = read_chain_file(dir_file)
+    current = load_chain(chain, pub)
+    link = sign_delta(delta, net=network, base=current.serial, serial=current.serial + 1, until=until, key=key, at=now)
+    load_chain([*chain, link], pub)
+    write_chain_file(dir_file, [*chain, link])
+    return current.serial + 1

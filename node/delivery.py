@@ -55,12 +55,14 @@ class DeliveryWorker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async with trio.open_nursery() as nursery:
+            flush_s = self.e.config.gossip_flush_ms / 1000
             while True:
                 groups, busy = self._take_due()
                 for peer, items in groups.items():
                     nursery.start_soon(self._attempt, peer, items)
                 if groups:
-                    await trio.sleep(0)
+                    # Let the next envelopes gather: one libp2p request costs the same for one or sixty-four.
+                    await trio.sleep(flush_s)
                     continue
                 if busy:
                     wait = 1.0  # due slots are being attempted or rewritten; their writes kick us
@@ -69,6 +71,7 @@ class DeliveryWorker:
                     wait = math.inf if nxt is None else max(0.0, (nxt - self.e.clock()) / 1000)
                 with trio.move_on_after(wait):
                     await self._wake.wait()
+                    await trio.sleep(flush_s)  # woken by new work: wait for its companions
                 self._wake = trio.Event()
 
     def _take_due(self) -> tuple[dict[str, list[Item]], bool]:

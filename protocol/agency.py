@@ -20,6 +20,9 @@ from .errors import AgencyCodeError
 
 _QCVN = re.compile(r"^(\d{3})\.(\d{2})\.(\d{2})\.([A-Z])(\d{2})$")
 _SHORT = re.compile(r"^([A-Z])(\d{2})(?:\.(\d{2})(?:\.(\d{2})(?:\.(\d{3}))?)?)?$")
+# Parsing is hot (store keys, headers, directory records) and codes are few and immutable.
+_PARSED: dict[str, AgencyCode] = {}
+_PARSED_MAX = 1 << 18
 CODE_TEXT_BYTES = 13  # len("000.00.00.G22"): fixed width, used in store keys
 SHARD_BYTES = 3  # len("G22")
 
@@ -48,6 +51,16 @@ class AgencyCode:
     @classmethod
     def parse(cls, text: str) -> AgencyCode:
         """Parse either form; raises AgencyCodeError naming the input."""
+        cached = _PARSED.get(text) if isinstance(text, str) else None
+        if cached is not None:
+            return cached
+        code = cls._parse(text)
+        if len(_PARSED) < _PARSED_MAX:
+            _PARSED[text] = code
+        return code
+
+    @classmethod
+    def _parse(cls, text: str) -> AgencyCode:
         if not isinstance(text, str):
             raise AgencyCodeError(f"expected text, got {type(text).__name__}")
         m = _QCVN.match(text)

@@ -270,7 +270,7 @@ interval_s = {c.sync_interval_s:g}         # anti-entropy round with a few peers
 fanout = {c.sync_fanout}                # peers per round (every newly connected peer is synced at once)
 
 [gossip]
-flush_ms = {c.gossip_flush_ms:g}           # envelopes are batched into one gossip message for this long
+flush_ms = {c.gossip_flush_ms:g}           # envelopes wait this long to leave together (gossip messages and direct pushes)
 batch_kb = {c.gossip_batch_kb}            # or until the batch reaches this size
 push_batch = {c.push_batch}           # envelopes per direct push request
 direct_push = {"true" if c.direct_push else "false"}         # false: gossip only (for measurements)

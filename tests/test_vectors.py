@@ -94,7 +94,9 @@ def test_pinned_ipc_frames_decode() -> None:
     req = ipc.Request.decode(payload("ipc-submit-request"))
     assert req.method == "submit" and req.params["files"][0]["data"] == b"Xin chao"
     assert ipc.parse_submit(req.params).recipients[0].short() == "H29"
-    assert ipc.decode_message(payload("ipc-submit-response"))["result"]["id"] == str(Envelope.decode(pinned("document-inline")).id)
+    assert ipc.decode_message(payload("ipc-submit-response"))["result"]["id"] == str(
+        Envelope.decode(pinned("document-inline")).id
+    )
     err = ipc.decode_message(payload("ipc-error-response"))
     assert err["ok"] is False and err["error"]["code"] == "unknown_agency"
     assert ipc.decode_message(payload("ipc-chunk"))["data"] == b"Xin chao"

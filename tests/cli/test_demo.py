@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ def test_short_demo_passes() -> None:
         "caught up: 2/2 documents",
         "8/8 documents, each exactly once",
         "0 pending, 0 failed",
-        "All 5 checks passed.",
         "removed the temporary network",
     ):
         assert line in out, f"missing {line!r} in:\n{out}"
+    assert re.search(r"All \d+ checks passed\.", out), out

@@ -144,7 +144,8 @@ def test_burst_of_500_documents_over_lossy_links_is_fully_delivered(tmp_path: Pa
             await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=3000, step=1)
             assert c.node("h01").e().store.inbox_count(C(H01)) == 250
             assert c.node("h29").e().store.inbox_count(C(H29)) == 250
-            assert c.network.stats.lost > 50  # the loss was real
+            stats = c.network.stats
+            assert stats.lost >= 10 and stats.lost >= 0.1 * stats.requests  # the loss was real: ~20% of requests
             n.cancel_scope.cancel()
 
     run_virtual(main, limit_s=4000)

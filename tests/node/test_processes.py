@@ -102,7 +102,7 @@ def test_systemd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(20)
-    node = Daemon(homes["g22"], env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
+    node = Daemon("g22", homes["g22"], env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
     try:
         node.start()
         seen: list[str] = []

@@ -39,7 +39,10 @@ def test_minimal_config() -> None:
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[retry]\ncap_s = 'soon'\n", "[retry] cap_s: expected a number, got 'soon'"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[retry]\ncap_s = 0.5\n", "[retry] cap_s: 0.5 is below initial_s 1.0"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[relay]\nshards = ['G22.01']\n", "[relay] shards: 'G22.01'"),
-        ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[gossip]\ndirect_push = 'yes'\n", "[gossip] direct_push: expected true or false"),
+        (
+            "[node]\nnetwork = 'n'\ncodes = ['G22']\n[gossip]\ndirect_push = 'yes'\n",
+            "[gossip] direct_push: expected true or false",
+        ),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[node", "not valid TOML"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22', 'G22']\n", "a code is listed twice"),
     ],

@@ -12,58 +12,48 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from protocol.agency import AgencyCode
-from protocol.errors import NodeNotRunningError
+from protocol.agency import AgencyCode, parse_agency_list
 
-from .client import Client
-from .offline import _known_names, add_requests, init_home, save_authority
+from .processes import FAST_SYNC, NodeProcess, ProcessNetwork
 
 NETWORK = "truc-demo"
 AGENCIES = ["000.00.00.G22", "000.00.00.H29", "000.00.00.H17", "000.00.00.H41"]  # verified codes of the 2019 list
 SENDER = AGENCIES[0]
+AGENCY_LIST = Path(__file__).resolve().parent / "data" / "agencies-level1.csv"
 
 
 class DemoFailed(Exception):
     pass
 
 
-@dataclass
 class DemoNode:
-    code: str
-    name: str
-    home: Path
-    peer_id: str
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
+    """An agency's node: its process, and what the story prints about it."""
+
+    def __init__(self, code: str, name: str, node: NodeProcess, peer_id: str, port: int) -> None:
+        self.code = code
+        self.name = name
+        self.node = node
+        self.home = node.home
+        self.peer_id = peer_id
+        self.port = port
 
     @property
     def short(self) -> str:
         return AgencyCode.parse(self.code).short()
 
-    def client(self) -> Client:
-        return Client(self.home / "truc.sock", timeout=60)
+    def client(self) -> Any:
+        return self.node.client()
 
     def call(self, method: str, **params: Any) -> Any:
-        with self.client() as c:
-            return c.call(method, **params)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return self.node.call(method, **params)
 
 
 class Demo:
@@ -72,6 +62,7 @@ class Demo:
         self.short = short
         self.echo = echo
         self.nodes: dict[str, DemoNode] = {}
+        self.net: ProcessNetwork | None = None
         self.checks = 0
 
     # --- helpers -----------------------------------------------------------------------
@@ -91,24 +82,6 @@ class Demo:
                 return time.monotonic() - start
             time.sleep(0.05)
         raise DemoFailed(f"{what}: not within {timeout:.0f} s")
-
-    def start(self, node: DemoNode) -> None:
-        log = open(node.home / "node.log", "ab")  # noqa: SIM115 - the child process owns it
-        node.proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--home", str(node.home)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-
-    def ready(self, node: DemoNode, timeout: float = 30) -> None:
-        def answers() -> bool:
-            assert node.proc is not None
-            if node.proc.poll() is not None:
-                raise DemoFailed(f"node {node.short} exited; see {node.home / 'node.log'}")
-            try:
-                node.call("node.info")
-                return True
-            except NodeNotRunningError:
-                return False
-
-        self.wait(answers, timeout, f"node {node.short} ready")
 
     def submit(self, sender: DemoNode, to: list[DemoNode], subject: str, files: list[tuple[str, bytes]], **meta: Any) -> str:
         params = {"from": sender.code, "to": [n.code for n in to], "subject": subject, **meta}
@@ -130,31 +103,17 @@ class Demo:
         self.summary()
 
     def setup(self) -> None:
-        names = _known_names()
+        names = {r.code: r.name for r in parse_agency_list(AGENCY_LIST.read_text("utf-8"))}
         self.say(f"Trục demo: {len(AGENCIES)} nodes on 127.0.0.1, working directory {self.root}")
-        auth = self.root / "authority"
-        auth.mkdir(parents=True)
-        from identity.keys import SigningKey
-
-        save_authority(auth, SigningKey.generate(os.urandom), NETWORK)
-        for code in AGENCIES:
+        homes = {AgencyCode.parse(c).short().lower(): [c] for c in AGENCIES}
+        self.net = ProcessNetwork(self.root, homes, network=NETWORK, names=names, tune=FAST_SYNC)
+        for home_name, (code,) in homes.items():
             c = AgencyCode.parse(code)
-            home = self.root / c.short().lower()
-            port = _free_port()
-            peer_id, _ = init_home(home, [c], names, auth / "authority.pub", (f"/ip4/127.0.0.1/tcp/{port}",))
-            self.nodes[code] = DemoNode(code, names.get(c, code), home, peer_id, port)
-        directory = auth / "directory.cbor"
-        serial, _, _ = add_requests(auth, directory, [n.home / "join-request.cbor" for n in self.nodes.values()], valid_days=30, names=names)
-        for n in self.nodes.values():
-            shutil.copy(directory, n.home / "directory.cbor")
-            cfg = n.home / "config.toml"
-            cfg.write_text(cfg.read_text().replace("interval_s = 30", "interval_s = 5"))
-        self.say(f"  authority: network {NETWORK!r}, signed directory serial {serial} listing {len(AGENCIES)} agencies")
-        for n in self.nodes.values():
-            self.start(n)
-        for n in self.nodes.values():
-            self.ready(n)
-        self.wait(lambda: all(len(n.call("node.info")["codes"]) and n.call("node.info")["peers_connected"] == len(AGENCIES) - 1 for n in self.nodes.values()), 30, "full mesh")
+            self.nodes[code] = DemoNode(
+                code, names.get(c, code), self.net[home_name], self.net.peer_ids[home_name], self.net.ports[home_name]
+            )
+        self.say(f"  authority: network {NETWORK!r}, signed directory serial {self.net.serial} listing {len(AGENCIES)} agencies")
+        self.net.start_all()
         for n in self.nodes.values():
             self.say(f"  node {n.short:4} {n.name:28} {n.peer_id[:20]}…  /ip4/127.0.0.1/tcp/{n.port}")
         self.say("  every node is connected to the 3 others (Noise-encrypted libp2p, members of the directory only)")
@@ -165,7 +124,10 @@ class Demo:
         attachment = os.urandom(2_000_000 if self.short else 12_000_000)
         letter = "Kính gửi: Ủy ban nhân dân các tỉnh, thành phố trực thuộc Trung ương\n".encode()
         self.say()
-        self.say(f"1. {g22.short} sends a document with 2 attachments ({len(attachment) / 1e6:.0f} MB) to {', '.join(n.short for n in others)}")
+        self.say(
+            f"1. {g22.short} sends a document with 2 attachments ({len(attachment) / 1e6:.0f} MB) "
+            f"to {', '.join(n.short for n in others)}"
+        )
         doc = self.submit(
             g22,
             others,
@@ -181,21 +143,36 @@ class Demo:
         self.wait(lambda: all(r["state"] == "delivered" for r in self.receipts(doc).values()), 60, "receipts for the broadcast")
         for code, r in self.receipts(doc).items():
             (s01,) = [s for s in r["statuses"] if s["code"] == "01"]
-            self.say(f"   01 receipt from {AgencyCode.parse(code).short()}: signed by the recipient, {s01['received_at'] - r['first_sent']} ms after sending")
+            self.say(
+                f"   01 receipt from {AgencyCode.parse(code).short()}: signed by the recipient, "
+                f"{s01['received_at'] - r['first_sent']} ms after sending"
+            )
         out = self.root / "received" / "h29"
         with self.nodes["000.00.00.H29"].client() as c:
             got = c.get_document(doc, out)
         self.check((out / "phu-luc.bin").read_bytes() == attachment, "H29 holds the exact attachment")
-        self.say(f"   H29 opened it: {got['metadata']['notation']} '{got['metadata']['subject']}', files verified by SHA-256 into {out}")
+        self.say(
+            f"   H29 opened it: {got['metadata']['notation']} '{got['metadata']['subject']}', "
+            f"files verified by SHA-256 into {out}"
+        )
         self.doc = doc
 
     def status_flow(self) -> None:
         h29 = self.nodes["000.00.00.H29"]
         self.say()
         self.say("2. H29 processes it; each status is signed, encrypted to G22, and appears in G22's tracking")
-        for code, note in [("03", "Đã vào sổ văn bản đến"), ("04", "Giao Sở Thông tin và Truyền thông"), ("05", "Đang xử lý"), ("06", "Đã hoàn thành")]:
+        for code, note in [
+            ("03", "Đã vào sổ văn bản đến"),
+            ("04", "Giao Sở Thông tin và Truyền thông"),
+            ("05", "Đang xử lý"),
+            ("06", "Đã hoàn thành"),
+        ]:
             h29.call("status.send", id=self.doc, code=code, note=note)
-        self.wait(lambda: [s["code"] for s in self.receipts(self.doc)[h29.code]["statuses"]] == ["01", "03", "04", "05", "06"], 30, "status flow at G22")
+        self.wait(
+            lambda: [s["code"] for s in self.receipts(self.doc)[h29.code]["statuses"]] == ["01", "03", "04", "05", "06"],
+            30,
+            "status flow at G22",
+        )
         for s in self.receipts(self.doc)[h29.code]["statuses"]:
             self.say(f"   {s['code']}  {s['note'] or '(receipt, sent by the node itself)'}")
         try:
@@ -211,21 +188,21 @@ class Demo:
         n = 2 if self.short else 5
         self.say()
         self.say(f"3. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
-        assert h41.proc is not None
-        t = time.monotonic()
-        h41.proc.send_signal(signal.SIGTERM)
-        h41.proc.wait(timeout=20)
-        self.say(f"   {h41.short} stopped cleanly in {time.monotonic() - t:.1f} s (exit {h41.proc.returncode})")
+        took = h41.node.stop(signal.SIGTERM)
+        assert h41.node.proc is not None
+        self.check(h41.node.proc.returncode == 0, f"{h41.short} exited cleanly")
+        self.say(f"   {h41.short} stopped cleanly in {took:.1f} s (exit {h41.node.proc.returncode})")
         docs = [self.submit(g22, [h41], f"Thông báo số {i + 1}", [("tb.txt", f"Thông báo {i + 1}".encode())]) for i in range(n)]
         self.wait(lambda: any(q["recipient"] == h41.code for q in g22.call("queues.list")), 20, "queued for H41")
         q = next(q for q in g22.call("queues.list") if q["recipient"] == h41.code)
         self.say(f"   G22's queue for {h41.short}: {q['pending']} pending, because {q['reason']}")
-        self.start(h41)
-        self.ready(h41)
+        h41.node.start()
         took = self.wait(lambda: all(self.receipts(d)[h41.code]["state"] == "delivered" for d in docs), 60, "catch-up of H41")
         inbox = h41.call("inbox.list")["items"]
         self.check(sorted(i["id"] for i in inbox if i["id"] in docs) == sorted(docs), "H41 got every document once")
-        self.say(f"   {h41.short} restarted and caught up: {n}/{n} documents in its inbox, receipts back {took:.1f} s after restart")
+        self.say(
+            f"   {h41.short} restarted and caught up: {n}/{n} documents in its inbox, receipts back {took:.1f} s after restart"
+        )
 
     def crash_recipient(self) -> None:
         g22, h17 = self.nodes[SENDER], self.nodes["000.00.00.H17"]
@@ -237,21 +214,29 @@ class Demo:
             for i in range(n):
                 size = 1_500_000 if i % 4 == 1 else 3_000
                 docs.append(
-                    c.call("submit", **{"from": g22.code, "to": [h17.code], "subject": f"Văn bản {i + 1}", "files": [{"name": "vb.bin", "data": os.urandom(size)}]})["id"]
+                    c.call(
+                        "submit",
+                        **{
+                            "from": g22.code,
+                            "to": [h17.code],
+                            "subject": f"Văn bản {i + 1}",
+                            "files": [{"name": "vb.bin", "data": os.urandom(size)}],
+                        },
+                    )["id"]
                 )
                 if i == n // 2:
-                    assert h17.proc is not None
-                    h17.proc.kill()
-                    h17.proc.wait(timeout=10)
+                    h17.node.kill()
                     receipted = sum(1 for d in docs if self.receipts(d)[h17.code]["state"] == "delivered")
                     self.say(f"   killed {h17.short} after {i + 1} documents ({receipted} already receipted)")
-        self.start(h17)
-        self.ready(h17)
+        h17.node.start()
         took = self.wait(lambda: all(self.receipts(d)[h17.code]["state"] == "delivered" for d in docs), 90, "recovery of H17")
         ids = [i["id"] for i in h17.call("inbox.list", limit=1000)["items"]]
         self.check(sorted(i for i in ids if i in docs) == sorted(docs), "H17 holds every document exactly once")
         self.check(len(ids) == len(set(ids)), "no duplicates in H17's inbox")
-        self.say(f"   {h17.short} restarted: {n}/{n} documents, each exactly once, all receipted {took:.1f} s after restart; nothing lost")
+        self.say(
+            f"   {h17.short} restarted: {n}/{n} documents, each exactly once, "
+            f"all receipted {took:.1f} s after restart; nothing lost"
+        )
 
     def summary(self) -> None:
         stats = self.nodes[SENDER].call("stats")
@@ -265,15 +250,8 @@ class Demo:
         self.say(f"All {self.checks} checks passed.")
 
     def stop_all(self) -> None:
-        for n in self.nodes.values():
-            if n.proc is not None and n.proc.poll() is None:
-                n.proc.send_signal(signal.SIGTERM)
-        for n in self.nodes.values():
-            if n.proc is not None:
-                try:
-                    n.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    n.proc.kill()
+        if self.net is not None:
+            self.net.stop_all()
 
 
 def _mime(name: str) -> str:
@@ -302,6 +280,7 @@ def run_demo(*, short: bool, keep: Path | None) -> int:
         shutil.rmtree(root, ignore_errors=True)
         click.echo("Stopped the nodes and removed the temporary network.")
     else:
-        homes = " ".join(f"--home {n.home}" for n in list(demo.nodes.values())[:1])
-        click.echo(f"The network is kept in {root}; restart a node with: truc run {homes}")
+        first = next(iter(demo.nodes.values()), None)
+        hint = f"; restart a node with: truc run --home {first.home}" if first else ""
+        click.echo(f"The network is kept in {root}{hint}")
     return code
