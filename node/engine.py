@@ -142,6 +142,7 @@ class Engine:
             self._nursery = nursery
             await nursery.start(self.committer.run)
             await nursery.start(self.batcher.run)
+            await self.reissue_stale()
             self.overlay.set_request_handler(PUSH, self._on_push, max_request_bytes=m.MAX_PUSH_BYTES, max_response_bytes=1 << 20)
             self.overlay.set_request_handler(
                 BLOCKS, self._on_blocks, max_request_bytes=4096, max_response_bytes=m.MAX_BLOCKS_RESPONSE_BYTES
@@ -751,6 +752,73 @@ class Engine:
         self.log.info("peer.disconnected", peer=peer[:16])
         self.emit("peer.down", peer=peer)
 
+    # --- key changes -------------------------------------------------------------------------
+
+    def check_own_key(self, code: AgencyCode) -> None:
+        """Raise unless the directory accepts ``code``'s current key now (revoked, unknown, outside its window)."""
+        self.trust.signing_key(code, self._keys(code).signing.kid, self.clock())
+
+    async def reissue_stale(self) -> int:
+        """After a key change, re-sign what is still undelivered and was signed with another key.
+
+        A status (receipts included) is sealed again with the current key, at
+        the same place in its thread, and the old one is dropped from the
+        outbox and the history: peers refuse envelopes signed with a revoked
+        key, and a thread with a hole in it cannot be replayed. A document
+        cannot be re-signed without becoming another document, so it is
+        marked failed with the reason, for the integrator to send again.
+        Returns how many were re-signed or failed.
+        """
+        now = self.clock()
+        b = self.store.batch()
+        post: Post = []
+        changed = 0
+        for code, keys in self.hosted.items():
+            for env_id, recipient, rec in list(self.store.outbox(code)):
+                if rec.state is not DeliveryState.PENDING:
+                    continue
+                env = self.envelope(env_id)
+                if env is None or not isinstance(env.header, MessageHeader) or env.header.kid == keys.signing.kid:
+                    continue
+                h = env.header
+                changed += 1
+                if h.kind is Kind.DOCUMENT:
+                    failed = dataclasses.replace(
+                        rec, state=DeliveryState.FAILED, last_error="signed with a key that is no longer current: send it again"
+                    )
+                    self.put_delivery(b, code, env_id, recipient, failed, rec)
+                    self.emit("delivery.failed", id=str(env_id), recipient=str(recipient), reason=failed.last_error)
+                    continue
+                assert h.doc is not None and h.code is not None
+                doc = self.doc_header(h.doc)
+                if doc is None:
+                    continue
+                role = Role.SENDER if code == doc.sender else Role.RECIPIENT
+                thread = recipient if role is Role.SENDER else code
+                notes = [r.note for _, sid, r in self.store.history(h.doc, thread) if sid == env_id]
+                b.delete_history(h.doc, thread, h.seq, env_id)
+                replaced = dataclasses.replace(rec, state=DeliveryState.FAILED, last_error="re-signed with the new key")
+                self.put_delivery(b, code, env_id, recipient, replaced, rec)
+                self._author_status(
+                    code,
+                    h.doc,
+                    doc,
+                    h.code,
+                    note=notes[0] if notes else "",
+                    seq=h.seq,
+                    to=recipient,
+                    role=role,
+                    b=b,
+                    now=now,
+                    post=post,
+                )
+        if changed:
+            await self.committer.commit(b)
+            self.log.info("keys.reissued", envelopes=changed)
+            for action in post:
+                action()
+        return changed
+
     # --- integrator-facing operations --------------------------------------------------------
 
     def _keys(self, code: AgencyCode) -> AgencyKeys:
@@ -778,6 +846,7 @@ class Engine:
         keys = self._keys(sender)
         now = self.clock()
         self.trust.check_current(now)
+        self.check_own_key(sender)  # a revoked key: ask the authority for a new one
         to = sorted(set(recipients), key=str)
         if not to:
             raise SchemaError("a document needs at least one recipient")
@@ -934,6 +1003,7 @@ class Engine:
         self._keys(author)
         now = self.clock()
         self.trust.check_current(now)
+        self.check_own_key(author)
         doc = self.doc_header(doc_id)
         if doc is None:
             raise NotFoundError(f"document {doc_id}")

@@ -56,7 +56,8 @@ class Syncer:
         e = self.e
         store = e.store
         if req.op == "heads":
-            heads = tuple(sorted(store.log_shards().items()))
+            wanted = set(req.shards)
+            heads = tuple(sorted((s, n) for s, n in store.log_shards().items() if not wanted or s in wanted))
             return m.HeadsResponse(store.epoch, heads, e.trust.directory.serial).encode()
         if req.op == "log":
             entries = tuple(store.log_range(req.shard, after=req.after, limit=req.limit))
@@ -119,10 +120,10 @@ class Syncer:
         e = self.e
         if not e.trust.is_member(peer):
             return 0
-        heads = m.HeadsResponse.decode(await self._ask(peer, m.SyncRequest("heads")))
+        wanted = e.interested_shards()
+        heads = m.HeadsResponse.decode(await self._ask(peer, m.SyncRequest("heads", shards=tuple(sorted(wanted)))))
         if heads.serial > e.trust.directory.serial:
             await self.pull_directory(peer)
-        wanted = e.interested_shards()
         peer_key = b58decode(peer)
         new = 0
         for shard, head in heads.heads:

@@ -143,9 +143,12 @@ class SyncRequest:
     after: int = 0
     limit: int = 0
     ids: tuple[Digest, ...] = ()
+    shards: tuple[str, ...] = ()  # heads: only these shards (empty = all)
 
     def encode(self) -> bytes:
         m: dict[str, Any] = {"v": VERSION, "op": self.op}
+        if self.op == "heads" and self.shards:
+            m["shards"] = sorted(self.shards)
         if self.op == "log":
             m.update(shard=self.shard, after=self.after, limit=self.limit)
         elif self.op == "get":
@@ -160,8 +163,16 @@ class SyncRequest:
         op = m.get("op") if type(m) is dict else None
         where = "sync request"
         if op == "heads":
-            _msg(data, where, 64 << 10, {"op"})
-            return cls("heads")
+            m = _msg(data, where, 64 << 10, {"op"}, {"shards"})
+            shards = []
+            for i, s in enumerate(cbor.get_list(m, "shards", where, max_len=100_000) if "shards" in m else []):
+                if type(s) is not str:
+                    raise SchemaError(f"{where}.shards[{i}]: expected a shard such as G22")
+                try:
+                    shards.append(parse_shard(s))
+                except AgencyCodeError as exc:
+                    raise SchemaError(f"{where}.shards[{i}]: {exc.detail}") from None
+            return cls("heads", shards=tuple(shards))
         if op == "log":
             m = _msg(data, where, 64 << 10, {"op", "shard", "after", "limit"})
             try:
@@ -259,7 +270,7 @@ class ErrorResponse:
 
 def peek_error(data: bytes) -> ErrorResponse | None:
     """The error a peer answered with, if the response is one (errors are small; big responses are not)."""
-    if len(data) > 4096:
+    if len(data) > 4096 or b"\x65error" not in data:  # the CBOR text key "error"
         return None
     try:
         m = cbor.decode(data, max_bytes=MAX_SYNC_RESPONSE_BYTES)

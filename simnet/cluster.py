@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from identity.directory import sign_snapshot
+from identity.directory import DirectoryDelta, apply_link, sign_delta, sign_snapshot
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
 from identity.provision import DeterministicRng, ProvisionedNode, build_directory
 from identity.trust import Trust
@@ -75,7 +75,9 @@ class Cluster:
         config: Callable[[NodeConfig], NodeConfig] | None = None,
         log: Callable[[str], Log] | None = None,
         valid_days: int = 365,
+        late: Sequence[str] = (),
     ) -> None:
+        """``late`` names nodes that are provisioned but join later (see :meth:`join`)."""
         self.root = root
         self.network = network
         self.net = net
@@ -104,13 +106,22 @@ class Cluster:
             if config is not None:
                 cfg = config(cfg)
             self.nodes[name] = SimNode(name, prov, root / name, cfg)
+        self.names = names or {}
+        self.valid_days = valid_days
+        self.late = set(late)
         self.directory = build_directory(
-            net=net, nodes=provisioned, names=names or {}, serial=1, at=EPOCH_MS - DAY_MS, until=EPOCH_MS + valid_days * DAY_MS
+            net=net,
+            nodes=[p for name, p in zip(nodes, provisioned, strict=True) if name not in self.late],
+            names=self.names,
+            serial=1,
+            at=EPOCH_MS - DAY_MS,
+            until=EPOCH_MS + valid_days * DAY_MS,
         )
         signed_at = EPOCH_MS - DAY_MS if network is not None else int(time.time() * 1000) - DAY_MS
         if network is None:
             self.directory = dataclasses.replace(self.directory, issued_at=signed_at, valid_until=signed_at + valid_days * DAY_MS)
         self.chain: list[Envelope] = [sign_snapshot(self.directory, self.authority, at=signed_at)]
+        self.links: list[Envelope] = []  # later serials, given to nodes that start after them
         self._log = log or (lambda name: NullLog())
         self._nursery: trio.Nursery | None = None
 
@@ -176,10 +187,10 @@ class Cluster:
                 node.scope = scope
                 async with trio.open_nursery() as n:
                     await n.start(overlay.run)
-                    links = [Envelope.decode(raw, max_bytes=64 << 20) for raw in store.directory_links()]
+                    stored = [Envelope.decode(raw, max_bytes=64 << 20) for raw in store.directory_links()]
+                    by_serial = {link.header.serial: link for link in [*self.links, *stored]}  # type: ignore[union-attr]
+                    links = [by_serial[s] for s in sorted(by_serial)]
                     directory = self.directory
-                    from identity.directory import apply_link
-
                     for link in links:
                         if link.header.serial > directory.serial:  # type: ignore[union-attr]
                             directory = apply_link(directory, link, self.authority_public)
@@ -204,6 +215,32 @@ class Cluster:
             node.scope = None
             store.close()
             node.stopped.set()
+
+    @property
+    def current(self) -> Any:
+        """The newest directory: the snapshot with every later link applied."""
+        d = self.directory
+        for link in self.links:
+            d = apply_link(d, link, self.authority_public)
+        return d
+
+    async def change_directory(self, delta: DirectoryDelta) -> Envelope:
+        """The authority signs ``delta`` as the next serial; a running node publishes it to the network."""
+        current = self.current
+        link = sign_delta(
+            delta,
+            net=self.net,
+            base=current.serial,
+            serial=current.serial + 1,
+            until=self.clock() + self.valid_days * DAY_MS,
+            key=self.authority,
+            at=self.clock(),
+        )
+        self.links.append(link)
+        publisher = next((n for n in self.nodes.values() if n.running), None)
+        if publisher is not None:
+            await publisher.e().publish_directory([link])
+        return link
 
     def reconfigure(self, name: str, **changes: Any) -> None:
         node = self.nodes[name]

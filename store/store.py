@@ -59,6 +59,7 @@ class Store:
         self.epoch: bytes = epoch_raw
         self._inbox_seq: dict[AgencyCode, int] = {}
         self._log_seq: dict[str, int] = {}
+        self._heads: dict[str, int] | None = None  # committed log heads, kept up to date by write()
 
     def close(self) -> None:
         if not self._db.closed:
@@ -91,6 +92,11 @@ class Store:
                             wb.put(key, value)
         except plyvel.Error as exc:
             raise StoreError(f"write failed: {exc}") from None
+        if self._heads is not None:
+            for b in batches:
+                for shard, seq in b.log_appends:
+                    if seq > self._heads.get(shard, 0):
+                        self._heads[shard] = seq
 
     # --- small helpers ---------------------------------------------------------------
 
@@ -237,6 +243,8 @@ class Store:
     # --- sync log and cursors --------------------------------------------------------
 
     def log_head(self, shard: str) -> int:
+        if self._heads is not None:
+            return self._heads.get(shard, 0)
         last = self._last_key(k.LOG + k.shard(shard))
         return k.read_u64(last, 4) if last else 0
 
@@ -250,7 +258,12 @@ class Store:
         return out
 
     def log_shards(self) -> dict[str, int]:
-        """Every shard with a log here, and its head."""
+        """Every shard with a log here, and its head (only what is written: never an allocated, unwritten seq)."""
+        if self._heads is None:
+            self._heads = self._scan_heads()
+        return dict(self._heads)
+
+    def _scan_heads(self) -> dict[str, int]:
         heads: dict[str, int] = {}
         start = k.LOG
         while True:
@@ -282,6 +295,7 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.ops: list[tuple[bytes, bytes | None]] = []
+        self.log_appends: list[tuple[str, int]] = []
         self.after_write: list[Callable[[], None]] = []  # run by whoever writes the batch, once it is written
 
     def __len__(self) -> int:
@@ -356,12 +370,16 @@ class Batch:
     def add_history(self, doc_id: bytes, recipient: AgencyCode, status_id: bytes, rec: HistoryRecord) -> None:
         self.put(k.HISTORY + doc_id + k.code(recipient) + k.u32(rec.seq) + status_id, rec.encode())
 
+    def delete_history(self, doc_id: bytes, recipient: AgencyCode, seq: int, status_id: bytes) -> None:
+        self.delete(k.HISTORY + doc_id + k.code(recipient) + k.u32(seq) + status_id)
+
     def put_idempotency(self, sender: AgencyCode, key: str, doc_id: bytes) -> None:
         self.put(k.IDEMPOTENCY + k.code(sender) + Store.idempotency_hash(key), doc_id)
 
     def append_log(self, shard: str, env_id: bytes) -> int:
         seq = self.store.next_log_seq(shard)
         self.put(k.LOG + k.shard(shard) + k.u64(seq), env_id)
+        self.log_appends.append((shard, seq))
         return seq
 
     def put_cursor(self, shard: str, peer: bytes, cursor: Cursor) -> None:

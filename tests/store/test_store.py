@@ -158,3 +158,17 @@ def test_corrupt_records_are_store_errors(store: Store) -> None:
     store.write(b)
     with pytest.raises(StoreError, match="corrupt DocRecord"):
         store.doc(did(1))
+
+
+def test_log_heads_show_only_written_entries(store: Store) -> None:
+    """A peer reads a log up to its head: an allocated but unwritten seq must never be announced."""
+    b = store.batch()
+    b.append_log("H01", did(1))
+    store.write(b)
+    assert store.log_shards() == {"H01": 1}
+    pending = store.batch()
+    pending.append_log("H01", did(2))  # allocated, not written
+    pending.append_log("G22", did(3))
+    assert store.log_shards() == {"H01": 1} and store.log_head("H01") == 1
+    store.write(pending)
+    assert store.log_shards() == {"H01": 2, "G22": 1} and store.log_head("G22") == 1
