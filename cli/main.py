@@ -236,10 +236,10 @@ def simnet() -> None:
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path), help="Write summary.json and PNG plots here.")
 @click.option(
     "--mode",
-    type=click.Choice(["virtual", "libp2p"]),
+    type=click.Choice(["virtual", "libp2p", "processes"]),
     default="virtual",
     show_default=True,
-    help="Simulated wire in virtual time, or real libp2p hosts.",
+    help="virtual: simulated wire in virtual time; libp2p: real hosts in one process; processes: one truc run per agency.",
 )
 @click.option(
     "--relay",
