@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 PUSH_TIMEOUT_S = 30.0
-MAX_PARALLEL_PUSHES = 8
+MAX_PARALLEL_PUSHES = 64  # a broadcast reaches 94 nodes: push to them at once, not eight at a time
 Item = tuple[Digest, AgencyCode, AgencyCode, DeliveryRecord]  # envelope, recipient, sender, record
 
 

@@ -63,7 +63,9 @@ from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 Clock = Callable[[], int]
 Post = list[Callable[[], None]]
 HEADER_CACHE = 4096
-RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
+RESEND_RECEIPT_AFTER_MS = 5_000
+# Blocks of a document being sealed are written this many at a time, so memory stays flat.
+SEAL_WRITE_BLOCKS = 2  # a re-pushed document earlier than this is a race, not a lost receipt
 
 
 class Engine:
@@ -889,7 +891,7 @@ class Engine:
 
         def on_block(h: Digest, block: bytes) -> None:  # runs in the sealing thread
             blocks_batch[0].put_block(h, block)
-            if len(blocks_batch[0]) >= 16:
+            if len(blocks_batch[0]) >= SEAL_WRITE_BLOCKS:
                 self.store.write(blocks_batch[0], sync=False)
                 blocks_batch[0] = self.store.batch()
 

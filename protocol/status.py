@@ -12,9 +12,13 @@ pair (phase, pending):
   PROCESSING(05, repeatable) → FINISHED(06)), plus WITHDRAWN (the recipient
   agreed to a take-back) and REFUSED (the recipient refused an
   update/revoke/replace document).
-* pending: a question the recipient must answer with 15 (agree) or 16
-  (refuse) before anything else happens: TAKEBACK (the sender sent 13) or
-  CHANGE (the document itself is an update, revoke or replace).
+* pending: a question the recipient answers with 15 (agree) or 16 (refuse):
+  TAKEBACK (the sender sent 13) or CHANGE (the document itself is an update,
+  revoke or replace). A CHANGE is answered before anything else. A TAKEBACK
+  does not stop processing: the 13 travels while the recipient may be sending
+  03, 04..., so the table lets both orders reach the same state (a 13 commutes
+  with every status the recipient can send concurrently, which is what keeps
+  both ends in agreement whatever order statuses arrive in).
 
 Inputs are (code, role): the role says which party authored the status,
 SENDER (the document's sender) or RECIPIENT (the thread's recipient). 01 is
@@ -88,7 +92,15 @@ Input = tuple[StatusCode, Role]
 S, R = Role.SENDER, Role.RECIPIENT
 P = Phase
 N, T, C = Pending.NONE, Pending.TAKEBACK, Pending.CHANGE
-_TAKEBACK_FROM = (P.ARRIVED, P.ACCEPTED, P.ASSIGNED, P.PROCESSING, P.FINISHED)
+_TAKEBACK_FROM = (P.ARRIVED, P.ACCEPTED, P.ASSIGNED, P.PROCESSING, P.FINISHED, P.REJECTED)
+_CHAIN: list[tuple[Phase, StatusCode, Phase]] = [
+    (P.ARRIVED, StatusCode.REJECTED, P.REJECTED),
+    (P.ARRIVED, StatusCode.ACCEPTED, P.ACCEPTED),
+    (P.ACCEPTED, StatusCode.ASSIGNED, P.ASSIGNED),
+    (P.ASSIGNED, StatusCode.PROCESSING, P.PROCESSING),
+    (P.PROCESSING, StatusCode.PROCESSING, P.PROCESSING),
+    (P.PROCESSING, StatusCode.FINISHED, P.FINISHED),
+]
 
 
 def _st(phase: Phase, pending: Pending = N) -> ThreadState:
@@ -99,19 +111,15 @@ TRANSITIONS: dict[tuple[ThreadState, Input], ThreadState] = {
     # The receipt. A change document keeps its question open across it.
     (_st(P.SENT), (StatusCode.ARRIVED, R)): _st(P.ARRIVED),
     (_st(P.SENT, C), (StatusCode.ARRIVED, R)): _st(P.ARRIVED, C),
-    # Registration or rejection, then the processing chain.
-    (_st(P.ARRIVED), (StatusCode.REJECTED, R)): _st(P.REJECTED),
-    (_st(P.ARRIVED), (StatusCode.ACCEPTED, R)): _st(P.ACCEPTED),
-    (_st(P.ACCEPTED), (StatusCode.ASSIGNED, R)): _st(P.ASSIGNED),
-    (_st(P.ASSIGNED), (StatusCode.PROCESSING, R)): _st(P.PROCESSING),
-    (_st(P.PROCESSING), (StatusCode.PROCESSING, R)): _st(P.PROCESSING),
-    (_st(P.PROCESSING), (StatusCode.FINISHED, R)): _st(P.FINISHED),
+    # Registration or rejection, then the processing chain; it goes on while a
+    # take-back question is open (the recipient may not have seen it yet).
+    **{(_st(a, q), (code, R)): _st(b, q) for a, code, b in _CHAIN for q in (N, T)},
     # An update/revoke/replace document asks a question: 15 agrees (then the
     # normal chain continues), 16 refuses (the thread ends).
     (_st(P.ARRIVED, C), (StatusCode.AGREED, R)): _st(P.ARRIVED),
     (_st(P.ARRIVED, C), (StatusCode.REFUSED, R)): _st(P.REFUSED),
     # Take-back: only the original sender asks (13), only after arrival; the
-    # recipient answers 15 (withdrawn) or 16 (processing continues where it was).
+    # recipient answers 15 (withdrawn) or 16 (the question is closed).
     **{(_st(ph), (StatusCode.TAKEBACK_REQUESTED, S)): _st(ph, T) for ph in _TAKEBACK_FROM},
     **{(_st(ph, T), (StatusCode.AGREED, R)): _st(P.WITHDRAWN) for ph in _TAKEBACK_FROM},
     **{(_st(ph, T), (StatusCode.REFUSED, R)): _st(ph) for ph in _TAKEBACK_FROM},

@@ -115,6 +115,10 @@ class NodeProcess:
     def rss_mib(self) -> float:
         return _proc_status(self.proc.pid if self.proc else 0, "VmRSS:") / 1024
 
+    def anon_mib(self) -> float:
+        """Anonymous resident memory: the heap, without LevelDB's memory-mapped (reclaimable) table files."""
+        return _proc_status(self.proc.pid if self.proc else 0, "RssAnon:") / 1024
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process so far."""
         if self.proc is None:

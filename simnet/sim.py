@@ -78,6 +78,7 @@ class SimConfig:
     status_delay_s: float = 0.0  # mean time between a recipient's statuses; 0 = duration / 30
     latency_ms: tuple[float, float] = (5.0, 40.0)
     settle_s: float = 1800.0
+    peaks: bool = True  # morning peaks; False: a steady rate (benchmarks)
 
 
 @dataclass
@@ -127,7 +128,9 @@ class Simulation:
             config=lambda nc: self._tune(nc, shards),
             late=[self.node_of[c] for c in joins],
         )
-        self.plans = plan_documents(self.codes, count=cfg.docs, duration_s=cfg.duration_s, rng=self.rng, max_size=cfg.max_size)
+        self.plans = plan_documents(
+            self.codes, count=cfg.docs, duration_s=cfg.duration_s, rng=self.rng, max_size=cfg.max_size, peaks=cfg.peaks
+        )
         self.sent: dict[int, Digest] = {}
         self.sent_at: dict[Digest, float] = {}
         self.doc_plan: dict[Digest, DocPlan] = {}

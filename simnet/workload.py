@@ -65,8 +65,9 @@ def plan_documents(
     rng: random.Random,
     max_size: int = 40 << 20,
     broadcast_share: float = 0.02,
+    peaks: bool = True,
 ) -> list[DocPlan]:
-    """``count`` documents over ``duration_s`` seconds among ``agencies``."""
+    """``count`` documents over ``duration_s`` seconds among ``agencies`` (``peaks=False``: a steady rate)."""
     if len(agencies) < 2:
         raise ValueError("a workload needs at least two agencies")
     order = sorted(agencies, key=str)
@@ -75,7 +76,7 @@ def plan_documents(
         order.remove(G22)
         order.insert(0, G22)
     weights = [1.0 / (rank + 1) ** 1.1 for rank in range(len(order))]
-    times = _arrival_times(count, duration_s, rng)
+    times = _arrival_times(count, duration_s, rng) if peaks else sorted(rng.uniform(0, duration_s) for _ in range(count))
     plans = []
     for i, at in enumerate(times):
         sender = rng.choices(order, weights)[0]

@@ -69,8 +69,24 @@ def test_takeback_agreed_and_refused() -> None:
     assert asked == ThreadState(Phase.ACCEPTED, Pending.TAKEBACK)
     assert transition(asked, StatusCode.AGREED, R) == ThreadState(Phase.WITHDRAWN)
     assert transition(asked, StatusCode.REFUSED, R) == ThreadState(Phase.ACCEPTED)
+    # Processing may go on while the question is open (the recipient may not have seen it yet).
+    assert transition(asked, StatusCode.ASSIGNED, R) == ThreadState(Phase.ASSIGNED, Pending.TAKEBACK)
     with pytest.raises(IllegalTransitionError):
-        transition(asked, StatusCode.ASSIGNED, R)  # answer first
+        transition(asked, StatusCode.TAKEBACK_REQUESTED, S)  # one question at a time
+
+
+def test_a_takeback_commutes_with_every_status_the_recipient_can_send_concurrently() -> None:
+    """A 13 and a recipient status made without seeing each other reach the same state in either order."""
+    for state in [
+        ThreadState(p) for p in (Phase.ARRIVED, Phase.ACCEPTED, Phase.ASSIGNED, Phase.PROCESSING, Phase.FINISHED, Phase.REJECTED)
+    ]:
+        for code in (StatusCode.REJECTED, StatusCode.ACCEPTED, StatusCode.ASSIGNED, StatusCode.PROCESSING, StatusCode.FINISHED):
+            try:
+                then_13 = transition(transition(state, code, R), StatusCode.TAKEBACK_REQUESTED, S)
+            except IllegalTransitionError:
+                continue  # the recipient could not have sent it from here
+            first_13 = transition(transition(state, StatusCode.TAKEBACK_REQUESTED, S), code, R)
+            assert then_13 == first_13, (state, code)
 
 
 @pytest.mark.parametrize("business", [BusinessType.REVOKE, BusinessType.UPDATE, BusinessType.REPLACE])
@@ -102,8 +118,8 @@ def test_table_invariants() -> None:
         assert (code is StatusCode.TAKEBACK_REQUESTED) == (role is S), "only 13 comes from the sender"
         if code is StatusCode.ARRIVED:
             assert state.phase is Phase.SENT
-        if state.pending is not Pending.NONE and code is not StatusCode.ARRIVED:
-            assert code in (StatusCode.AGREED, StatusCode.REFUSED), "an open question is answered first"
+        if state.pending is Pending.CHANGE and code is not StatusCode.ARRIVED:
+            assert code in (StatusCode.AGREED, StatusCode.REFUSED), "an update/revoke/replace is answered first"
         assert nxt.phase not in (Phase.SENT,)
 
 
