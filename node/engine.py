@@ -63,9 +63,8 @@ from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 Clock = Callable[[], int]
 Post = list[Callable[[], None]]
 HEADER_CACHE = 4096
-RESEND_RECEIPT_AFTER_MS = 5_000
-# Blocks of a document being sealed are written this many at a time, so memory stays flat.
-SEAL_WRITE_BLOCKS = 2  # a re-pushed document earlier than this is a race, not a lost receipt
+RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
+SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
 
 
 class Engine:
