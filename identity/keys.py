@@ -7,6 +7,7 @@ or others can read them.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tomllib
@@ -140,12 +141,14 @@ class NodeKey:
 
     seed: bytes
 
-    @property
+    @functools.cached_property
     def public(self) -> bytes:
         return bytes(nacl.signing.SigningKey(self.seed).verify_key)
 
-    @property
+    @functools.cached_property
     def peer_id(self) -> str:
+        # Cached: base58 is pure-Python big-integer division, and the dialer
+        # compares against our own peer id once per directory node per second.
         return peer_id_of(self.public)
 
 

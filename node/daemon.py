@@ -149,9 +149,11 @@ async def run_node(
         def is_member(peer: str) -> bool:
             return engine_ref[0].trust.is_member(peer) if engine_ref else peer in directory.nodes
 
+        me = node_key.peer_id
+
         def targets() -> dict[str, tuple[str, ...]]:
             d = engine_ref[0].trust.directory if engine_ref else directory
-            return {p: rec.addrs for p, rec in d.nodes.items() if p != node_key.peer_id}
+            return {p: rec.addrs for p, rec in d.nodes.items() if p != me}
 
         overlay = P2POverlay(
             key=node_key,

@@ -79,11 +79,18 @@ class _Forward(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
+        # A logging handler runs inside the library's own code path (here, in
+        # gossipsub's stream handler): whatever goes wrong in it must not
+        # raise into that code, or one log line takes the connection, and
+        # with it the node, down.
         try:
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = str(record.msg)
+            self.log.debug("lib.log", logger=record.name, lib_level=record.levelname.lower(), message=message[:500])
         except Exception:
-            message = str(record.msg)
-        self.log.debug("lib.log", logger=record.name, level=record.levelname.lower(), message=message[:500])
+            self.log.counts["lib.log_failed"] = self.log.counts.get("lib.log_failed", 0) + 1
 
 
 def capture_library_logs(log: Log) -> None:
@@ -101,3 +108,4 @@ def capture_library_logs(log: Log) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)
+    logging.getLogger("libp2p").propagate = False  # one line per record, not one per handler
