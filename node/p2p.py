@@ -21,7 +21,11 @@ tests/node/test_p2p.py:
 13. message ids are content hashes, so re-sent batches deduplicate;
 14. libp2p's auto-connector is off and the connection limits lifted: it would
     redial any peer in the peerstore (gated outsiders included) to reach 50-100
-    connections and prune above 300; our dialer keeps exactly the directory's nodes.
+    connections and prune above 300; our dialer keeps exactly the directory's nodes;
+15. opportunistic grafting off: 0.8.1 runs it on every heartbeat (the spec: every
+    60) and grafts 2 more peers per topic each time, so meshes grow past D_high,
+    get pruned, and the pruned peers are grafted again while in backoff. With a
+    topic per shard that GRAFT/PRUNE churn was most of an idle node's CPU.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -179,6 +183,7 @@ class P2POverlay:
             gossip_history=5,
         )
         self.router._check_equivocation = lambda msg: True  # type: ignore[method-assign]  # 4
+        self.router._perform_opportunistic_grafting = lambda topic, peers_to_graft: 0  # type: ignore[method-assign]  # 15
         self.pubsub = Pubsub(
             self.host,
             self.router,

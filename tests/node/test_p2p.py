@@ -283,3 +283,56 @@ def test_invalid_gossip_is_not_forwarded_and_valid_gossip_is(tmp_path: Path) -> 
                 n.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.timeout(120)
+def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
+    """Pitfall 15: with opportunistic grafting on, 0.8.1 grafts 2 peers per topic per
+    heartbeat until meshes exceed D_high (12), prunes them, and re-grafts pruned peers
+    while in backoff: an idle network churns GRAFT/PRUNE forever. 15 nodes (14 peers
+    each, above D_high) on 3 topics must settle and then stay quiet."""
+    n = 15
+    keys = [NodeKey(secrets.token_bytes(32)) for _ in range(n)]
+    ports = [free_port() for _ in range(n)]
+    members = {k.peer_id for k in keys}
+    addrs = {k.peer_id: [f"/ip4/127.0.0.1/tcp/{p}"] for k, p in zip(keys, ports, strict=True)}
+    # each node dials the ones before it: one connection per pair
+    overlays = [
+        _overlay(k, p, members=members, targets={q.peer_id: addrs[q.peer_id] for q in keys[:i]})
+        for i, (k, p) in enumerate(zip(keys, ports, strict=True))
+    ]
+    topics = ["truc/test/a", "truc/test/b", "truc/test/c"]
+    prunes = 0
+
+    async def ignore(topic: str, sender: str, data: bytes) -> None:
+        return None
+
+    def counting(router: object) -> None:
+        original = router.handle_prune  # type: ignore[attr-defined]
+
+        async def handle_prune(msg: object, sender: object) -> None:
+            nonlocal prunes
+            prunes += 1
+            await original(msg, sender)
+
+        router.handle_prune = handle_prune  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        nonlocal prunes
+        with trio.fail_after(100):
+            async with trio.open_nursery() as nursery:
+                for ov in overlays:
+                    await nursery.start(ov.run)
+                    counting(ov.router)
+                    for t in topics:
+                        await ov.subscribe(t, lambda topic, sender, data: True, ignore)
+                await wait_until(lambda: all(len(ov.connected_peers()) == n - 1 for ov in overlays), timeout=40)
+                await trio.sleep(8)  # meshes form (1 s heartbeats)
+                prunes = 0
+                await trio.sleep(8)
+                sizes = [len(ov.router.mesh[t]) for ov in overlays for t in topics]
+                assert prunes == 0, f"{prunes} PRUNEs in 8 s of idle: meshes churn (mesh sizes {sorted(sizes)})"
+                assert min(sizes) >= 4 and max(sizes) <= 12, sorted(sizes)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
