@@ -36,6 +36,7 @@ when the directory changes, connections to peers no longer listed are closed.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable, Sequence
 
 import libp2p.pubsub.rpc_queue as rpc_queue
@@ -52,7 +53,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
-from libp2p.request_response import BytesCodec, RequestResponse, RequestResponseConfig
+from libp2p.request_response import BytesCodec, RequestResponse, RequestResponseConfig, RequestTransportError
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
@@ -76,6 +77,7 @@ INBOUND_QUEUE = 4096
 INBOUND_WORKERS = 4
 DIAL_TIMEOUT_S = 10.0
 REDIAL_S = (1.0, 60.0)
+RESET_AFTER_FAILURES = 3  # consecutive failed requests to a "connected" peer before we drop that connection
 Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
 
@@ -202,6 +204,7 @@ class P2POverlay:
         self._inbound, self._inbound_recv = trio.open_memory_channel(INBOUND_QUEUE)
         self._next_dial: dict[str, tuple[float, float]] = {}
         self._dialing: set[str] = set()
+        self._failures: dict[str, int] = {}
         self.host.get_network().register_notifee(_Notifee(self))
 
     # --- Overlay -----------------------------------------------------------------------
@@ -304,11 +307,27 @@ class P2POverlay:
                         timeout=timeout, max_request_size=len(data) + 1024, max_response_size=max_response_bytes
                     ),
                 )
-                return response
         except trio.TooSlowError:
             raise OverlayError(peer, f"no answer within {timeout} s") from None
         except Exception as exc:  # 12: RequestResponseError, StreamError, OSError...
+            if isinstance(exc, RequestTransportError):  # not a refusal by the peer's handler
+                self._request_failed(peer, pid, exc)
             raise OverlayError(peer, f"{type(exc).__name__}: {exc}") from None
+        self._failures.pop(peer, None)
+        return response
+
+    def _request_failed(self, peer: str, pid: ID, exc: Exception) -> None:
+        """A half-open connection (the other side closed it, ours never saw the close) keeps
+        the peer "connected" forever: no stream opens, we never redial, and its own dials
+        to us are refused as a second connection. Seen with 95 processes on 2 cores. After
+        a few consecutive failures, close it so either side can dial afresh."""
+        n = self._failures[peer] = self._failures.get(peer, 0) + 1
+        if n >= RESET_AFTER_FAILURES:
+            self._failures.pop(peer, None)
+            self.metrics.inc("connections_reset")
+            self.log.info("peer.reset", peer=peer[:16], reason=f"{n} requests failed in a row: {type(exc).__name__}: {exc}"[:200])
+            self._next_dial.pop(peer, None)
+            self._spawn(self._close, pid)
 
     def on_peer(self, connected: PeerHandler, disconnected: PeerHandler) -> None:
         self._on_up = connected
@@ -384,7 +403,8 @@ class P2POverlay:
         except Exception as exc:
             _, last = self._next_dial.get(peer, (0.0, 0.0))
             delay = min(REDIAL_S[1], max(REDIAL_S[0], last * 2))
-            self._next_dial[peer] = (trio.current_time() + delay, delay)
+            # jitter: two peers whose dials crossed and failed together must not retry in lockstep
+            self._next_dial[peer] = (trio.current_time() + delay * random.uniform(0.5, 1.0), delay)
             self.metrics.inc("dial_failures")
             self.log.debug("peer.dial_failed", peer=peer[:16], reason=f"{type(exc).__name__}: {exc}"[:200], retry_in_s=delay)
         finally:

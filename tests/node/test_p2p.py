@@ -336,3 +336,51 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.timeout(90)
+def test_a_connection_whose_streams_keep_failing_is_reset_and_redialed() -> None:
+    """A half-open connection (the peer closed it, we never saw the close) left the
+    peer "connected" for good: no stream opened and nobody redialed. Seen with 95
+    processes on 2 cores. Here the transport failures are injected at A's
+    request/response layer; the reset and the redial are real."""
+    from libp2p.request_response import RequestTransportError
+
+    from node.overlay import OverlayError
+
+    a_key, b_key = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    pa, pb = free_port(), free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    a = _overlay(a_key, pa, members=members, targets={b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
+    b = _overlay(b_key, pb, members=members, targets={})
+
+    async def echo(peer: str, data: bytes) -> bytes:
+        return b"echo:" + data
+
+    async def main() -> None:
+        with trio.fail_after(80):
+            async with trio.open_nursery() as n:
+                for ov in (a, b):
+                    await n.start(ov.run)
+                b.set_request_handler("/truc/test/echo/1", echo, max_request_bytes=1024, max_response_bytes=1024)
+                await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=15)
+                ask = a.request
+                assert await ask(b_key.peer_id, "/truc/test/echo/1", b"1", timeout=5, max_response_bytes=1024) == b"echo:1"
+
+                real = a.rr.send_request
+
+                async def broken(*args: object, **kw: object) -> bytes:
+                    raise RequestTransportError("failed to open a stream to peer (injected)")
+
+                a.rr.send_request = broken  # type: ignore[method-assign]
+                for _ in range(3):
+                    with pytest.raises(OverlayError):
+                        await ask(b_key.peer_id, "/truc/test/echo/1", b"2", timeout=5, max_response_bytes=1024)
+                assert a.metrics.get("connections_reset") == 1
+                await wait_until(lambda: b_key.peer_id not in a.connected_peers(), timeout=10)
+                a.rr.send_request = real  # type: ignore[method-assign]
+                await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=20)  # redialed
+                assert await ask(b_key.peer_id, "/truc/test/echo/1", b"3", timeout=5, max_response_bytes=1024) == b"echo:3"
+                n.cancel_scope.cancel()
+
+    trio.run(main)
