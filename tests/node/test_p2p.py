@@ -339,15 +339,18 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_a_connection_whose_streams_keep_failing_is_reset_and_redialed() -> None:
+def test_a_connection_whose_streams_keep_failing_is_reset_and_redialed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A half-open connection (the peer closed it, we never saw the close) left the
     peer "connected" for good: no stream opened and nobody redialed. Seen with 95
     processes on 2 cores. Here the transport failures are injected at A's
-    request/response layer; the reset and the redial are real."""
+    request/response layer; the reset and the redial are real. The failures must
+    span RESET_SPAN_S (60 s in production, 1 s here)."""
     from libp2p.request_response import RequestTransportError
 
+    import node.p2p
     from node.overlay import OverlayError
 
+    monkeypatch.setattr(node.p2p, "RESET_SPAN_S", 1.0)
     a_key, b_key = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
     pa, pb = free_port(), free_port()
     members = {a_key.peer_id, b_key.peer_id}
@@ -373,9 +376,13 @@ def test_a_connection_whose_streams_keep_failing_is_reset_and_redialed() -> None
                     raise RequestTransportError("failed to open a stream to peer (injected)")
 
                 a.rr.send_request = broken  # type: ignore[method-assign]
-                for _ in range(3):
+                for _ in range(3):  # three failures within a second: transient, kept
                     with pytest.raises(OverlayError):
                         await ask(b_key.peer_id, "/truc/test/echo/1", b"2", timeout=5, max_response_bytes=1024)
+                assert a.metrics.get("connections_reset") == 0
+                await trio.sleep(1.1)
+                with pytest.raises(OverlayError):  # still failing a second later: reset
+                    await ask(b_key.peer_id, "/truc/test/echo/1", b"2", timeout=5, max_response_bytes=1024)
                 assert a.metrics.get("connections_reset") == 1
                 await wait_until(lambda: b_key.peer_id not in a.connected_peers(), timeout=10)
                 a.rr.send_request = real  # type: ignore[method-assign]
