@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Any
 
 from cli.client import Client
-from identity.keys import SigningKey, save_authority
+from identity.directory import JoinRequest, NodeRecord
+from identity.keys import SigningKey, load_node_key, save_authority
 from identity.provision import add_join_requests, create_node_home
 from protocol.agency import AgencyCode
 from protocol.errors import NodeNotRunningError
@@ -152,7 +153,10 @@ class ProcessNetwork:
         tune: dict[str, str] | None = None,
         valid_days: int = 30,
         env: dict[str, str] | None = None,
+        unlisted: frozenset[str] = frozenset(),
     ) -> None:
+        """``unlisted`` names nodes the directory lists without addresses: they
+        dial the others, nobody dials them (a star around the listed nodes)."""
         self.root = root
         self.auth = root / "authority"
         self.auth.mkdir(parents=True, exist_ok=True)
@@ -178,6 +182,10 @@ class ProcessNetwork:
                         raise ValueError(f"config.toml has no {old!r} to tune")
                     text = text.replace(old, new)
                 cfg.write_text(text)
+            if name in unlisted:
+                request = JoinRequest.decode((home / "join-request.cbor").read_bytes())
+                request = JoinRequest(request.net, NodeRecord(peer, ()), request.agencies)
+                (home / "join-request.cbor").write_bytes(request.signed(load_node_key(home / "node.key")).encode())
             self.nodes[name] = NodeProcess(name, home, env=env)
             self.peer_ids[name] = peer
             self.ports[name] = port
