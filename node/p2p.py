@@ -53,7 +53,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
-from libp2p.request_response import BytesCodec, RequestResponse, RequestResponseConfig, RequestTransportError
+from libp2p.request_response import BytesCodec, RequestResponse, RequestResponseConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
@@ -77,13 +77,6 @@ INBOUND_QUEUE = 4096
 INBOUND_WORKERS = 4
 DIAL_TIMEOUT_S = 10.0
 REDIAL_S = (1.0, 60.0)
-# A "connected" peer whose requests keep failing at the transport is dropped and
-# redialed, but only when the failures span a minute (a CPU-starved but live
-# peer fails transiently; resetting it then feeds the overload: measured with 95
-# processes on 2 cores) and at most once per peer every 10 minutes.
-RESET_AFTER_FAILURES = 3
-RESET_SPAN_S = 60.0
-RESET_EVERY_S = 600.0
 Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
 
@@ -210,8 +203,6 @@ class P2POverlay:
         self._inbound, self._inbound_recv = trio.open_memory_channel(INBOUND_QUEUE)
         self._next_dial: dict[str, tuple[float, float]] = {}
         self._dialing: set[str] = set()
-        self._failures: dict[str, tuple[int, float]] = {}  # peer -> (failures in a row, time of the first)
-        self._last_reset: dict[str, float] = {}
         self.host.get_network().register_notifee(_Notifee(self))
 
     # --- Overlay -----------------------------------------------------------------------
@@ -317,31 +308,8 @@ class P2POverlay:
         except trio.TooSlowError:
             raise OverlayError(peer, f"no answer within {timeout} s") from None
         except Exception as exc:  # 12: RequestResponseError, StreamError, OSError...
-            if isinstance(exc, RequestTransportError):  # not a refusal by the peer's handler
-                self._request_failed(peer, pid, exc)
             raise OverlayError(peer, f"{type(exc).__name__}: {exc}") from None
-        self._failures.pop(peer, None)
         return response
-
-    def _request_failed(self, peer: str, pid: ID, exc: Exception) -> None:
-        """A half-open connection (the other side closed it, ours never saw the close) keeps
-        the peer "connected" forever: no stream opens, we never redial, and its own dials
-        to us are refused as a second connection. Seen with 95 processes on 2 cores."""
-        now = trio.current_time()
-        n, first = self._failures.get(peer, (0, now))
-        n += 1
-        self._failures[peer] = (n, first)
-        if n < RESET_AFTER_FAILURES or now - first < RESET_SPAN_S:
-            return
-        if now - self._last_reset.get(peer, -RESET_EVERY_S) < RESET_EVERY_S:
-            return
-        self._failures.pop(peer, None)
-        self._last_reset[peer] = now
-        self.metrics.inc("connections_reset")
-        reason = f"{n} requests failed in {now - first:.0f} s: {type(exc).__name__}: {exc}"
-        self.log.info("peer.reset", peer=peer[:16], reason=reason[:200])
-        self._next_dial.pop(peer, None)
-        self._spawn(self._close, pid)
 
     def on_peer(self, connected: PeerHandler, disconnected: PeerHandler) -> None:
         self._on_up = connected
