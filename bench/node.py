@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.common import rate, report
 from protocol.agency import parse_agency_list
-from simnet.processes import FAST_SYNC, ProcessNetwork
+from simnet.processes import FAST_SYNC, ProcessNetwork, wait_for
 
 DOC_BYTES = 16 << 10
 G22, H29, H17 = "000.00.00.G22", "000.00.00.H29", "000.00.00.H17"
@@ -59,12 +59,7 @@ class Net(ProcessNetwork):
 
 def wait(pred: Any, timeout: float, what: str) -> float:
     """Poll node state once a second: the views it reads scan the store, and polling must not load the nodes."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(1.0)
-    raise TimeoutError(f"{what}: not within {timeout} s")
+    return wait_for(pred, timeout, what, interval=1.0)
 
 
 class Receipts:

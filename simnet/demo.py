@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import click
 
 from protocol.agency import AgencyCode, parse_agency_list
 
-from .processes import FAST_SYNC, NodeProcess, ProcessNetwork
+from .processes import FAST_SYNC, NodeProcess, ProcessNetwork, wait_for
 
 NETWORK = "truc-demo"
 AGENCIES = ["000.00.00.G22", "000.00.00.H29", "000.00.00.H17", "000.00.00.H41"]  # verified codes of the 2019 list
@@ -76,12 +75,10 @@ class Demo:
         self.checks += 1
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if predicate():
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise DemoFailed(f"{what}: not within {timeout:.0f} s")
+        try:
+            return wait_for(predicate, timeout, what)
+        except TimeoutError:
+            raise DemoFailed(f"{what}: not within {timeout:.0f} s") from None
 
     def submit(self, sender: DemoNode, to: list[DemoNode], subject: str, files: list[tuple[str, bytes]], **meta: Any) -> str:
         params = {"from": sender.code, "to": [n.code for n in to], "subject": subject, **meta}

@@ -38,13 +38,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> float:
-    """Poll until ``predicate()`` is true; returns the seconds it took, raises TimeoutError naming ``what``."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.05) -> float:
+    """Poll every ``interval`` s until ``predicate()`` holds; returns the seconds taken, raises TimeoutError naming ``what``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if predicate():
             return time.monotonic() - start
-        time.sleep(0.05)
+        time.sleep(interval)
     raise TimeoutError(f"{what}: still not true after {timeout:.0f} s")
 
 

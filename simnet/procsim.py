@@ -28,7 +28,7 @@ from protocol.status import HistoryItem, Role, StatusCode
 from .faults import parse_faults
 from .invariants import Observed, verdict
 from .processes import FAST_SYNC, ProcessNetwork
-from .sim import Outcome, SimConfig, Thread, _pct
+from .sim import Outcome, SimConfig, Thread, summarize
 from .workload import DocPlan, plan_statuses
 
 POLL_S = 1.0
@@ -282,16 +282,7 @@ class ProcessSimulation:
             crashes.append((name, before, after))
         obs = Observed(inbox=inbox, receipted=receipted, threads=threads, crashes=crashes, forge_exercised=False)
         checks = verdict(expected, set(), obs)
-        stats = {
-            "agencies": len(self.codes),
-            "documents": len(self.sent),
-            "deliveries": len(expected),
-            "broadcasts": sum(1 for p in self.plans if p.broadcast),
-            "bytes_sent": sum(self.doc_plan[d].size for d in self.sent.values()),
-            "statuses": dict(sorted(statuses.items())),
-            "submits_postponed_while_sender_down": self.postponed,
-            "latency_ms": {q: _pct(latencies, p) for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))},
-        }
+        stats = summarize(self, len(self.codes), expected, latencies, statuses)
         return Outcome(all(c["ok"] for c in checks.values()), checks, stats, self.timeline, self.samples, latencies)
 
 

@@ -50,30 +50,51 @@ def _plots(outcome: Outcome, directory: Path) -> list[Path]:
     ax.grid(True, which="both", alpha=0.3)
     out.append(_save(fig, directory / "latency_cdf.png"))
 
-    # 2. Deliveries over time with fault windows.
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    # 2. Deliveries over time and 3. queue depth, fault windows shaded.
     ts = [s["t"] for s in outcome.samples]
-    rec = [s["receipted"] for s in outcome.samples]
-    ax.plot(ts, rec, color="#2ca02c", label="deliveries receipted (cumulative)")
-    _mark_faults(ax, faults)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("deliveries")
-    ax.set_title("Deliveries over time, fault windows shaded")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(True, alpha=0.3)
-    out.append(_save(fig, directory / "deliveries.png"))
-
-    # 3. Queue depth.
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(ts, [s["pending"] for s in outcome.samples], color="#1f77b4", label="pending deliveries, all outboxes")
-    _mark_faults(ax, faults)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("pending")
-    ax.set_title("Outbox depth over time")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(True, alpha=0.3)
-    out.append(_save(fig, directory / "queues.png"))
+    receipted = [s["receipted"] for s in outcome.samples]
+    pending = [s["pending"] for s in outcome.samples]
+    out.append(
+        _over_time(
+            directory / "deliveries.png",
+            ts,
+            receipted,
+            faults,
+            color="#2ca02c",
+            label="deliveries receipted (cumulative)",
+            ylabel="deliveries",
+            title="Deliveries over time, fault windows shaded",
+        )
+    )
+    out.append(
+        _over_time(
+            directory / "queues.png",
+            ts,
+            pending,
+            faults,
+            color="#1f77b4",
+            label="pending deliveries, all outboxes",
+            ylabel="pending",
+            title="Outbox depth over time",
+        )
+    )
     return out
+
+
+def _over_time(
+    path: Path, ts: list[float], ys: list[float], faults: list[dict[str, Any]], *, color: str, label: str, ylabel: str, title: str
+) -> Path:
+    import matplotlib.pyplot as plt  # after _plots chose the Agg backend
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(ts, ys, color=color, label=label)
+    _mark_faults(ax, faults)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
 
 
 def _mark_faults(ax: Any, faults: list[dict[str, Any]]) -> None:

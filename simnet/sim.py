@@ -583,17 +583,18 @@ class Simulation:
             if e is not None:
                 for _, _, h in e.store.history(doc, r):
                     statuses[f"{h.code:02d}"] += 1
-        stats = summarize(self, counted, latencies, statuses)
+        stats = summarize(self, len(self.codes) + len(self.joined), counted, latencies, statuses)
         if self.cluster.network is not None:
             stats["network"] = dataclasses.asdict(self.cluster.network.stats)
         return Outcome(all(c["ok"] for c in checks.values()), checks, stats, self.timeline, self.samples, latencies)
 
 
 def summarize(
-    sim: Any, counted: list[tuple[Digest, AgencyCode]], latencies: list[float], statuses: Counter[str]
+    sim: Any, agencies: int, counted: list[tuple[Digest, AgencyCode]], latencies: list[float], statuses: Counter[str]
 ) -> dict[str, Any]:
+    """The run's statistics, the same in every mode (``sim`` is a Simulation or a ProcessSimulation)."""
     return {
-        "agencies": len(sim.codes) + len(sim.joined),
+        "agencies": agencies,
         "documents": len(sim.sent),
         "deliveries": len(counted),
         "broadcasts": sum(1 for p in sim.plans if p.broadcast),
