@@ -9,8 +9,10 @@ store's epoch: if the peer's store was recreated, reading restarts at 0.
 
 This needs nothing from the senders: a node that was down or partitioned
 receives everything stored anywhere it can reach. Rounds run every
-``sync.interval_s`` with ``sync.fanout`` random peers, and at once with every
-peer that connects. Directory links travel the same way (``dir``).
+``sync.interval_s`` with ``sync.fanout`` random peers, and soon after a peer
+connects, with at most ``sync.parallel`` rounds in flight: a node that starts
+among a thousand peers queues a thousand rounds, not a thousand tasks.
+Directory links travel the same way (``dir``).
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ GET_CHUNK = 64
 class Syncer:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self._soon: list[str] = []
+        self._soon: dict[str, None] = {}  # an ordered set: peers waiting for a round
         self._wake = trio.Event()
         self._active: set[str] = set()
+        self.peak_active = 0  # most rounds ever in flight at once (never above sync.parallel)
         self.rounds = 0
         self.pulled = 0
 
     def sync_soon(self, peer: str) -> None:
-        if peer not in self._soon:
-            self._soon.append(peer)
+        self._soon[peer] = None
         self._wake.set()
 
     # --- answering -------------------------------------------------------------------
@@ -80,22 +82,26 @@ class Syncer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         interval = self.e.config.sync_interval_s
+        parallel = self.e.config.sync_parallel
         next_round = trio.current_time() + interval
         async with trio.open_nursery() as nursery:
             while True:
-                with trio.move_on_at(next_round):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                peers, self._soon = self._soon, []
                 if trio.current_time() >= next_round:
                     connected = sorted(self.e.overlay.connected_peers())
                     self.e.random.shuffle(connected)
-                    peers += [p for p in connected[: self.e.config.sync_fanout] if p not in peers]
+                    for peer in connected[: self.e.config.sync_fanout]:
+                        self._soon[peer] = None
                     next_round = trio.current_time() + interval
-                for peer in peers:
+                while self._soon and len(self._active) < parallel:
+                    peer = next(iter(self._soon))
+                    del self._soon[peer]
                     if peer not in self._active and peer != self.e.peer_id:
                         self._active.add(peer)
+                        self.peak_active = max(self.peak_active, len(self._active))
                         nursery.start_soon(self._round, peer)
+                with trio.move_on_at(next_round):
+                    await self._wake.wait()
+                self._wake = trio.Event()
 
     async def _round(self, peer: str) -> None:
         try:
@@ -105,6 +111,7 @@ class Syncer:
             self.e.log.info("sync.failed", peer=peer[:16], reason=str(exc)[:200])
         finally:
             self._active.discard(peer)
+            self._wake.set()  # a slot is free
 
     async def _ask(self, peer: str, req: m.SyncRequest) -> bytes:
         data = await self.e.overlay.request(

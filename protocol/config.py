@@ -52,6 +52,7 @@ class NodeConfig:
     fetch_relayed_blocks: bool = False
     sync_interval_s: float = 30.0
     sync_fanout: int = 3
+    sync_parallel: int = 8  # sync rounds in flight at once (a node starting among 1,000 peers queues the rest)
     gossip_flush_ms: float = 20.0
     gossip_batch_kb: int = 256
     push_batch: int = 64
@@ -70,7 +71,7 @@ _SECTIONS: dict[str, set[str]] = {
     "limits": {"max_document_mb"},
     "retry": {"initial_s", "cap_s", "jitter", "receipt_timeout_s", "give_up_days"},
     "relay": {"shards", "keep_after_receipt_h", "fetch_blocks"},
-    "sync": {"interval_s", "fanout"},
+    "sync": {"interval_s", "fanout", "parallel"},
     "gossip": {"flush_ms", "batch_kb", "push_batch", "direct_push"},
 }  # fmt: skip
 
@@ -214,6 +215,7 @@ def parse_config(text: str, source: str) -> NodeConfig:
         fetch_relayed_blocks=r.boolean("relay", "fetch_blocks", False),
         sync_interval_s=r.number("sync", "interval_s", 30.0, lo=0.0, hi=86400.0, strict_lo=True),
         sync_fanout=r.integer("sync", "fanout", 3, lo=1, hi=1000),
+        sync_parallel=r.integer("sync", "parallel", 8, lo=1, hi=1000),
         gossip_flush_ms=r.number("gossip", "flush_ms", 20.0, lo=0.0, hi=10_000.0),
         gossip_batch_kb=r.integer("gossip", "batch_kb", 256, lo=1, hi=3072),
         push_batch=r.integer("gossip", "push_batch", 64, lo=1, hi=1024),
@@ -268,6 +270,7 @@ fetch_blocks = {"true" if c.fetch_relayed_blocks else "false"}   # relays also k
 [sync]
 interval_s = {c.sync_interval_s:g}         # anti-entropy round with a few peers
 fanout = {c.sync_fanout}                # peers per round (every newly connected peer is synced at once)
+parallel = {c.sync_parallel}              # rounds in flight at once; more peers wait their turn
 
 [gossip]
 flush_ms = {c.gossip_flush_ms:g}           # envelopes wait this long to leave together (gossip messages and direct pushes)

@@ -52,6 +52,7 @@ class VirtualNetwork:
         self.faults: dict[frozenset[str], LinkFaults] = {}
         self.everywhere = LinkFaults()  # applied to every link (delay and loss windows)
         self._base: dict[frozenset[str], float] = {}
+        self.links: dict[str, set[str]] = {}  # who is connected to whom, both directions
         self.stats = Stats()
 
     def overlay(self, peer_id: str) -> VirtualOverlay:
@@ -62,13 +63,14 @@ class VirtualNetwork:
     # --- topology and faults --------------------------------------------------------
 
     def reachable(self, a: str, b: str) -> bool:
-        if a == b or a in self.down or b in self.down or a not in self.nodes or b not in self.nodes:
-            return False
-        if not self.nodes[a].running or not self.nodes[b].running:
-            return False
-        if self.groups is not None:
-            return any(a in g and b in g for g in self.groups)
-        return True
+        return b in self.links.get(a, ())
+
+    def _up(self, p: str) -> bool:
+        ov = self.nodes.get(p)
+        return ov is not None and ov.running and p not in self.down
+
+    def _same_side(self, a: str, b: str) -> bool:
+        return self.groups is None or any(a in g and b in g for g in self.groups)
 
     def latency_s(self, a: str, b: str) -> float:
         key = frozenset((a, b))
@@ -84,48 +86,69 @@ class VirtualNetwork:
             return True
         return False
 
-    def _snapshot(self) -> dict[str, set[str]]:
-        return {p: ov.connected_peers() for p, ov in self.nodes.items()}
+    # Links are kept incrementally: a node starting, stopping or going down
+    # changes only its own links (O(N)); only partition and heal recompute
+    # the whole graph. A full recomputation per event made starting N nodes
+    # O(N^3), which is what kept 1,000 nodes from ever starting.
 
-    async def _changed(self, before: dict[str, set[str]]) -> None:
-        after = self._snapshot()
-        for peer, ov in self.nodes.items():
-            if not ov.running:
-                continue
-            for q in sorted(after.get(peer, set()) - before.get(peer, set())):
-                ov.notify(True, q)
-            for q in sorted(before.get(peer, set()) - after.get(peer, set())):
-                ov.notify(False, q)
+    def _link(self, a: str, b: str) -> None:
+        self.links.setdefault(a, set()).add(b)
+        self.links.setdefault(b, set()).add(a)
+        self.nodes[a].notify(True, b)
+        self.nodes[b].notify(True, a)
+
+    def _attach(self, p: str) -> None:
+        if not self._up(p):
+            return
+        for q in self.nodes:
+            if q != p and q not in self.links.get(p, ()) and self._up(q) and self._same_side(p, q):
+                self._link(p, q)
+
+    def _detach(self, p: str) -> None:
+        for q in sorted(self.links.pop(p, set())):
+            self.links[q].discard(p)
+            self.nodes[q].notify(False, p)
+            self.nodes[p].notify(False, q)
+
+    def _regroup(self) -> None:
+        up = [p for p in self.nodes if self._up(p)]
+        for p in up:
+            for q in sorted(self.links.get(p, set())):
+                if not self._same_side(p, q):
+                    self.links[p].discard(q)
+                    self.links[q].discard(p)
+                    self.nodes[p].notify(False, q)
+                    self.nodes[q].notify(False, p)
+        for p in up:
+            self._attach(p)
 
     async def partition(self, *groups: set[str]) -> None:
-        before = self._snapshot()
         self.groups = [set(g) for g in groups]
-        await self._changed(before)
+        self._regroup()
+        await trio.lowlevel.checkpoint()
 
     async def heal(self) -> None:
-        before = self._snapshot()
         self.groups = None
-        await self._changed(before)
+        self._regroup()
+        await trio.lowlevel.checkpoint()
 
     async def set_down(self, peer: str, down: bool) -> None:
-        before = self._snapshot()
         if down:
             self.down.add(peer)
+            self._detach(peer)
         else:
             self.down.discard(peer)
-        await self._changed(before)
+            self._attach(peer)
+        await trio.lowlevel.checkpoint()
 
     async def node_started(self, peer: str) -> None:
-        before = self._snapshot()
-        before[peer] = set()
-        for p in before:
-            before[p].discard(peer)
-        await self._changed(before)
+        self._attach(peer)
+        await trio.lowlevel.checkpoint()
 
     async def node_stopped(self, peer: str) -> None:
-        before = self._snapshot()
         self.nodes[peer].running = False
-        await self._changed(before)
+        self._detach(peer)
+        await trio.lowlevel.checkpoint()
 
 
 class VirtualOverlay:
@@ -153,7 +176,12 @@ class VirtualOverlay:
                 self.running = True
                 await self.net.node_started(self._peer_id)
                 task_status.started()
-                await trio.sleep_forever()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    # before the nursery closes: nobody may start tasks in it any more
+                    self.running = False
+                    self.nursery = None
         finally:
             self.running = False
             self.nursery = None
@@ -168,9 +196,7 @@ class VirtualOverlay:
             self.nursery.start_soon(handler, peer)
 
     def connected_peers(self) -> set[str]:
-        if not self.running:
-            return set()
-        return {p for p in self.net.nodes if self.net.reachable(self._peer_id, p)}
+        return set(self.net.links.get(self._peer_id, ())) if self.running else set()
 
     async def publish(self, topic: str, data: bytes) -> None:
         net = self.net

@@ -6,6 +6,7 @@ The same scenarios over real py-libp2p hosts are in test_p2p.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -127,6 +128,29 @@ def test_partition_heals_and_everything_arrives(tmp_path: Path) -> None:
             await wait_until(lambda: all(delivered(c, G22, d) for d in docs), timeout=300)
             await wait_until(lambda: all(delivered(c, H01, d) for d in answer), timeout=300)
             assert c.node("h01").e().store.inbox_count(C(H01)) == 10
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_a_node_starting_among_many_peers_queues_its_sync_rounds(tmp_path: Path) -> None:
+    """Every connecting peer gets a catch-up round, but never more than sync.parallel at once."""
+    codes = [f"000.00.00.H{i:02d}" for i in range(1, 25)]
+    c = cluster(
+        tmp_path,
+        {f"n{i}": [code] for i, code in enumerate(codes)},
+        config=lambda cfg: dataclasses.replace(cfg, sync_parallel=2, sync_interval_s=3600.0),
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            # each round is one heads exchange over 5-40 ms links; 23 peers at 2 in flight
+            await wait_until(lambda: all(c.node(x).e().syncer.rounds >= len(codes) - 1 for x in c.nodes), timeout=60)
+            for name in c.nodes:
+                syncer = c.node(name).e().syncer
+                assert syncer.peak_active == 2, (name, syncer.peak_active)
+                assert syncer.rounds == len(codes) - 1, (name, syncer.rounds)  # one per peer, no periodic round yet
             n.cancel_scope.cancel()
 
     run_virtual(main)
