@@ -162,6 +162,75 @@ def test_a_peer_not_in_the_directory_cannot_stay_connected() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_disconnect_the_library_never_notifies_is_found_and_redialled() -> None:
+    """Pitfall 16: SwarmConn.close() cancelled after it removed the connection but before it notified."""
+    from libp2p.peer.id import ID
+
+    a_key, b_key = (NodeKey(secrets.token_bytes(32)) for _ in range(2))
+    pa, pb = free_port(), free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    a = _overlay(a_key, pa, members=members, targets={b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
+    b = _overlay(b_key, pb, members=members, targets={})  # only a dials: nobody else repairs it
+    b_id = ID.from_base58(b_key.peer_id)
+    events: list[str] = []
+
+    async def up(peer: str) -> None:
+        events.append("up")
+
+    async def down(peer: str) -> None:
+        events.append("down")
+
+    def live() -> list[object]:
+        return [c for c in a.host.get_network().connections.get(b_id, []) if not c.is_closed]
+
+    notified: list[object] = []
+
+    class Watch:  # records the library's own notification, changes nothing
+        async def disconnected(self, network: object, conn: object) -> None:
+            notified.append(conn)
+
+        def __getattr__(self, name: str) -> object:
+            async def ignore(*args: object) -> None:
+                return None
+
+            return ignore
+
+    async def _close_cancellably(conn: object, scope: trio.CancelScope) -> None:
+        with scope:
+            await conn.close()  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                for ov in (a, b):
+                    await n.start(ov.run)
+                a.on_peer(up, down)
+                a.host.get_network().register_notifee(Watch())  # type: ignore[arg-type]
+                await wait_until(lambda: b_key.peer_id in a.connected_peers() and events == ["up"], timeout=15)
+                for _attempt in range(5):  # the cancel must land in that 0.1 s window; on a starved machine retry
+                    events.clear()
+                    notified.clear()
+                    conn = live()[0]
+                    closing = trio.CancelScope()
+                    n.start_soon(_close_cancellably, conn, closing)
+                    await wait_until(lambda: b_id not in a.host.get_network().connections, timeout=5, step=0.002)
+                    closing.cancel()
+                    await trio.sleep(0.3)
+                    if not notified:
+                        break
+                    await wait_until(lambda: bool(live()) and b_key.peer_id in a.connected_peers(), timeout=15)
+                    await trio.sleep(0.2)  # its "up" event runs before the next attempt clears the list
+                assert not notified, "the library notified every time: this test no longer reproduces pitfall 16"
+                await wait_until(lambda: events[:1] == ["down"], timeout=5)
+                await wait_until(lambda: bool(live()) and b_key.peer_id in a.connected_peers(), timeout=15)
+                assert events == ["down", "up"]
+                assert a.metrics.get("disconnects_unnotified") >= 1
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
 def test_plaintext_peer_is_refused() -> None:
     from libp2p import new_host
     from libp2p.crypto.ed25519 import create_new_key_pair
