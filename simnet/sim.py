@@ -61,6 +61,7 @@ class NodeDown(Exception):
 
 
 SAMPLE_S = 5.0
+PROGRESS_WALL_S = 30.0  # a progress line at most this often (wall clock)
 POLL_S = 2.0
 
 
@@ -139,6 +140,7 @@ class Simulation:
         self.takebacks: dict[Digest, tuple[AgencyCode, float]] = {}
         self.timeline: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
+        self._wall0 = self._last_progress = time.perf_counter()
         self.crashes: list[tuple[str, float, set[Digest]]] = []  # node, time, inbox at the crash
         self.forged: set[Digest] = set()
         self.rekeyed: dict[AgencyCode, tuple[bytes, float]] = {}  # code -> (old kid, time)
@@ -218,6 +220,8 @@ class Simulation:
             for name in self.cluster.nodes:
                 if name not in self.cluster.late:
                     await self.cluster.start(nursery, name)
+            self.mark("nodes.started", nodes=len(self.cluster.nodes) - len(self.cluster.late))
+            self._wall0 = wall
             nursery.start_soon(self._submitter)
             nursery.start_soon(self._agents)
             nursery.start_soon(self._sampler)
@@ -357,6 +361,14 @@ class Simulation:
                     pending += sum(1 for _ in node.engine.store.pending())
             delivered = sum(1 for doc in self.sent.values() for r in self._recipients(doc) if self._receipted(doc, r))
             self.samples.append({"t": round(self.now(), 2), "pending": pending, "receipted": delivered})
+            wall = time.perf_counter()
+            if wall - self._last_progress >= PROGRESS_WALL_S:  # large runs are slow: say where they are
+                self._last_progress = wall
+                expected = sum(len(self._recipients(d)) for d in self.sent.values())
+                self.echo(  # console only, not the timeline: wall time is not reproducible
+                    f"  [{self.now():7.1f} s] progress sent={len(self.sent)} receipted={delivered}/{expected} "
+                    f"pending={pending} wall_s={wall - self._wall0:.0f}"
+                )
             await trio.sleep(SAMPLE_S)
 
     def _recipients(self, doc: Digest) -> tuple[AgencyCode, ...]:
