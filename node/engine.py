@@ -627,7 +627,7 @@ class Engine:
         if not self.trust.is_member(peer):
             return m.ErrorResponse("not_authorized", "peer is not in the directory").encode()
         try:
-            return self.syncer.answer(m.SyncRequest.decode(data))
+            return self.syncer.answer(m.SyncRequest.decode(data), peer)
         except RemoteError as exc:
             return m.ErrorResponse.of(exc).encode()
 

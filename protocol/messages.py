@@ -144,11 +144,14 @@ class SyncRequest:
     limit: int = 0
     ids: tuple[Digest, ...] = ()
     shards: tuple[str, ...] = ()  # heads: only these shards (empty = all)
+    mine: HeadsResponse | None = None  # heads: the asker's own heads, so the answerer can skip its round back
 
     def encode(self) -> bytes:
         m: dict[str, Any] = {"v": VERSION, "op": self.op}
         if self.op == "heads" and self.shards:
             m["shards"] = sorted(self.shards)
+        if self.op == "heads" and self.mine is not None:
+            m["mine"] = self.mine.fields()
         if self.op == "log":
             m.update(shard=self.shard, after=self.after, limit=self.limit)
         elif self.op == "get":
@@ -163,7 +166,7 @@ class SyncRequest:
         op = m.get("op") if type(m) is dict else None
         where = "sync request"
         if op == "heads":
-            m = _msg(data, where, 64 << 10, {"op"}, {"shards"})
+            m = _msg(data, where, 64 << 10, {"op"}, {"shards", "mine"})
             shards = []
             for i, s in enumerate(cbor.get_list(m, "shards", where, max_len=100_000) if "shards" in m else []):
                 if type(s) is not str:
@@ -172,7 +175,12 @@ class SyncRequest:
                     shards.append(parse_shard(s))
                 except AgencyCodeError as exc:
                     raise SchemaError(f"{where}.shards[{i}]: {exc.detail}") from None
-            return cls("heads", shards=tuple(shards))
+            mine = None
+            if "mine" in m:
+                if type(m["mine"]) is not dict:
+                    raise SchemaError(f"{where}.mine: expected a map of epoch, heads, serial")
+                mine = HeadsResponse.from_fields(m["mine"], f"{where}.mine")
+            return cls("heads", shards=tuple(shards), mine=mine)
         if op == "log":
             m = _msg(data, where, 64 << 10, {"op", "shard", "after", "limit"})
             try:
@@ -197,21 +205,29 @@ class HeadsResponse:
     heads: tuple[tuple[str, int], ...]
     serial: int  # its directory serial, so a peer that is behind asks for the links
 
+    def fields(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "heads": [[s, n] for s, n in self.heads], "serial": self.serial}
+
     def encode(self) -> bytes:
-        return cbor.encode({"v": VERSION, "epoch": self.epoch, "heads": [[s, n] for s, n in self.heads], "serial": self.serial})
+        return cbor.encode({"v": VERSION, **self.fields()})
 
     @classmethod
     def decode(cls, data: bytes) -> HeadsResponse:
-        m = _msg(data, "heads", 1 << 20, {"epoch", "heads", "serial"})
+        return cls.from_fields(_msg(data, "heads", 1 << 20, {"epoch", "heads", "serial"}), "heads")
+
+    @classmethod
+    def from_fields(cls, m: dict[str, Any], where: str) -> HeadsResponse:
+        if set(m) - {"v"} != {"epoch", "heads", "serial"}:
+            raise SchemaError(f"{where}: expected exactly epoch, heads, serial")
         heads = []
-        for i, h in enumerate(cbor.get_list(m, "heads", "heads", max_len=100_000)):
+        for i, h in enumerate(cbor.get_list(m, "heads", where, max_len=100_000)):
             if not (type(h) is list and len(h) == 2 and type(h[0]) is str and type(h[1]) is int and h[1] >= 0):
-                raise SchemaError(f"heads.heads[{i}]: expected [shard, seq]")
+                raise SchemaError(f"{where}.heads[{i}]: expected [shard, seq]")
             try:
                 heads.append((parse_shard(h[0]), h[1]))
             except AgencyCodeError as exc:
-                raise SchemaError(f"heads.heads[{i}]: {exc.detail}") from None
-        return cls(cbor.get_bytes(m, "epoch", "heads", size=16), tuple(heads), cbor.get_int(m, "serial", "heads"))
+                raise SchemaError(f"{where}.heads[{i}]: {exc.detail}") from None
+        return cls(cbor.get_bytes(m, "epoch", where, size=16), tuple(heads), cbor.get_int(m, "serial", where))
 
 
 @dataclass(frozen=True)
