@@ -63,7 +63,11 @@ def test_arbitrary_bytes_into_the_sync_decoders_raise_only_typed_errors(data: by
 @given(
     st.dictionaries(
         st.sampled_from(["epoch", "heads", "serial", "x"]),
-        st.one_of(st.integers(-2, 2), st.binary(max_size=20), st.lists(st.lists(st.one_of(st.text(max_size=4), st.integers(-1, 9)), max_size=3), max_size=3)),
+        st.one_of(
+            st.integers(-2, 2),
+            st.binary(max_size=20),
+            st.lists(st.lists(st.one_of(st.text(max_size=4), st.integers(-1, 9)), max_size=3), max_size=3),
+        ),
     )
 )
 def test_arbitrary_mine_maps_raise_only_typed_errors(mine: dict[str, object]) -> None:
