@@ -149,6 +149,7 @@ def test_a_node_starting_among_many_peers_queues_its_sync_rounds(tmp_path: Path)
     async def main() -> None:
         async with trio.open_nursery() as n:
             await c.start_all(n)
+
             # each round is one heads exchange over 5-40 ms links; 23 peers at 2 in flight
             def done(x: str) -> bool:
                 syncer = c.node(x).e().syncer
