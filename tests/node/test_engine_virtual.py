@@ -162,8 +162,9 @@ def test_a_node_starting_among_many_peers_queues_its_sync_rounds(tmp_path: Path)
                 assert syncer.rounds + syncer.skipped == len(codes) - 1, name  # one per peer, no periodic round yet
             pairs = len(codes) * (len(codes) - 1) // 2
             rounds = sum(c.node(x).e().syncer.rounds for x in c.nodes)
-            # each pair once, but for pairs whose rounds crossed in flight (2 per node start at once)
-            assert pairs <= rounds <= 1.2 * pairs, (rounds, pairs)
+            # each pair once, but for pairs whose rounds crossed in flight (2 per node start at once):
+            # 1.15-1.20 x pairs over repeated runs (trio's scheduling varies); without the skip, 2 x
+            assert pairs <= rounds <= 1.4 * pairs, (rounds, pairs)
             n.cancel_scope.cancel()
 
     run_virtual(main)
