@@ -124,6 +124,7 @@ class Cluster:
         self.links: list[Envelope] = []  # later serials, given to nodes that start after them
         self._log = log or (lambda name: NullLog())
         self._nursery: trio.Nursery | None = None
+        self._sides: dict[str, int] | None = None  # real hosts only: a partition, peer id -> group
 
     def clock(self) -> int:
         if self.network is None:
@@ -136,12 +137,14 @@ class Cluster:
         from node.p2p import P2POverlay
 
         def is_member(peer: str) -> bool:
+            if self._apart(node.peer_id, peer):
+                return False  # a partition: refused at the gate like an outsider, so no connection crosses it
             trust = node.engine.trust if node.engine is not None else None
             return trust.is_member(peer) if trust is not None else peer in self.directory.nodes
 
         def targets() -> dict[str, Sequence[str]]:
             d = node.engine.trust.directory if node.engine is not None else self.directory
-            return {p: rec.addrs for p, rec in d.nodes.items()}
+            return {p: rec.addrs for p, rec in d.nodes.items() if not self._apart(node.peer_id, p)}
 
         return P2POverlay(
             key=node.prov.key,
@@ -151,6 +154,23 @@ class Cluster:
             log=self._log(node.name),
             metrics=metrics,
         )
+
+    def _apart(self, a: str, b: str) -> bool:
+        return self._sides is not None and self._sides.get(a, -1) != self._sides.get(b, -1)
+
+    def partition(self, *groups: set[str]) -> None:
+        """Real hosts: split the network at the connection level (the virtual wire has its own)."""
+        self._sides = {p: i for i, g in enumerate(groups) for p in g}
+        self._refresh()
+
+    def heal(self) -> None:
+        self._sides = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        for node in self.nodes.values():  # closes what now crosses the cut; redials at once on heal
+            if node.engine is not None:
+                node.engine.overlay.refresh()
 
     def node(self, name: str) -> SimNode:
         return self.nodes[name]

@@ -6,7 +6,8 @@ Modes (the node logic is the same in each; docs/simnet.md says which scenario us
   simulated wire (simnet/virtual.py) in virtual time. Deterministic from the
   seed; 95 nodes in about a minute, 1,000 in about 9 (docs/simnet.md). Faults: all.
 * ``libp2p``: real py-libp2p hosts on 127.0.0.1 in one process, real time.
-  Tens of nodes. Faults: kill, rekey, join, forge (partition, delay, loss: skipped).
+  Tens of nodes. Faults: kill, partition (connections across the cut closed
+  and refused at the membership gate), rekey, join, forge (delay, loss: skipped).
 * ``processes``: one `truc run` per node, real time, driven through IPC.
   Faults: kill (SIGKILL) and restart. Delay, loss and partitions would need
   network namespaces with netem, which this mode does not set up (the run says so).
@@ -411,16 +412,21 @@ class Simulation:
             self.mark("restart", node=f.arg)
         elif f.kind == "partition":
             a, b = partition_groups(f.arg, self.codes, self.rng)
-            if net is None:
-                self.mark("partition.skipped", reason="libp2p mode partitions only at the membership gate; not simulated here")
-                return
             peers = {c: self.cluster.nodes[self.node_of[c]].peer_id for c in [*self.codes, *self.joined]}
-            await net.partition(
-                {peers[c] for c in a if c in peers}, {peers[c] for c in b if c in peers} | {peers[c] for c in self.joined}
-            )
+            groups = {peers[c] for c in a if c in peers}, {peers[c] for c in b if c in peers} | {peers[c] for c in self.joined}
+            if net is not None:
+                await net.partition(*groups)
+            else:  # real hosts: connections across the cut are closed and refused at the gate
+                self.cluster.partition(*groups)
             self.mark("partition", groups=f"{len(a)}|{len(b)}")
-            await trio.sleep(f.length_s)
-            await net.heal()
+            first = min(2.0, f.length_s / 4)
+            await trio.sleep(first)
+            self.mark("partition.held", crossing_connections=self._crossing(*groups))
+            await trio.sleep(f.length_s - first)
+            if net is not None:
+                await net.heal()
+            else:
+                self.cluster.heal()
             self.mark("heal")
         elif f.kind in ("delay", "loss"):
             if net is None:
@@ -507,11 +513,21 @@ class Simulation:
             pass
         self.mark("forge", rogue=rogue.config.codes[0].short(), envelopes=len(envs))
 
+    def _crossing(self, a: set[str], b: set[str]) -> int:
+        """Connections between the two sides, as the nodes themselves see them (0 while a partition holds)."""
+        count = 0
+        for node in self.cluster.nodes.values():
+            if node.engine is not None and node.peer_id in a:
+                count += len(node.engine.overlay.connected_peers() & b)
+        return count
+
     async def _restore(self, nursery: trio.Nursery) -> None:
         net = self.cluster.network
         if net is not None:
             await net.heal()
             net.everywhere.delay_ms, net.everywhere.loss = 0.0, 0.0
+        else:
+            self.cluster.heal()
         for name, node in self.cluster.nodes.items():
             if node.engine is None and name not in self.cluster.late:
                 await self.cluster.start(nursery, name)

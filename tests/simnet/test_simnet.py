@@ -36,6 +36,7 @@ def test_every_kind_of_fault_and_a_passing_verdict_with_its_report(tmp_path: Pat
     assert outcome.ok, json.dumps(outcome.checks, indent=1, default=str)
     kinds = {e["event"] for e in outcome.timeline}
     assert {"kill", "restart", "partition", "heal", "delay", "loss", "rekey", "join", "forge"} <= kinds
+    assert [e["crossing_connections"] for e in outcome.timeline if e["event"] == "partition.held"] == [0]
     checks = outcome.checks
     assert checks["delivered exactly once to every recipient"]["deliveries"] > 60
     assert checks["no invalid envelope stored or forwarded"]["injected"] == 2
