@@ -7,7 +7,8 @@ Modes (the node logic is the same in each; docs/simnet.md says which scenario us
   seed; 95 nodes in about a minute, 1,000 in about 9 (docs/simnet.md). Faults: all.
 * ``libp2p``: real py-libp2p hosts on 127.0.0.1 in one process, real time.
   Tens of nodes. Faults: kill, partition (connections across the cut closed
-  and refused at the membership gate), rekey, join, forge (delay, loss: skipped).
+  and refused at the membership gate), delay (a shim in py-libp2p's TCP reads,
+  simnet/shim.py), rekey, join, forge (loss: skipped, TCP turns it into delay).
 * ``processes``: one `truc run` per node, real time, driven through IPC.
   Faults: kill (SIGKILL) and restart. Delay, loss and partitions would need
   network namespaces with netem, which this mode does not set up (the run says so).
@@ -428,9 +429,21 @@ class Simulation:
             else:
                 self.cluster.heal()
             self.mark("heal")
+        elif f.kind == "delay" and net is None:  # real hosts: the shim in py-libp2p's TCP reads
+            from .shim import LinkDelay
+
+            LinkDelay.set(float(f.arg))
+            self.mark(f.kind, value=f.arg)
+            try:
+                await trio.sleep(f.length_s)
+            finally:
+                LinkDelay.set(0.0)
+            self.mark(f"{f.kind}.end")
         elif f.kind in ("delay", "loss"):
             if net is None:
-                self.mark(f"{f.kind}.skipped", reason="only the virtual mode shapes links")
+                self.mark(
+                    f"{f.kind}.skipped", reason="TCP retransmits: loss on a real connection is delay; virtual mode models loss"
+                )
                 return
             if f.kind == "delay":
                 net.everywhere.delay_ms = float(f.arg)

@@ -1,0 +1,67 @@
+"""The libp2p-mode delay shim on real hosts: a request round trip pays the delay on both reads."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import trio
+
+from identity.keys import NodeKey
+from node.log import NullLog
+from node.metrics import Metrics
+from node.p2p import P2POverlay
+from simnet.cluster import free_port, wait_until
+from simnet.shim import LinkDelay
+
+pytestmark = pytest.mark.slow
+ECHO = "/truc/test-echo/1"
+
+
+def overlay(key: NodeKey, port: int, members: set[str], targets: dict[str, list[str]]) -> P2POverlay:
+    return P2POverlay(
+        key=key,
+        listen=[f"/ip4/127.0.0.1/tcp/{port}"],
+        is_member=lambda p: p in members,
+        targets=lambda: targets,
+        log=NullLog(),
+        metrics=Metrics(),
+    )
+
+
+@pytest.mark.timeout(60)
+def test_the_delay_shim_slows_every_read_on_real_connections_and_turns_off() -> None:
+    a_key, b_key = (NodeKey(secrets.token_bytes(32)) for _ in range(2))
+    pa, pb = free_port(), free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    a = overlay(a_key, pa, members, {b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
+    b = overlay(b_key, pb, members, {})
+
+    async def echo(peer: str, data: bytes) -> bytes:
+        return data
+
+    async def round_trip() -> float:
+        t0 = trio.current_time()
+        assert await a.request(b_key.peer_id, ECHO, b"ping", timeout=10, max_response_bytes=1024) == b"ping"
+        return trio.current_time() - t0
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                for ov in (a, b):
+                    await n.start(ov.run)
+                b.set_request_handler(ECHO, echo, max_request_bytes=1024, max_response_bytes=1024)
+                await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=15)
+                await round_trip()  # warm: the first stream negotiates protocols
+                before = min([await round_trip() for _ in range(3)])
+                try:
+                    LinkDelay.set(200)
+                    delayed = min([await round_trip() for _ in range(3)])
+                finally:
+                    LinkDelay.set(0)
+                after = min([await round_trip() for _ in range(3)])
+                assert delayed >= 0.4, delayed  # the request read at b, the response read at a
+                assert delayed >= before + 0.3 and delayed >= after + 0.3, (before, delayed, after)
+                n.cancel_scope.cancel()
+
+    trio.run(main)
