@@ -158,12 +158,18 @@ class Cluster:
     def _apart(self, a: str, b: str) -> bool:
         return self._sides is not None and self._sides.get(a, -1) != self._sides.get(b, -1)
 
-    def partition(self, *groups: set[str]) -> None:
-        """Real hosts: split the network at the connection level (the virtual wire has its own)."""
+    async def partition(self, *groups: set[str]) -> None:
+        """Split the network: on the virtual wire, or for real hosts at the connection level (the membership gate)."""
+        if self.network is not None:
+            await self.network.partition(*groups)
+            return
         self._sides = {p: i for i, g in enumerate(groups) for p in g}
         self._refresh()
 
-    def heal(self) -> None:
+    async def heal(self) -> None:
+        if self.network is not None:
+            await self.network.heal()
+            return
         self._sides = None
         self._refresh()
 

@@ -3,16 +3,17 @@
 Every chunk a host receives from a TCP connection is handed on ``delay_s``
 after it arrived (once per arrival: the library's many small reads of one
 chunk are served from a buffer), so each message (Noise handshake, Yamux
-frame, gossip, request, response) takes that much longer to cross a link. It patches the
-library's ``TrioTCPStream.read`` for the whole process, which is why only
-simnet installs it (all hosts of a libp2p-mode run share one process and one
-setting: "delay on every link").
+frame, gossip, request, response) takes that much longer to cross a link.
+It patches the library's ``TrioTCPStream.read`` for the whole process, which
+is why only simnet installs it (all hosts of a libp2p-mode run share one
+process and one setting: "delay on every link").
 
 It is an approximation, stated: arrivals on one connection are serialized,
 so a connection carries at most one chunk (up to 64 KiB) per ``delay_s``
-while the delay is on, and a stream's protocol negotiation pays its real
-round trips (a request on a new stream took ~4 round trips here). Loss is not shimmed: TCP retransmits, so loss on a real
-connection shows up as delay; the virtual mode models loss itself.
+while the delay is on, and chatty exchanges pay more than one link delay
+each way: a request on a new stream took 2.0 s at 200 ms (about 10
+arrivals, tests/simnet/test_shim.py). Loss is not shimmed: TCP retransmits,
+so loss on a real connection shows up as delay; the virtual mode models loss.
 """
 
 from __future__ import annotations

@@ -415,19 +415,13 @@ class Simulation:
             a, b = partition_groups(f.arg, self.codes, self.rng)
             peers = {c: self.cluster.nodes[self.node_of[c]].peer_id for c in [*self.codes, *self.joined]}
             groups = {peers[c] for c in a if c in peers}, {peers[c] for c in b if c in peers} | {peers[c] for c in self.joined}
-            if net is not None:
-                await net.partition(*groups)
-            else:  # real hosts: connections across the cut are closed and refused at the gate
-                self.cluster.partition(*groups)
+            await self.cluster.partition(*groups)
             self.mark("partition", groups=f"{len(a)}|{len(b)}")
             first = min(2.0, f.length_s / 4)
             await trio.sleep(first)
             self.mark("partition.held", crossing_connections=self._crossing(*groups))
             await trio.sleep(f.length_s - first)
-            if net is not None:
-                await net.heal()
-            else:
-                self.cluster.heal()
+            await self.cluster.heal()
             self.mark("heal")
         elif f.kind == "delay" and net is None:  # real hosts: the shim in py-libp2p's TCP reads
             from .shim import LinkDelay
@@ -535,12 +529,10 @@ class Simulation:
         return count
 
     async def _restore(self, nursery: trio.Nursery) -> None:
+        await self.cluster.heal()
         net = self.cluster.network
         if net is not None:
-            await net.heal()
             net.everywhere.delay_ms, net.everywhere.loss = 0.0, 0.0
-        else:
-            self.cluster.heal()
         for name, node in self.cluster.nodes.items():
             if node.engine is None and name not in self.cluster.late:
                 await self.cluster.start(nursery, name)

@@ -97,6 +97,12 @@ class VirtualNetwork:
         self.nodes[a].notify(True, b)
         self.nodes[b].notify(True, a)
 
+    def _unlink(self, a: str, b: str) -> None:
+        self.links[a].discard(b)
+        self.links[b].discard(a)
+        self.nodes[a].notify(False, b)
+        self.nodes[b].notify(False, a)
+
     def _attach(self, p: str) -> None:
         if not self._up(p):
             return
@@ -105,20 +111,15 @@ class VirtualNetwork:
                 self._link(p, q)
 
     def _detach(self, p: str) -> None:
-        for q in sorted(self.links.pop(p, set())):
-            self.links[q].discard(p)
-            self.nodes[q].notify(False, p)
-            self.nodes[p].notify(False, q)
+        for q in sorted(self.links.get(p, set())):
+            self._unlink(q, p)
 
     def _regroup(self) -> None:
         up = [p for p in self.nodes if self._up(p)]
         for p in up:
             for q in sorted(self.links.get(p, set())):
                 if not self._same_side(p, q):
-                    self.links[p].discard(q)
-                    self.links[q].discard(p)
-                    self.nodes[p].notify(False, q)
-                    self.nodes[q].notify(False, p)
+                    self._unlink(p, q)
         for p in up:
             self._attach(p)
 
