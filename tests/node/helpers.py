@@ -7,7 +7,11 @@ from typing import Any
 import trio
 import trio.testing
 
+from identity.keys import NodeKey
 from identity.sealing import FileSource
+from node.log import NullLog
+from node.metrics import Metrics
+from node.p2p import P2POverlay
 from protocol.agency import AgencyCode
 from protocol.document import DocumentMeta, FileBytes
 from protocol.ids import Digest
@@ -32,6 +36,19 @@ def cluster(tmp: Path, nodes: dict[str, list[str]] | None = None, **kw: Any) -> 
     nodes = nodes or {"g22": [G22, SUB], "h01": [H01], "h29": [H29], "relay": [H31]}
     kw.setdefault("network", VirtualNetwork(seed=kw.pop("seed", 1)))
     return Cluster(tmp, nodes, **kw)
+
+
+def p2p_overlay(key: NodeKey, port: int, *, members: set[str], targets: dict[str, list[str]], psk: str = "") -> P2POverlay:
+    """A bare real overlay on 127.0.0.1:``port`` (no engine), for tests of the libp2p adapter itself."""
+    return P2POverlay(
+        key=key,
+        listen=[f"/ip4/127.0.0.1/tcp/{port}"],
+        is_member=lambda p: p in members,
+        targets=lambda: targets,
+        log=NullLog(),
+        metrics=Metrics(),
+        psk=psk,
+    )
 
 
 def meta(subject: str = "Về việc thử nghiệm", **kw: Any) -> DocumentMeta:

@@ -11,14 +11,13 @@ import pytest
 import trio
 
 from identity.keys import NodeKey
-from node.log import NullLog
 from node.metrics import Metrics
 from node.overlay import shard_topic
 from node.p2p import P2POverlay
 from protocol import messages as m
 from protocol.errors import ConfigError, NotAuthorizedError
 from simnet.cluster import Cluster, free_port, wait_until
-from tests.node.helpers import G22, H01, H29, H31, SUB, C, delivered, read_files, send
+from tests.node.helpers import G22, H01, H29, H31, SUB, C, delivered, p2p_overlay, read_files, send
 
 pytestmark = pytest.mark.slow
 NODES = {"g22": [G22, SUB], "h01": [H01], "h29": [H29], "relay": [H31]}
@@ -113,18 +112,6 @@ def test_stopped_node_leaves_no_open_port_and_catches_up_after_restart(tmp_path:
     trio.run(main)
 
 
-def _overlay(key: NodeKey, port: int, *, members: set[str], targets: dict[str, list[str]], psk: str = "") -> P2POverlay:
-    return P2POverlay(
-        key=key,
-        listen=[f"/ip4/127.0.0.1/tcp/{port}"],
-        is_member=lambda p: p in members,
-        targets=lambda: targets,
-        log=NullLog(),
-        metrics=Metrics(),
-        psk=psk,
-    )
-
-
 @pytest.mark.timeout(60)
 def test_a_peer_not_in_the_directory_cannot_stay_connected() -> None:
     from libp2p.peer.id import ID
@@ -133,9 +120,9 @@ def test_a_peer_not_in_the_directory_cannot_stay_connected() -> None:
     a_key, b_key, out_key = (NodeKey(secrets.token_bytes(32)) for _ in range(3))
     pa, pb, po = free_port(), free_port(), free_port()
     members = {a_key.peer_id, b_key.peer_id}
-    a = _overlay(a_key, pa, members=members, targets={})
-    b = _overlay(b_key, pb, members=members, targets={a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]})
-    outsider = _overlay(out_key, po, members={a_key.peer_id, out_key.peer_id}, targets={})
+    a = p2p_overlay(a_key, pa, members=members, targets={})
+    b = p2p_overlay(b_key, pb, members=members, targets={a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]})
+    outsider = p2p_overlay(out_key, po, members={a_key.peer_id, out_key.peer_id}, targets={})
     a_id = ID.from_base58(a_key.peer_id)
     out_id = ID.from_base58(out_key.peer_id)
 
@@ -169,8 +156,8 @@ def test_a_disconnect_the_library_never_notifies_is_found_and_redialled() -> Non
     a_key, b_key = (NodeKey(secrets.token_bytes(32)) for _ in range(2))
     pa, pb = free_port(), free_port()
     members = {a_key.peer_id, b_key.peer_id}
-    a = _overlay(a_key, pa, members=members, targets={b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
-    b = _overlay(b_key, pb, members=members, targets={})  # only a dials: nobody else repairs it
+    a = p2p_overlay(a_key, pa, members=members, targets={b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
+    b = p2p_overlay(b_key, pb, members=members, targets={})  # only a dials: nobody else repairs it
     b_id = ID.from_base58(b_key.peer_id)
     events: list[str] = []
 
@@ -240,7 +227,7 @@ def test_plaintext_peer_is_refused() -> None:
 
     key = NodeKey(secrets.token_bytes(32))
     port = free_port()
-    node = _overlay(key, port, members={key.peer_id}, targets={})
+    node = p2p_overlay(key, port, members={key.peer_id}, targets={})
     kp = create_new_key_pair(secrets.token_bytes(32))
     plain = new_host(key_pair=kp, sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(kp)})  # type: ignore[dict-item]
 
@@ -268,15 +255,15 @@ def test_plaintext_peer_is_refused() -> None:
 @pytest.mark.timeout(60)
 def test_wrong_private_network_key_is_refused_and_a_bad_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="64 lower-case hex"):
-        _overlay(NodeKey(b"\x01" * 32), free_port(), members=set(), targets={}, psk="abc")
+        p2p_overlay(NodeKey(b"\x01" * 32), free_port(), members=set(), targets={}, psk="abc")
     a_key, b_key, c_key = (NodeKey(secrets.token_bytes(32)) for _ in range(3))
     pa = free_port()
     good, bad = secrets.token_hex(32), secrets.token_hex(32)
     members = {a_key.peer_id, b_key.peer_id, c_key.peer_id}
     target = {a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}
-    a = _overlay(a_key, pa, members=members, targets={}, psk=good)
-    b = _overlay(b_key, free_port(), members=members, targets=target, psk=good)
-    wrong = _overlay(c_key, free_port(), members=members, targets=target, psk=bad)
+    a = p2p_overlay(a_key, pa, members=members, targets={}, psk=good)
+    b = p2p_overlay(b_key, free_port(), members=members, targets=target, psk=good)
+    wrong = p2p_overlay(c_key, free_port(), members=members, targets=target, psk=bad)
 
     async def main() -> None:
         with trio.fail_after(55):
@@ -367,7 +354,7 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
     addrs = {k.peer_id: [f"/ip4/127.0.0.1/tcp/{p}"] for k, p in zip(keys, ports, strict=True)}
     # each node dials the ones before it: one connection per pair
     overlays = [
-        _overlay(k, p, members=members, targets={q.peer_id: addrs[q.peer_id] for q in keys[:i]})
+        p2p_overlay(k, p, members=members, targets={q.peer_id: addrs[q.peer_id] for q in keys[:i]})
         for i, (k, p) in enumerate(zip(keys, ports, strict=True))
     ]
     topics = ["truc/test/a", "truc/test/b", "truc/test/c"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from simnet.agencies import embedded_agencies, national_set
-from simnet.sim import SimConfig, run_simulation, verdict_lines
+from simnet.sim import Outcome, SimConfig, run_simulation, verdict_lines
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +36,16 @@ def events(timeline: list[dict[str, object]]) -> set[object]:
     return {e["event"] for e in timeline}
 
 
+def run_passing(cfg: SimConfig, root: Path) -> Outcome:
+    outcome = run_simulation(cfg, root, echo=lambda s: None)
+    assert outcome.ok, "\n".join(verdict_lines(outcome)) + json.dumps(outcome.timeline, default=str)
+    return outcome
+
+
 @pytest.mark.timeout(240)
 def test_libp2p_mode_delivers_everything_through_a_kill_a_partition_a_delay_and_a_forgery(tmp_path: Path) -> None:
     cfg = config("libp2p", 4, 12, 40, "kill=G01@25%+25%,forge@40%,partition=half@55%+20%,delay=100@50%+10%", seed=4)
-    outcome = run_simulation(cfg, tmp_path, echo=lambda s: None)
-    assert outcome.ok, "\n".join(verdict_lines(outcome)) + json.dumps(outcome.timeline, default=str)
+    outcome = run_passing(cfg, tmp_path)
     seen = events(outcome.timeline)
     assert {"kill", "restart", "forge", "partition", "heal"} <= seen
     held = [e for e in outcome.timeline if e["event"] == "partition.held"]
@@ -56,8 +61,7 @@ def test_libp2p_mode_delivers_everything_through_a_kill_a_partition_a_delay_and_
 @pytest.mark.timeout(300)
 def test_processes_mode_survives_sigkill_and_skips_what_it_cannot_inject(tmp_path: Path) -> None:
     cfg = config("processes", 3, 10, 30, "kill=A01@30%+20%,partition=half@50%+10%", seed=5)
-    outcome = run_simulation(cfg, tmp_path, echo=lambda s: None)
-    assert outcome.ok, "\n".join(verdict_lines(outcome)) + json.dumps(outcome.timeline, default=str)
+    outcome = run_passing(cfg, tmp_path)
     seen = events(outcome.timeline)
     assert {"kill", "restart", "partition.skipped"} <= seen
     checks = outcome.checks

@@ -8,25 +8,12 @@ import pytest
 import trio
 
 from identity.keys import NodeKey
-from node.log import NullLog
-from node.metrics import Metrics
-from node.p2p import P2POverlay
 from simnet.cluster import free_port, wait_until
 from simnet.shim import LinkDelay
+from tests.node.helpers import p2p_overlay
 
 pytestmark = pytest.mark.slow
 ECHO = "/truc/test-echo/1"
-
-
-def overlay(key: NodeKey, port: int, members: set[str], targets: dict[str, list[str]]) -> P2POverlay:
-    return P2POverlay(
-        key=key,
-        listen=[f"/ip4/127.0.0.1/tcp/{port}"],
-        is_member=lambda p: p in members,
-        targets=lambda: targets,
-        log=NullLog(),
-        metrics=Metrics(),
-    )
 
 
 @pytest.mark.timeout(60)
@@ -34,8 +21,8 @@ def test_the_delay_shim_slows_every_read_on_real_connections_and_turns_off() -> 
     a_key, b_key = (NodeKey(secrets.token_bytes(32)) for _ in range(2))
     pa, pb = free_port(), free_port()
     members = {a_key.peer_id, b_key.peer_id}
-    a = overlay(a_key, pa, members, {b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
-    b = overlay(b_key, pb, members, {})
+    a = p2p_overlay(a_key, pa, members=members, targets={b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]})
+    b = p2p_overlay(b_key, pb, members=members, targets={})
 
     async def echo(peer: str, data: bytes) -> bytes:
         return data
