@@ -101,3 +101,13 @@ def test_pinned_ipc_frames_decode() -> None:
     assert err["ok"] is False and err["error"]["code"] == "unknown_agency"
     assert ipc.decode_message(payload("ipc-chunk"))["data"] == b"Xin chao"
     assert ipc.decode_message(payload("ipc-event"))["event"] == "receipt.received"
+
+
+def test_pinned_sync_heads_exchange_decodes() -> None:
+    from protocol import messages as m
+
+    req = m.SyncRequest.decode(pinned("sync-heads-request"))
+    assert req.op == "heads" and req.shards == ("G22", "H29")
+    assert req.mine == m.HeadsResponse(bytes(range(16)), (("G22", 12), ("H01", 3)), 2)
+    resp = m.HeadsResponse.decode(pinned("sync-heads-response"))
+    assert resp.heads == (("G22", 40), ("H29", 7)) and resp.serial == 2

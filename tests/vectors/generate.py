@@ -121,7 +121,26 @@ def build() -> dict[str, tuple[str, bytes]]:
     out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
     out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))
     out.update(ipc_sample(doc.id))
+    out.update(sync_sample())
     return out
+
+
+def sync_sample() -> dict[str, tuple[str, bytes]]:
+    """/truc/sync/1 heads exchange (docs/overlay.md), with the asker's own heads riding along."""
+    from protocol import messages as m
+
+    epoch = bytes(range(16))
+    mine = m.HeadsResponse(epoch, (("G22", 12), ("H01", 3)), 2)
+    return {
+        "sync-heads-request": (
+            "sync heads request for shards G22 and H29, carrying the asker's own heads (mine)",
+            m.SyncRequest("heads", shards=("G22", "H29"), mine=mine).encode(),
+        ),
+        "sync-heads-response": (
+            "sync heads response: epoch, heads per shard, directory serial",
+            m.HeadsResponse(bytes(reversed(range(16))), (("G22", 40), ("H29", 7)), 2).encode(),
+        ),
+    }
 
 
 def ipc_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
