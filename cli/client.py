@@ -2,9 +2,8 @@
 
     from cli.client import Client
     with Client("/var/lib/truc/truc.sock") as node:
-        doc = node.call("submit", **{"from": "000.00.00.G22", "to": ["000.00.00.H01"],
-                        "subject": "...", "files": [{"name": "cv.pdf", "mime": "application/pdf",
-                                                     "path": "/srv/out/cv.pdf"}]})["id"]
+        doc = node.submit([Path("cv.pdf")], **{"from": "000.00.00.G22", "to": ["000.00.00.H01"],
+                          "subject": "..."})["id"]          # files are streamed to the node
         print(node.call("document.track", id=doc))
 
 Errors come back as the typed exceptions of ``protocol.errors`` (the same
@@ -15,19 +14,45 @@ node that is not running is a NodeNotRunningError.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import os
+import select
 import socket
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from protocol import ipc
-from protocol.errors import DecodeError, HashMismatchError, NodeNotRunningError, TrucError
+from protocol.errors import DecodeError, FileError, HashMismatchError, NodeNotRunningError, TrucError
 from protocol.framing import FrameDecoder, frame
 
 READ_BYTES = 1 << 16
+INLINE_FILE_BYTES = 256 << 10  # smaller files travel inside the request; larger ones as upload frames
+
+
+def file_entry(path: Path, *, name: str | None = None, mime: str | None = None) -> tuple[dict[str, Any], Path | None]:
+    """The ``files[]`` entry for a local file, and the path to stream if it is not inline.
+
+    A streamed file declares its size and SHA-256 (one read now, one when it
+    is sent), so the node refuses it if it changes in between.
+    """
+    name = name or path.name
+    mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    size = path.stat().st_size
+    if size <= INLINE_FILE_BYTES:
+        return {"name": name, "mime": mime, "data": path.read_bytes()}, None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(ipc.CHUNK_BYTES):
+            h.update(chunk)
+    return {"name": name, "mime": mime, "size": size, "sha256": h.hexdigest()}, path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _raise(message: dict[str, Any]) -> None:
@@ -83,7 +108,8 @@ class Client:
         self.path = Path(path)
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+        self._decoder = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
+        self._ready: deque[dict[str, Any]] = deque()
         self._next_id = 1
 
     def __enter__(self) -> Client:
@@ -110,6 +136,8 @@ class Client:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            self._decoder = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
+            self._ready.clear()
 
     def _send(self, method: str, params: dict[str, Any]) -> int:
         if self._sock is None:
@@ -118,12 +146,29 @@ class Client:
         rid = self._next_id
         self._next_id += 1
         payload = ipc.Request(rid, method, {k: v for k, v in params.items() if v is not None}).encode()
-        self._sock.sendall(frame(payload, max_bytes=ipc.MAX_FRAME_BYTES))
+        self._sendall(frame(payload, max_bytes=ipc.MAX_FRAME_BYTES))
         return rid
+
+    def _sendall(self, data: bytes) -> None:
+        """Send; if the node closed the connection, raise what it said first (busy, access_denied...)."""
+        assert self._sock is not None
+        try:
+            self._sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            try:
+                while True:
+                    m = self._read()
+                    if m["id"] == 0 and m.get("ok") is False:
+                        _raise(m)
+            except (NodeNotRunningError, OSError):
+                pass
+            raise _not_running(self.path, "the node closed the connection") from None
 
     def _read(self) -> dict[str, Any]:
         assert self._sock is not None
         while True:
+            if self._ready:
+                return self._ready.popleft()
             payload = self._decoder.next_frame()
             if payload is not None:
                 return ipc.decode_message(payload)
@@ -131,13 +176,25 @@ class Client:
                 data = self._sock.recv(READ_BYTES)
             except TimeoutError:
                 raise _not_running(self.path, f"no answer within {self.timeout} s") from None
+            except ConnectionResetError:
+                data = b""
             if not data:
                 raise _not_running(self.path, "the node closed the connection")
             self._decoder.feed(data)
 
-    def call(self, method: str, **params: Any) -> Any:
-        """Call ``method``; returns its result or raises the node's typed error."""
-        rid = self._send(method, params)
+    def _answered(self, rid: int) -> bool:
+        """Without blocking: has the node already answered ``rid`` (an early error while we upload)?"""
+        assert self._sock is not None
+        while select.select([self._sock], [], [], 0)[0]:
+            data = self._sock.recv(READ_BYTES)
+            if not data:
+                return True
+            self._decoder.feed(data)
+            while (payload := self._decoder.next_frame()) is not None:
+                self._ready.append(ipc.decode_message(payload))
+        return any(m["id"] in (rid, 0) and "ok" in m for m in self._ready)
+
+    def _answer(self, rid: int) -> Any:
         while True:
             m = self._read()
             if m["id"] not in (rid, 0) or "ok" not in m:
@@ -145,6 +202,85 @@ class Client:
             if not m["ok"]:
                 _raise(m)
             return m.get("result")
+
+    def call(self, method: str, **params: Any) -> Any:
+        """Call ``method``; returns its result or raises the node's typed error.
+
+        A ``submit`` whose inline ``data`` files are too big for one frame has
+        them streamed as upload frames instead (the result is the same).
+        """
+        if method == "submit" and isinstance(params.get("files"), list):
+            uploads: dict[int, Path | bytes] = {}
+            files = []
+            for i, f in enumerate(params["files"]):
+                data = f.get("data") if isinstance(f, dict) else None
+                if isinstance(data, bytes) and len(data) > INLINE_FILE_BYTES:
+                    uploads[i] = data
+                    f = {k: v for k, v in f.items() if k != "data"} | {"size": len(data), "sha256": _sha256(data)}
+                files.append(f)
+            if uploads:
+                return self.call_with_files(method, {**params, "files": files}, uploads)
+        return self._answer(self._send(method, params))
+
+    def call_with_files(self, method: str, params: dict[str, Any], uploads: dict[int, Path | bytes]) -> Any:
+        """Call ``method`` whose ``params`` declare streamed files; ``uploads`` maps file index -> local path or bytes."""
+        rid = self._send(method, params)
+        assert self._sock is not None
+        try:
+            for index, path in sorted(uploads.items()):
+                if not self._upload(rid, index, path):
+                    break
+        except BaseException:
+            self.close()  # the node still expects bytes for rid: this connection cannot be used again
+            raise
+        try:
+            return self._answer(rid)
+        finally:
+            if uploads:
+                self.close()  # an early answer may have cut the upload short
+
+    def _upload(self, rid: int, index: int, source: Path | bytes) -> bool:
+        """Send one file as upload frames; False if the node answered before the end (an error is waiting)."""
+        if isinstance(source, bytes):
+            return self._upload_chunks(
+                rid, index, (source[i : i + ipc.CHUNK_BYTES] for i in range(0, len(source), ipc.CHUNK_BYTES))
+            )
+        with open(source, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            sent = 0
+
+            def chunks() -> Iterator[bytes]:
+                nonlocal sent
+                while chunk := f.read(ipc.CHUNK_BYTES):
+                    sent += len(chunk)
+                    yield chunk
+
+            if not self._upload_chunks(rid, index, chunks()):
+                return False
+        if sent != size:
+            raise FileError(f"{source} changed size while it was being sent; send it again")
+        return True
+
+    def _upload_chunks(self, rid: int, index: int, chunks: Iterator[bytes]) -> bool:
+        for chunk in chunks:
+            if self._answered(rid):
+                return False
+            self._sendall(frame(ipc.Upload(rid, index, chunk).encode(), max_bytes=ipc.MAX_FRAME_BYTES))
+        return True
+
+    def submit(self, paths: Sequence[Path] = (), **params: Any) -> Any:
+        """``submit`` with local files: small ones inline, the others streamed. Returns the result ({"id"})."""
+        entries = list(params.pop("files", []))
+        uploads: dict[int, Path] = {}
+        for path in paths:
+            entry, stream = file_entry(path)
+            if stream is not None:
+                uploads[len(entries)] = stream
+            entries.append(entry)
+        params["files"] = entries
+        if not uploads:
+            return self.call("submit", **params)
+        return self.call_with_files("submit", params, uploads)
 
     def get_document(self, doc_id: str, out_dir: str | Path, *, code: str | None = None) -> dict[str, Any]:
         """Fetch a document into ``out_dir``; every file's SHA-256 is checked before it gets its name."""
@@ -209,7 +345,7 @@ class AsyncClient:
 
     async def _reader(self) -> None:
         assert self._stream is not None
-        decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+        decoder = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
         try:
             while data := await self._stream.receive_some(READ_BYTES):
                 decoder.feed(data)

@@ -34,10 +34,9 @@ from protocol.errors import (
 )
 
 from . import output
-from .client import Client
+from .client import Client, file_entry
 
 USER_ERRORS = (ConfigError, KeyFileError, DirectoryError, SchemaError, AgencyCodeError, FileError)
-INLINE_FILE_BYTES = 16 << 20
 
 
 def _version() -> str:
@@ -295,33 +294,31 @@ def simnet_run(**kw: Any) -> None:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_ctx
 def send(ctx: Ctx, home: Path | None, files: tuple[Path, ...], as_json: bool, mime: str, **kw: Any) -> None:
-    """Send a document with FILE attachments; prints its id once the node has it durably."""
-    attachments = []
-    for f in files:
-        st = f.stat()
-        entry: dict[str, Any] = {"name": f.name, "mime": _guess_mime(f, mime)}
-        if st.st_size <= INLINE_FILE_BYTES:
-            entry["data"] = f.read_bytes()
-        else:
-            entry["path"] = str(f.resolve())  # large files: the node reads them from disk
-        attachments.append(entry)
+    """Send a document with FILE attachments; prints its id once the node has it durably.
+
+    The files are read here and streamed to the node over its socket (the
+    node never opens a path you name)."""
     params = {k: v for k, v in kw.items() if v not in ("", None)}
     params["from"] = params.pop("sender")
     params["to"] = list(params.pop("recipients"))
-    params["files"] = attachments
-    result = ctx.call(home, "submit", **params)
+    entries: list[dict[str, Any]] = []
+    uploads: dict[int, Path] = {}
+    for f in files:
+        entry, stream = file_entry(f, mime=_guess_mime(f, mime))
+        if stream is not None:
+            uploads[len(entries)] = stream
+        entries.append(entry)
+    params["files"] = entries
+    client = ctx.client(home)
+    result = client.call_with_files("submit", params, uploads) if uploads else client.call("submit", **params)
     if as_json:
         output.emit_json(result)
     else:
         click.echo(result["id"])
 
 
-def _guess_mime(path: Path, default: str) -> str:
-    import mimetypes
-
-    if default != "application/octet-stream":
-        return default
-    return mimetypes.guess_type(path.name)[0] or default
+def _guess_mime(path: Path, default: str) -> str | None:
+    return None if default == "application/octet-stream" else default  # None: guessed from the name
 
 
 @cli.command()

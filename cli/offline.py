@@ -18,6 +18,7 @@ from identity.provision import (
     load_authority,
     now_ms,
 )
+from protocol import ipc
 from protocol.agency import AgencyCode, parse_agency_list
 from protocol.envelope import check_network
 from protocol.errors import DirectoryError, SchemaError
@@ -233,7 +234,11 @@ def register(cli: click.Group) -> None:
     @pass_ctx
     def directory_publish(ctx: Ctx, home: Path | None, dir_file: Path) -> None:
         """Hand a newer directory file to the running node; it applies and gossips the new serials."""
-        res = ctx.call(home, "directory.publish", file=dir_file.read_bytes())
+        size = dir_file.stat().st_size
+        if size <= ipc.MAX_FRAME_BYTES // 2:
+            res = ctx.call(home, "directory.publish", file=dir_file.read_bytes())
+        else:  # a national directory is larger than one frame: stream it
+            res = ctx.client(home).call_with_files("directory.publish", {"file": {"size": size}}, {0: dir_file})
         click.echo(f"the node now runs directory serial {res['serial']}")
 
 

@@ -64,12 +64,19 @@ class Recipient:
 
 @dataclass(frozen=True)
 class FileSource:
-    """An attachment to seal: bytes in memory, or a path read twice (hash, then encrypt)."""
+    """An attachment to seal: bytes in memory, or a file the node itself owns (its spool).
+
+    ``size`` and ``sha256``, when the caller already knows them (the spool
+    computes them while receiving), spare a first pass over the file; the
+    sealing pass still checks them.
+    """
 
     name: str
     media_type: str
     data: bytes | None = None
     path: str | None = None
+    size: int | None = None
+    sha256: bytes | None = None
 
     def open(self) -> BinaryIO:
         import io
@@ -81,6 +88,8 @@ class FileSource:
 
 
 def _hash_file(src: FileSource) -> tuple[int, Digest]:
+    if src.size is not None and src.sha256 is not None:
+        return src.size, Digest(src.sha256)
     h = hashlib.sha256()
     size = 0
     with src.open() as f:
@@ -91,7 +100,7 @@ def _hash_file(src: FileSource) -> tuple[int, Digest]:
 
 
 def describe_files(files: Sequence[FileSource]) -> tuple[FileEntry, ...]:
-    """First pass over the attachments: sizes and SHA-256 for the manifest."""
+    """First pass over the attachments: sizes and SHA-256 for the manifest (skipped where already known)."""
     entries = []
     for src in files:
         size, digest = _hash_file(src)

@@ -14,6 +14,7 @@ A node's home (``truc init`` creates it)::
     directory.cbor     the signed directory chain to start from
     join-request.cbor  what the authority needs to list this node
     store/             LevelDB
+    spool/             attachments being received over the socket (0700; emptied at start)
     truc.sock          IPC socket (0660) while running
 """
 
@@ -39,12 +40,15 @@ from protocol.errors import ConfigError, DirectoryError, KeyFileError, TrucError
 from store.store import Store
 
 from . import http, systemd
+from .access import AccessPolicy
 from .committer import run_in_thread
 from .engine import Engine
 from .ipc import IpcServer
 from .log import Log, capture_library_logs
+from .methods import Methods
 from .metrics import Metrics
 from .p2p import P2POverlay
+from .upload import ReadPaths, Spool
 
 SHUTDOWN_GRACE_S = 10.0
 
@@ -179,7 +183,7 @@ async def run_node(
             metrics=metrics,
         )
         engine_ref.append(engine)
-        ipc = IpcServer(engine, home.socket, log)
+        ipc = ipc_server(home, engine, log, metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(overlay.run)
             await nursery.start(engine.run)
@@ -195,6 +199,20 @@ async def run_node(
             nursery.start_soon(_status_line, engine)
     finally:
         store.close()
+
+
+def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcServer:
+    """The IPC socket with its spool, the directories it may read and who may use it (raises ConfigError)."""
+    settings = home.config.ipc
+    policy = AccessPolicy(settings.clients)
+    secrets = [home.root / "node.key", *(agency_key_path(home, c) for c in home.config.codes)]
+    read_paths = ReadPaths(settings.read_paths, home=home.root, secrets=secrets)
+    spool = Spool(home.root / "spool", int(settings.spool_mb * 1024 * 1024))
+    removed = spool.prepare()
+    if removed:
+        log.info("spool.cleaned", files=removed)
+    methods = Methods(engine, spool=spool, read_paths=read_paths, frame_timeout_s=settings.frame_timeout_s)
+    return IpcServer(home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy)
 
 
 async def _status_line(engine: Engine) -> None:

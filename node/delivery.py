@@ -107,7 +107,7 @@ class DeliveryWorker:
                 e.put_delivery(b, sender, eid, recipient, failed, rec)
                 e.metrics.inc("deliveries_failed")
                 e.log.warning("delivery.failed", id=eid.short(), recipient=str(recipient), reason=failed.last_error)
-                e.emit("delivery.failed", id=str(eid), recipient=str(recipient), reason=failed.last_error)
+                e.emit("delivery.failed", id=str(eid), sender=str(sender), recipient=str(recipient), reason=failed.last_error)
                 continue
             claimed = dataclasses.replace(
                 rec,

@@ -23,7 +23,7 @@ import trio
 
 from identity.directory import Directory, apply_link
 from identity.keys import AgencyKeys, Rng
-from identity.sealing import FileSource, read_document, read_status_note, seal_document, seal_status
+from identity.sealing import FileSource, Recipient, read_document, read_status_note, seal_document, seal_status
 from identity.trust import Trust
 from protocol import messages as m
 from protocol.agency import AgencyCode
@@ -551,7 +551,7 @@ class Engine:
                 post.append(
                     lambda: (
                         self.log.info("receipt.received", doc=doc_id.short(), recipient=str(thread), latency_ms=latency),
-                        self.emit("receipt.received", doc=str(doc_id), recipient=str(thread), at=now),
+                        self.emit("receipt.received", doc=str(doc_id), sender=str(doc.sender), recipient=str(thread), at=now),
                     )
                 )
 
@@ -788,7 +788,9 @@ class Engine:
                         rec, state=DeliveryState.FAILED, last_error="signed with a key that is no longer current: send it again"
                     )
                     self.put_delivery(b, code, env_id, recipient, failed, rec)
-                    self.emit("delivery.failed", id=str(env_id), recipient=str(recipient), reason=failed.last_error)
+                    self.emit(
+                        "delivery.failed", id=str(env_id), sender=str(code), recipient=str(recipient), reason=failed.last_error
+                    )
                     continue
                 assert h.doc is not None and h.code is not None
                 doc = self.doc_header(h.doc)
@@ -828,6 +830,23 @@ class Engine:
         except KeyError:
             raise NotHostedError(f"{code} (this node hosts {', '.join(str(c) for c in sorted(self.hosted))})") from None
 
+    def check_submit(self, sender: AgencyCode, recipients: Sequence[AgencyCode]) -> list[Recipient]:
+        """What a submit checks before it reads any attachment; returns the recipients sorted, with their keys.
+
+        Raises NotHostedError, DirectoryExpiredError, RevokedKeyError (and the
+        other key errors), SchemaError or UnknownAgencyError.
+        """
+        self._keys(sender)
+        self.trust.check_current(self.clock())
+        self.check_own_key(sender)  # a revoked key: ask the authority for a new one
+        if not recipients:
+            raise SchemaError("a document needs at least one recipient")
+        if len(set(recipients)) != len(recipients):
+            raise SchemaError("a recipient is listed twice")
+        if sender in recipients:
+            raise SchemaError(f"{sender} cannot send a document to itself")
+        return [self.trust.recipient(c) for c in sorted(recipients, key=str)]  # UnknownAgencyError
+
     async def submit(
         self,
         sender: AgencyCode,
@@ -845,15 +864,8 @@ class Engine:
         TooLargeError or SchemaError.
         """
         keys = self._keys(sender)
-        now = self.clock()
-        self.trust.check_current(now)
-        self.check_own_key(sender)  # a revoked key: ask the authority for a new one
-        to = sorted(set(recipients), key=str)
-        if not to:
-            raise SchemaError("a document needs at least one recipient")
-        if sender in to:
-            raise SchemaError(f"{sender} cannot send a document to itself")
-        targets = [self.trust.recipient(c) for c in to]  # UnknownAgencyError
+        targets = self.check_submit(sender, recipients)
+        to = [t.code for t in targets]
         if idempotency_key is not None:
             slot = (sender, idempotency_key)
             while slot in self._idempotency:
@@ -873,7 +885,7 @@ class Engine:
         self,
         keys: AgencyKeys,
         to: list[AgencyCode],
-        targets: list[Any],
+        targets: list[Recipient],
         meta: DocumentMeta,
         files: Sequence[FileSource],
         key: str | None,

@@ -1,76 +1,195 @@
 """The integrator IPC server: a Unix socket speaking ``protocol.ipc`` (docs/ipc.md).
 
-Each connection may send requests back to back (answers carry the request
-id; requests on one connection are handled concurrently). A frame that
-cannot be parsed gets an error answer with id 0 and closes that connection
-only; the node keeps serving everyone else. Every error a client can cause
-is answered with a typed code; an unexpected failure answers ``internal``
-and is logged.
+This module is the transport: connections, frames, limits, uploads and
+dispatch; what each method does is in ``node/methods.py``.
+
+Every client is hostile until proven otherwise, and none may stall the
+others. Per connection: its account is checked (``SO_PEERCRED``, node/access.py);
+frames from it are at most 4 MiB, and each must arrive whole within
+``frame_timeout_s``; while it has nothing in flight it is closed after
+``idle_timeout_s``; a client that stops reading its answers is dropped after
+``send_timeout_s``; it has at most ``MAX_INFLIGHT`` requests and
+``CONN_BUFFER_BYTES`` of frames in memory at once. In total: at most
+``max_connections`` clients and ``BUFFER_BYTES`` of frames held, so the
+node's memory does not grow with what clients send.
+
+A frame that is not a request or an upload (``malformed``), a frame cut short
+by a half-close, or a frame too slow or too large, is a connection fault: the
+node answers it with id 0, stops reading, answers the requests already in
+flight, and closes that connection only.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from identity.directory import decode_chain
-from identity.sealing import FileSource
 from protocol import ipc
-from protocol.document import DocumentMeta, FileBytes, FileDone
-from protocol.errors import ConfigError, DecodeError, FileError, InternalError, NotHostedError, SchemaError, TrucError
+from protocol.config import IpcSettings
+from protocol.errors import (
+    AccessDeniedError,
+    BusyError,
+    ConfigError,
+    DecodeError,
+    InternalError,
+    IpcTimeoutError,
+    SchemaError,
+    TrucError,
+)
 from protocol.framing import FrameDecoder, frame
-from protocol.ids import Digest
-from protocol.status import StatusCode
 
-from . import views
-from .engine import Engine
+from .access import Access, AccessPolicy, PeerCred
 from .log import Log
+from .metrics import Metrics
+
+READ_BYTES = 1 << 16
+BUFFER_BYTES = 64 << 20  # frames held in memory, all connections together
+CONN_BUFFER_BYTES = 16 << 20  # and per connection (pipelined requests with inline data)
+MAX_INFLIGHT = 128  # requests in flight per connection; the node stops reading until one finishes
+CLOSE_GRACE_S = 10.0  # after a fault or half-close: how long requests in flight get to answer
 
 Handler = Callable[["Connection", int, dict[str, Any]], Awaitable[Any]]
-READ_BYTES = 1 << 16
+
+
+class ByteBudget:
+    """Bytes of frames held in memory; a reader waits for room before it reads a frame in."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._changed = trio.Event()
+
+    async def acquire(self, n: int) -> None:
+        while self.used + n > self.total and self.used > 0:
+            await self._changed.wait()
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+class IncomingUpload:
+    """The streamed files a request declared, as its upload frames arrive (docs/ipc.md §2.2)."""
+
+    def __init__(self, rid: int, sizes: dict[int, int]) -> None:
+        self.rid = rid
+        self.left = dict(sorted(sizes.items()))  # file index -> bytes still to come, in upload order
+        self._send, self._recv = trio.open_memory_channel[tuple[int, bytes]](1)
+        self.abandoned = False
+        for index in [i for i, n in self.left.items() if n == 0]:
+            del self.left[index]  # an empty file sends no frame
+
+    @property
+    def complete(self) -> bool:
+        return not self.left
+
+    def check(self, up: ipc.Upload) -> None:
+        """Raise DecodeError if this upload frame is out of order or more than was declared."""
+        if not self.left:
+            raise DecodeError(f"upload for id {up.id}: every declared byte has already arrived")
+        expected = next(iter(self.left))
+        if up.file != expected:
+            raise DecodeError(f"upload for id {up.id}: file {up.file} arrived while file {expected} is still incomplete")
+        if len(up.data) > self.left[expected]:
+            raise DecodeError(f"upload for id {up.id}: file {up.file} is longer than its declared size")
+        self.left[expected] -= len(up.data)
+        if not self.left[expected]:
+            del self.left[expected]
+
+    async def deliver(self, up: ipc.Upload) -> None:
+        if self.abandoned:
+            return  # the request already failed: its remaining bytes are read and dropped
+        try:
+            await self._send.send((up.file, up.data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.abandoned = True
+
+    def finish(self) -> None:
+        self._send.close()
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self._recv.close()
+
+    async def chunks(self, index: int, size: int, timeout_s: float) -> AsyncIterator[bytes]:
+        """The bytes of file ``index``; raises IpcTimeoutError if the next chunk is late, FileError-style short stream ends."""
+        got = 0
+        while got < size:
+            with trio.move_on_after(timeout_s) as cs:
+                try:
+                    file, data = await self._recv.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return  # the client went away; the consumer sees the short count
+            if cs.cancelled_caught:
+                raise IpcTimeoutError(f"file {index}: no upload frame for {timeout_s:g} s ({got} of {size} bytes arrived)")
+            assert file == index  # check() keeps the order
+            got += len(data)
+            yield data
 
 
 class Connection:
-    def __init__(self, server: IpcServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: IpcServer, stream: trio.SocketStream, access: Access) -> None:
         self.server = server
         self.stream = stream
+        self.access = access
         self.lock = trio.Lock()
+        self.inflight = 0
+        self.held = 0
+        self.subscriptions: list[trio.CancelScope] = []
+        self.uploads: dict[int, IncomingUpload] = {}  # routing: requests whose upload frames are still to come
+        self.upload_of: dict[int, IncomingUpload] = {}  # the handler's view, until the request is answered
+        self.changed = trio.Event()  # a request finished or released bytes
+        self.scope = trio.CancelScope()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight or self.subscriptions or self.uploads)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
 
     async def send(self, payload: bytes) -> None:
+        data = frame(payload, max_bytes=ipc.MAX_ANSWER_BYTES)  # TooLargeError: answered as an error instead
         async with self.lock:
-            await self.stream.send_all(frame(payload, max_bytes=ipc.MAX_FRAME_BYTES))
+            with trio.move_on_after(self.server.settings.send_timeout_s) as cs:
+                await self.stream.send_all(data)
+        if cs.cancelled_caught:
+            self.server.metrics.inc("ipc_clients_dropped", reason="not_reading")
+            self.server.log.warning("ipc.client_not_reading", who=self.access.who, seconds=self.server.settings.send_timeout_s)
+            self.scope.cancel()
+            raise trio.ClosedResourceError("client does not read")
 
 
 class IpcServer:
-    def __init__(self, engine: Engine, path: Path, log: Log) -> None:
-        self.e = engine
+    def __init__(
+        self,
+        path: Path,
+        *,
+        settings: IpcSettings,
+        handlers: dict[str, Handler],
+        log: Log,
+        metrics: Metrics,
+        policy: AccessPolicy | None = None,
+    ) -> None:
         self.path = path
+        self.settings = settings
+        self.handlers = handlers
         self.log = log
+        self.metrics = metrics
+        self.policy = policy or AccessPolicy(settings.clients)
+        self.budget = ByteBudget(BUFFER_BYTES)
         self.connections = 0
-        self.handlers: dict[str, Handler] = {
-            "submit": self._submit,
-            "inbox.list": self._inbox_list,
-            "inbox.ack": self._inbox_ack,
-            "document.get": self._document_get,
-            "document.track": self._track,
-            "documents.list": self._documents,
-            "status.send": self._status_send,
-            "events.subscribe": self._subscribe,
-            "peers.list": lambda c, i, p: self._simple(p, "peers.list", views.peers),
-            "queues.list": lambda c, i, p: self._simple(p, "queues.list", views.queues),
-            "node.info": lambda c, i, p: self._simple(p, "node.info", views.info),
-            "directory.show": lambda c, i, p: self._simple(p, "directory.show", views.directory),
-            "directory.lookup": self._lookup,
-            "directory.publish": self._publish,
-            "stats": self._stats,
-        }
-        assert set(self.handlers) == set(ipc.METHODS)
+        assert set(handlers) == set(ipc.METHODS), set(handlers) ^ set(ipc.METHODS)
 
     # --- socket ------------------------------------------------------------------------
 
@@ -85,9 +204,11 @@ class IpcServer:
                 raise ConfigError(f"{self.path}: another node is already answering on this socket")
             finally:
                 probe.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        return sock
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{self.path.parent}: cannot create the IPC socket's directory: {exc.strerror}") from None
+        return trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = self._bind()
@@ -99,9 +220,9 @@ class IpcServer:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o660)
-        sock.listen(64)
+        sock.listen(128)
         listener = trio.SocketListener(sock)
-        self.log.info("ipc.listening", path=str(self.path))
+        self.log.info("ipc.listening", path=str(self.path), clients="any" if self.policy.open else len(self.policy.rules))
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
@@ -115,196 +236,186 @@ class IpcServer:
                 if exc.errno != errno.ENOENT:
                     raise
 
+    async def _refuse(self, stream: trio.SocketStream, exc: TrucError, reason: str) -> None:
+        self.metrics.inc("ipc_connections_refused", reason=reason)
+        with trio.move_on_after(1):
+            try:
+                await stream.send_all(frame(ipc.error_response(0, exc), max_bytes=ipc.MAX_ANSWER_BYTES))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
     async def _serve(self, stream: trio.SocketStream) -> None:
-        """One client connection. Nothing that happens on it may stop the node."""
-        conn = Connection(self, stream)
-        self.connections += 1
+        """One client connection. Nothing that happens on it may stop the node or stall another client."""
         try:
-            async with trio.open_nursery() as nursery:
-                await self._read_requests(conn, nursery)
-                # End of input: requests already read still get their answers.
-        except Exception as exc:  # includes exception groups from this connection's tasks
-            if not _only_disconnects(exc):
-                self.log.error("ipc.connection_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            if self.connections >= self.settings.max_connections:
+                self.log.warning("ipc.too_many_connections", limit=self.settings.max_connections)
+                await self._refuse(stream, BusyError(f"{self.connections} clients are connected, the limit"), "busy")
+                return
+            try:
+                cred = PeerCred.of(stream.socket)  # type: ignore[arg-type]
+                access = self.policy.for_peer(cred)
+            except AccessDeniedError as exc:
+                self.log.warning("ipc.access_denied", detail=exc.detail)
+                await self._refuse(stream, exc, "access_denied")
+                return
+            conn = Connection(self, stream, access)
+            self.connections += 1
+            try:
+                with conn.scope:
+                    await self._run_connection(conn)
+            finally:
+                self.connections -= 1
         finally:
-            self.connections -= 1
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _read_requests(self, conn: Connection, nursery: trio.Nursery) -> None:
-        decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+    async def _run_connection(self, conn: Connection) -> None:
         try:
-            while data := await conn.stream.receive_some(READ_BYTES):
-                decoder.feed(data)
-                while (payload := decoder.next_frame()) is not None:
-                    nursery.start_soon(self._dispatch, conn, ipc.Request.decode(payload))
-        except (DecodeError, SchemaError) as exc:
-            # Only this connection is lost; the node serves everyone else.
-            self.e.metrics.inc("ipc_bad_frames", reason=exc.code)
-            self.log.warning("ipc.bad_frame", reason=exc.code, detail=exc.detail[:200])
-            with trio.move_on_after(5):
-                await conn.send(ipc.error_response(0, exc))
-            nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            nursery.cancel_scope.cancel()  # the client went away: drop its subscriptions and requests
+            async with trio.open_nursery() as nursery:
+                fault: TrucError | None = None
+                try:
+                    await self._read_frames(conn, nursery)
+                except (DecodeError, IpcTimeoutError) as exc:
+                    fault = exc
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    nursery.cancel_scope.cancel()  # the client went away: nothing to answer
+                # No more input: uploads end short, subscriptions end, requests in flight still answer.
+                for up in conn.uploads.values():
+                    up.finish()
+                for scope in conn.subscriptions:
+                    scope.cancel()
+                if fault is not None:
+                    self.metrics.inc("ipc_bad_frames", reason=fault.code)
+                    self.log.warning("ipc.bad_frame", reason=fault.code, detail=fault.detail[:200], who=conn.access.who)
+                    await conn.send(ipc.error_response(0, fault))
+                nursery.cancel_scope.deadline = trio.current_time() + CLOSE_GRACE_S
+        except Exception as exc:  # includes exception groups from this connection's tasks
+            if not _only_disconnects(exc):
+                self.log.error("ipc.connection_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def _dispatch(self, conn: Connection, req: ipc.Request) -> None:
+    async def _read_frames(self, conn: Connection, nursery: trio.Nursery) -> None:
+        """Read frames until end of input; raises DecodeError/IpcTimeoutError for a connection fault."""
+        s = self.settings
+        decoder = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+        reserved = 0  # budget held for the frame being read
+        while True:
+            # Every complete frame in the buffer, each with room reserved before it is taken.
+            while (announced := decoder.announced()) is not None:  # TooLargeError for an oversize prefix
+                if not reserved:
+                    reserved = announced + 4
+                    await self._reserve(conn, reserved)
+                payload = decoder.next_frame()
+                if payload is None:
+                    break
+                size, reserved = reserved, 0
+                await self._frame(conn, payload, size, nursery)
+            partial = announced is not None or decoder.buffered > 0
+            # A frame under way must finish; a connection with nothing under way may idle only so long.
+            idle = math.inf if conn.busy else s.idle_timeout_s
+            timeout = s.frame_timeout_s if partial else idle
+            with trio.move_on_after(timeout) as cs:
+                data = await conn.stream.receive_some(READ_BYTES)
+            if cs.cancelled_caught:
+                if partial:
+                    raise IpcTimeoutError(f"a frame is still incomplete after {s.frame_timeout_s:g} s")
+                if conn.busy:
+                    continue
+                self.metrics.inc("ipc_clients_dropped", reason="idle")
+                self.log.info("ipc.idle_closed", who=conn.access.who, seconds=s.idle_timeout_s)
+                return
+            if not data:
+                if partial:
+                    raise DecodeError(f"the connection was closed in the middle of a frame ({decoder.buffered} bytes buffered)")
+                return
+            decoder.feed(data)
+
+    async def _reserve(self, conn: Connection, n: int) -> None:
+        """Wait until this connection may hold ``n`` more bytes of frames (its own cap, then the node's)."""
+        timeout = self.settings.frame_timeout_s
+        with trio.move_on_after(timeout) as cs:
+            while conn.inflight >= MAX_INFLIGHT or (conn.held and conn.held + n > CONN_BUFFER_BYTES):
+                await conn.changed.wait()
+            await self.budget.acquire(n)
+        if cs.cancelled_caught:
+            raise IpcTimeoutError(f"the node had no room for a {n}-byte frame for {timeout:g} s")
+        conn.held += n
+
+    def _release(self, conn: Connection, size: int) -> None:
+        conn.held -= size
+        self.budget.release(size)
+        conn.wake()
+
+    async def _frame(self, conn: Connection, payload: bytes, size: int, nursery: trio.Nursery) -> None:
+        try:
+            msg = ipc.decode_client_frame(payload)
+        except DecodeError:
+            self._release(conn, size)
+            raise
+        if isinstance(msg, ipc.Upload):
+            try:
+                up = conn.uploads.get(msg.id)
+                if up is None:
+                    raise DecodeError(f"upload for id {msg.id}, which has no streamed file pending")
+                up.check(msg)
+                await up.deliver(msg)
+                if up.complete:
+                    up.finish()
+                    del conn.uploads[msg.id]
+            finally:
+                self._release(conn, size)
+            return
+        if msg.v != ipc.VERSION:
+            self._release(conn, size)
+            exc = SchemaError(f"request.v: this node speaks IPC version {ipc.VERSION}, the client sent {msg.v}")
+            exc.code = "unsupported_version"
+            await conn.send(ipc.error_response(msg.id, exc))
+            return
+        if msg.id in conn.uploads:
+            self._release(conn, size)
+            raise DecodeError(f"id {msg.id} is already used by a request whose files are still arriving")
+        try:
+            sizes = ipc.declared_uploads(msg.method, msg.params)
+        except TrucError as exc:
+            self._release(conn, size)
+            await conn.send(ipc.error_response(msg.id, exc))
+            return
+        if sizes:
+            up = IncomingUpload(msg.id, sizes)
+            conn.upload_of[msg.id] = up
+            if up.complete:
+                up.finish()
+            else:
+                conn.uploads[msg.id] = up
+        conn.inflight += 1
+        nursery.start_soon(self._dispatch, conn, msg, size)
+
+    async def _dispatch(self, conn: Connection, req: ipc.Request, size: int) -> None:
         handler = self.handlers.get(req.method)
-        self.e.metrics.inc("ipc_requests", method=req.method if handler else "unknown")
+        self.metrics.inc("ipc_requests", method=req.method if handler else "unknown")
         try:
             if handler is None:
                 raise SchemaError(f"unknown method {req.method!r}; methods: {', '.join(ipc.METHODS)}")
             result = await handler(conn, req.id, req.params)
             await conn.send(ipc.response(req.id, result))
         except TrucError as exc:
-            await conn.send(ipc.error_response(req.id, exc))
+            await self._answer_error(conn, req.id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as exc:  # a bug: answer, log, keep serving
             self.log.error("ipc.internal_error", method=req.method, error=f"{type(exc).__name__}: {exc}")
-            await conn.send(ipc.error_response(req.id, InternalError(f"{type(exc).__name__} in {req.method}")))
+            await self._answer_error(conn, req.id, InternalError(f"{type(exc).__name__} in {req.method}"))
+        finally:
+            up = conn.upload_of.pop(req.id, None)
+            if up is not None:
+                up.abandon()  # the rest of its bytes, if any, are read and dropped
+            conn.inflight -= 1
+            self._release(conn, size)
 
-    # --- methods -----------------------------------------------------------------------
-
-    async def _simple(self, params: dict[str, Any], method: str, fn: Callable[[Engine], Any]) -> Any:
-        ipc.Params(method, params, set())
-        return fn(self.e)
-
-    async def _submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.parse_submit(params)
-        files = []
-        for f in p.files:
-            if f.path is not None:
-                path = Path(f.path)
-                if not path.is_absolute():
-                    raise FileError(f"{f.path}: give an absolute path (the node does not share your working directory)")
-                try:
-                    with open(path, "rb"):
-                        pass
-                except OSError as exc:
-                    raise FileError(f"{f.path}: {exc.strerror}") from None
-            files.append(FileSource(f.name, f.media_type, data=f.data, path=f.path))
-        doc = await self.e.submit(p.sender, p.recipients, p.meta, files, idempotency_key=p.idempotency_key)
-        return {"id": str(doc)}
-
-    async def _inbox_list(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("inbox.list", params, {"code", "after", "limit", "unacked"})
-        return views.inbox(
-            self.e,
-            p.code("code", required=False),
-            after=p.integer("after", default=0),
-            limit=p.integer("limit", default=100, lo=1, hi=10_000),
-            unacked=p.boolean("unacked", default=False),
-        )
-
-    async def _inbox_ack(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("inbox.ack", params, {"code", "id"})
-        doc = p.digest("id")
-        code = p.code("code", required=False) or self._only_recipient(doc)
-        return {"acked": await self.e.ack(code, doc)}
-
-    def _only_recipient(self, doc: Digest) -> Any:
-        h = self.e.doc_header(doc)
-        hosted = [c for c in (h.to if h else ()) if c in self.e.hosted]
-        if len(hosted) != 1:
-            raise SchemaError(
-                "say which hosted agency (code): "
-                + ("the document is not here" if not hosted else f"it was received by {', '.join(str(c) for c in hosted)}")
-            )
-        return hosted[0]
-
-    async def _document_get(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("document.get", params, {"id", "code"})
-        doc = p.digest("id")
-        code = p.code("code", required=False) or self._only_recipient(doc)
-        meta: DocumentMeta | None = None
-        for ev in self.e.read_document(doc, code):
-            if isinstance(ev, DocumentMeta):
-                meta = ev
-            elif isinstance(ev, FileBytes):
-                for i in range(0, len(ev.data), ipc.CHUNK_BYTES):
-                    await conn.send(ipc.chunk(rid, ev.index, ev.data[i : i + ipc.CHUNK_BYTES]))
-            elif isinstance(ev, FileDone):
-                pass
-        assert meta is not None
-        track = self.e.track(doc)
-        return {
-            "id": str(doc),
-            "from": track["from"],
-            "to": [r["code"] for r in track["recipients"]],
-            "created_at": track["created_at"],
-            "metadata": {
-                "subject": meta.subject,
-                "number": meta.number,
-                "notation": meta.notation,
-                "type": meta.doc_type,
-                "place": meta.place,
-                "date": meta.date,
-                "signer": meta.signer,
-                "signer_title": meta.signer_title,
-                "urgency": int(meta.urgency),
-                "due": meta.due,
-                "business": meta.business.value,
-                "ref": str(meta.ref) if meta.ref else None,
-            },
-            "files": [{"name": f.name, "mime": f.media_type, "size": f.size, "sha256": f.sha256.hex()} for f in meta.files],
-        }
-
-    async def _track(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("document.track", params, {"id"})
-        return self.e.track(p.digest("id"))
-
-    async def _documents(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("documents.list", params, {"role", "limit"})
-        role = p.text("role", default="", max_len=16) or None
-        if role not in (None, "sent", "received", "relayed"):
-            raise SchemaError("documents.list: role: expected sent, received or relayed")
-        return views.documents(self.e, role=role, limit=p.integer("limit", default=100, lo=1, hi=100_000))
-
-    async def _status_send(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("status.send", params, {"id", "code", "as", "to", "note"})
-        doc = p.digest("id")
-        code = p.status_code("code")
-        author = p.code("as", required=False)
-        if author is None:
-            h = self.e.doc_header(doc)
-            if h is not None and h.sender in self.e.hosted and code is StatusCode.TAKEBACK_REQUESTED:
-                author = h.sender
-            else:
-                author = self._only_recipient(doc)
-        if author not in self.e.hosted:
-            raise NotHostedError(str(author))
-        sid = await self.e.send_status(
-            doc, author, code, note=p.text("note", default="", max_len=4000), to=p.code("to", required=False)
-        )
-        return {"id": str(sid), "doc": str(doc), "code": str(code), "as": str(author)}
-
-    async def _lookup(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("directory.lookup", params, {"code"})
-        code = p.code("code")
-        assert code is not None
-        return views.lookup(self.e, code)
-
-    async def _publish(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("directory.publish", params, {"file"})
-        data = p.p.get("file")
-        if type(data) is not bytes:
-            raise SchemaError("directory.publish: file: expected the bytes of a directory file")
-        serial = await self.e.publish_directory(decode_chain(data))
-        return {"serial": serial}
-
-    async def _stats(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        p = ipc.Params("stats", params, {"since"})
-        return views.stats(self.e, since=p.integer("since", default=0))
-
-    async def _subscribe(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
-        ipc.Params("events.subscribe", params, set())
-        events = self.e.events.subscribe()
-        await conn.send(ipc.response(rid, {"subscribed": True}))
-        async with events:
-            async for ev in events:
-                await conn.send(ipc.event(rid, ev.kind, ev.at, dict(ev.fields)))
-        return {"subscribed": False}
+    async def _answer_error(self, conn: Connection, rid: int, exc: TrucError) -> None:
+        try:
+            await conn.send(ipc.error_response(rid, exc))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 def _only_disconnects(exc: BaseException) -> bool:

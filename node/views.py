@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +134,16 @@ def _reason(q: dict[str, Any]) -> str:
     return q["last_error"] or "being sent"
 
 
-def inbox(e: Engine, code: AgencyCode | None, *, after: int, limit: int, unacked: bool) -> dict[str, Any]:
-    codes = [code] if code is not None else sorted(e.hosted)
+def inbox(
+    e: Engine,
+    code: AgencyCode | None,
+    *,
+    after: int,
+    limit: int,
+    unacked: bool,
+    allowed: Callable[[AgencyCode], bool] = lambda c: True,
+) -> dict[str, Any]:
+    codes = [code] if code is not None else [c for c in sorted(e.hosted) if allowed(c)]
     items: list[dict[str, Any]] = []
     last = after
     for c in codes:
@@ -162,10 +171,15 @@ def inbox(e: Engine, code: AgencyCode | None, *, after: int, limit: int, unacked
     return {"items": items[:limit], "next_after": last if code is not None else None}
 
 
-def documents(e: Engine, *, role: str | None, limit: int) -> list[dict[str, Any]]:
+def documents(
+    e: Engine, *, role: str | None, limit: int, allowed: Callable[[AgencyCode], bool] | None = None
+) -> list[dict[str, Any]]:
+    """Documents newest first; with ``allowed``, only those an allowed agency sent or received."""
     out = []
     for doc_id, rec in e.store.docs():
         if role is not None and rec.role.value != role:
+            continue
+        if allowed is not None and not any(allowed(AgencyCode.parse(c)) for c in (rec.sender, *rec.to)):
             continue
         if rec.role is DocRole.RELAYED and role is None:
             continue

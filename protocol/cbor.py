@@ -74,8 +74,8 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
 def decode_lenient(data: bytes, *, max_bytes: int) -> Any:
     """Decode CBOR from integrators (the IPC socket): same data model, any key order.
 
-    Everything :func:`decode` refuses is refused except non-canonical
-    ordering and non-minimal lengths, so a client library in any language
+    Everything :func:`decode` refuses is refused (trailing bytes included)
+    except non-canonical ordering and non-minimal lengths, so a client library in any language
     works without a deterministic mode. Raises TooLargeError or DecodeError.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -84,16 +84,46 @@ def decode_lenient(data: bytes, *, max_bytes: int) -> Any:
         raise TooLargeError(f"{len(data)} bytes, limit {max_bytes}")
     if not data:
         raise DecodeError("empty input")
+    reader = _ByteReader(bytes(data))
     try:
-        value = cbor2.loads(
-            bytes(data), allow_duplicate_keys=False, allow_indefinite=False, max_depth=MAX_DEPTH, strict_hashable_types=True
-        )
+        value = cbor2.CBORDecoder(
+            reader,  # type: ignore[arg-type]  # any object with read() will do
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=MAX_DEPTH,
+            strict_hashable_types=True,
+        ).decode()
     except cbor2.CBORDecodeError as exc:
         raise DecodeError(str(exc)) from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    if reader.pos != len(data):
+        raise DecodeError(f"{len(data) - reader.pos} bytes after the end of the CBOR value")
     _check_plain(value, 0, strict=True)
     return value
+
+
+class _ByteReader:
+    """The file-like object cbor2's decoder reads from; its position tells where the value ended.
+
+    Not seekable, so the decoder reads exactly what each item needs.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else min(len(self.data), self.pos + n)
+        out = self.data[self.pos : end]
+        self.pos = end
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 def _check_plain(value: Any, depth: int, *, strict: bool) -> None:

@@ -32,6 +32,34 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ClientRule:
+    """One ``[[ipc.clients]]`` table: a local account (or group) and the agencies it may act for.
+
+    ``user`` and ``group`` are names or numeric ids as text; exactly one is
+    set. ``admin`` adds the node-wide methods (peers, queues, stats,
+    directory.publish, every document). Names are resolved by the daemon.
+    """
+
+    user: str = ""
+    group: str = ""
+    codes: tuple[AgencyCode, ...] = ()
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class IpcSettings:
+    """The ``[ipc]`` section: limits of the integrator socket and who may use it (docs/ipc.md §1)."""
+
+    max_connections: int = 64
+    idle_timeout_s: float = 300.0  # a connection with nothing in flight and no subscription is closed
+    frame_timeout_s: float = 30.0  # a frame (or an attachment's next chunk) must arrive within this
+    send_timeout_s: float = 60.0  # a client that does not read its answers for this long is dropped
+    read_paths: tuple[str, ...] = ()  # directories whose files ``submit`` may name by path; none = off
+    spool_mb: float = 1024.0  # attachments being received, in total, waiting to be sealed
+    clients: tuple[ClientRule, ...] = ()  # none: every account that can open the socket acts for every agency
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     network: str
     codes: tuple[AgencyCode, ...]
@@ -57,6 +85,7 @@ class NodeConfig:
     gossip_batch_kb: int = 256
     push_batch: int = 64
     direct_push: bool = True  # False: every envelope goes by gossip only (measurements; networks without direct reachability)
+    ipc: IpcSettings = field(default_factory=IpcSettings)
 
     @property
     def max_document_bytes(self) -> int:
@@ -73,7 +102,12 @@ _SECTIONS: dict[str, set[str]] = {
     "relay": {"shards", "keep_after_receipt_h", "fetch_blocks"},
     "sync": {"interval_s", "fanout", "parallel"},
     "gossip": {"flush_ms", "batch_kb", "push_batch", "direct_push"},
+    "ipc": {
+        "max_connections", "idle_timeout_s", "frame_timeout_s", "send_timeout_s", "read_paths", "spool_mb", "clients",
+    },
 }  # fmt: skip
+_CLIENT_KEYS = {"user", "group", "codes", "admin"}
+_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$|^\d{1,10}$")
 
 
 class _Reader:
@@ -220,6 +254,47 @@ def parse_config(text: str, source: str) -> NodeConfig:
         gossip_batch_kb=r.integer("gossip", "batch_kb", 256, lo=1, hi=3072),
         push_batch=r.integer("gossip", "push_batch", 64, lo=1, hi=1024),
         direct_push=r.boolean("gossip", "direct_push", True),
+        ipc=_ipc_settings(r, codes),
+    )
+
+
+def _check_absolute_dir(text: str) -> None:
+    if not text.startswith("/") or any(part in (".", "..") for part in text.split("/")):
+        raise ValueError("expected an absolute directory path without . or .. components")
+
+
+def _ipc_settings(r: _Reader, hosted: tuple[AgencyCode, ...]) -> IpcSettings:
+    raw_clients = r.get("ipc", "clients", [])
+    if not isinstance(raw_clients, list) or not all(isinstance(x, dict) for x in raw_clients):
+        raise r.fail("ipc", "clients", "expected [[ipc.clients]] tables")
+    rules = []
+    for i, t in enumerate(raw_clients):
+        where = f"clients[{i}]"
+        unknown = set(t) - _CLIENT_KEYS
+        if unknown:
+            raise r.fail("ipc", where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_CLIENT_KEYS))})")
+        sub = _Reader({"c": t}, r.source)
+        user, group = sub.text("c", "user", ""), sub.text("c", "group", "")
+        if bool(user) == bool(group):
+            raise r.fail("ipc", where, "give exactly one of user or group (a name or a numeric id)")
+        if not _ACCOUNT.match(user or group):
+            raise r.fail("ipc", where, f"{user or group!r} is not a user or group name, nor a numeric id")
+        codes = tuple(AgencyCode.parse(c) for c in sub.texts("c", "codes", (), AgencyCode.parse))
+        foreign = [str(c) for c in codes if c not in hosted]
+        if foreign:
+            raise r.fail("ipc", f"{where}.codes", f"{', '.join(foreign)} not hosted by this node ([node] codes)")
+        admin = sub.boolean("c", "admin", False)
+        if not codes and not admin:
+            raise r.fail("ipc", where, "grants nothing: list the agencies it acts for in codes, or set admin = true")
+        rules.append(ClientRule(user=user, group=group, codes=codes, admin=admin))
+    return IpcSettings(
+        max_connections=r.integer("ipc", "max_connections", 64, lo=1, hi=100_000),
+        idle_timeout_s=r.number("ipc", "idle_timeout_s", 300.0, lo=0.0, hi=86400.0, strict_lo=True),
+        frame_timeout_s=r.number("ipc", "frame_timeout_s", 30.0, lo=0.0, hi=3600.0, strict_lo=True),
+        send_timeout_s=r.number("ipc", "send_timeout_s", 60.0, lo=0.0, hi=3600.0, strict_lo=True),
+        read_paths=r.texts("ipc", "read_paths", (), _check_absolute_dir),
+        spool_mb=r.number("ipc", "spool_mb", 1024.0, lo=0.0, hi=1 << 20, strict_lo=True),
+        clients=tuple(rules),
     )
 
 
@@ -277,4 +352,28 @@ flush_ms = {c.gossip_flush_ms:g}           # envelopes wait this long to leave t
 batch_kb = {c.gossip_batch_kb}            # or until the batch reaches this size
 push_batch = {c.push_batch}           # envelopes per direct push request
 direct_push = {"true" if c.direct_push else "false"}         # false: gossip only (for measurements)
-"""
+
+[ipc]
+max_connections = {c.ipc.max_connections}       # more clients at once are answered "busy" and closed
+idle_timeout_s = {c.ipc.idle_timeout_s:g}       # a connection with nothing in flight (and no subscription) is closed
+frame_timeout_s = {c.ipc.frame_timeout_s:g}       # a frame, or an attachment's next chunk, must arrive within this
+send_timeout_s = {c.ipc.send_timeout_s:g}        # a client that does not read its answers this long is dropped
+read_paths = {_list(c.ipc.read_paths)}            # directories whose files `submit` may name by path; empty: clients stream
+spool_mb = {c.ipc.spool_mb:g}             # attachments being received, in total (spool/ under the home)
+# Who may use the socket (SO_PEERCRED). With no [[ipc.clients]] table, every account that can open
+# the socket (mode 0660: the node's user and group) acts for every hosted agency. With tables, the
+# node's own user and root still may do everything; anyone else only what a table grants:
+#   [[ipc.clients]]
+#   user = "iofice"                 # or group = "vpcp-docs"; a name or a numeric id
+#   codes = ["000.00.01.G22"]       # hosted agencies it acts for
+#   admin = false                   # true: also peers, queues, stats, every document, directory.publish
+{_clients(c.ipc.clients)}"""
+
+
+def _clients(rules: tuple[ClientRule, ...]) -> str:
+    out = []
+    for rule in rules:
+        who = f"user = {_q(rule.user)}" if rule.user else f"group = {_q(rule.group)}"
+        codes = _list(tuple(str(x) for x in rule.codes))
+        out.append(f"\n[[ipc.clients]]\n{who}\ncodes = {codes}\nadmin = {'true' if rule.admin else 'false'}\n")
+    return "".join(out)

@@ -212,6 +212,24 @@ class FileError(TrucError):
     code = "file"
 
 
+class AccessDeniedError(TrucError):
+    """This socket client may not do this (see [[ipc.clients]] in the node's config.toml)"""
+
+    code = "access_denied"
+
+
+class BusyError(TrucError):
+    """The node is at its limit for this right now; try again shortly"""
+
+    code = "busy"
+
+
+class IpcTimeoutError(TrucError):
+    """The client took too long"""
+
+    code = "timeout"
+
+
 class NodeNotRunningError(TrucError):
     """No node is running here (start it with: truc run --home DIR)"""
 

@@ -33,19 +33,22 @@ class FrameDecoder:
 
     def next_frame(self) -> bytes | None:
         """The next complete payload, or None; raises TooLargeError for an oversize prefix."""
-        if self._need is None:
-            if len(self._buf) < PREFIX_BYTES:
-                return None
-            (self._need,) = struct.unpack(">I", self._buf[:PREFIX_BYTES])
-            if self._need > self._max:
-                raise TooLargeError(f"frame announces {self._need} bytes, limit {self._max}")
-            del self._buf[:PREFIX_BYTES]
-        if len(self._buf) < self._need:
+        need = self.announced()
+        if need is None or len(self._buf) < need:
             return None
-        payload = bytes(self._buf[: self._need])
-        del self._buf[: self._need]
+        payload = bytes(self._buf[:need])
+        del self._buf[:need]
         self._need = None
         return payload
+
+    def announced(self) -> int | None:
+        """The length the next frame's prefix announces, once its 4 bytes are here; raises TooLargeError."""
+        if self._need is None and len(self._buf) >= PREFIX_BYTES:
+            (self._need,) = struct.unpack(">I", self._buf[:PREFIX_BYTES])
+            del self._buf[:PREFIX_BYTES]
+        if self._need is not None and self._need > self._max:
+            raise TooLargeError(f"frame announces {self._need} bytes, limit {self._max}")
+        return self._need
 
     @property
     def buffered(self) -> int:

@@ -2,13 +2,18 @@
 
 Frames: ``u32 big-endian length ‖ CBOR map`` over a Unix stream socket. CBOR
 from clients need not be canonical (any key order); duplicate keys,
-indefinite lengths, tags and floats are refused.
+indefinite lengths, tags, floats and trailing bytes are refused.
 
-    request   {"v": 1, "id": uint, "method": text, "params": map}
-    response  {"v": 1, "id": uint, "ok": true,  "result": any}
-              {"v": 1, "id": uint, "ok": false, "error": {"code": text, "message": text}}
-    chunk     {"v": 1, "id": uint, "file": uint, "data": bytes}    (document.get, before its response)
-    event     {"v": 1, "id": uint, "event": text, "at": uint, "data": map}   (after events.subscribe)
+    request   {"v": 1, "id": 1..2^63-1, "method": text, "params": map}   (params optional)
+    upload    {"v": 1, "id": id, "file": uint, "data": bytes}   (after a request that declared streamed files)
+    response  {"v": 1, "id": id, "ok": true,  "result": any}
+              {"v": 1, "id": id, "ok": false, "error": {"code": text, "message": text}}
+    chunk     {"v": 1, "id": id, "file": uint, "data": bytes}    (document.get, before its response)
+    event     {"v": 1, "id": id, "event": text, "at": uint, "data": map}   (after events.subscribe)
+
+Frames from a client are at most ``MAX_FRAME_BYTES`` (4 MiB): attachments
+larger than that travel as upload frames, never inside one request. Frames
+from the node are at most ``MAX_ANSWER_BYTES``.
 
 This module is pure: frame payloads in, typed requests out, and the
 parameter parsers that turn a request's ``params`` into typed values or a
@@ -28,8 +33,11 @@ from .ids import Digest
 from .status import StatusCode
 
 VERSION = 1
-MAX_FRAME_BYTES = 64 << 20
+MAX_FRAME_BYTES = 4 << 20  # client -> node
+MAX_ANSWER_BYTES = 64 << 20  # node -> client (a national directory.show is ~30 MB)
 CHUNK_BYTES = 1 << 20
+MAX_ID = (1 << 63) - 1
+MAX_FILES = 1024
 
 METHODS = (
     "submit",
@@ -55,23 +63,58 @@ class Request:
     id: int
     method: str
     params: dict[str, Any]
+    v: int = VERSION
 
     def encode(self) -> bytes:
-        return cbor.encode({"v": VERSION, "id": self.id, "method": self.method, "params": self.params})
+        return cbor.encode({"v": self.v, "id": self.id, "method": self.method, "params": self.params})
 
-    @classmethod
-    def decode(cls, payload: bytes) -> Request:
-        """Raises DecodeError for bytes that are not a request, SchemaError for a bad shape."""
-        m = cbor.decode_lenient(payload, max_bytes=MAX_FRAME_BYTES)
-        m = cbor.expect_map(m, "request", {"v", "id", "method"}, {"params"})
-        if m["v"] != VERSION:
-            raise SchemaError(f"request.v: this node speaks IPC version {VERSION}, the client sent {m['v']!r}")
-        rid = cbor.get_int(m, "id", "request", 0, (1 << 63) - 1)
-        method = cbor.get_text(m, "method", "request", max_len=64)
-        params = m.get("params", {})
+
+@dataclass(frozen=True)
+class Upload:
+    """Bytes of a streamed file (``file`` indexes the request's declared files)."""
+
+    id: int
+    file: int
+    data: bytes
+
+    def encode(self) -> bytes:
+        return cbor.encode({"v": VERSION, "id": self.id, "file": self.file, "data": self.data})
+
+
+def decode_client_frame(payload: bytes) -> Request | Upload:
+    """A frame from a client: a request or an upload chunk.
+
+    Raises DecodeError (``malformed``: answered with id 0, connection closed)
+    for anything that is not one of the two shapes. A request with another
+    ``v`` is returned as is: the server answers it with its own id.
+    """
+    m = cbor.decode_lenient(payload, max_bytes=MAX_FRAME_BYTES)
+    if type(m) is not dict:
+        raise DecodeError(f"a frame must hold a CBOR map, got {cbor._kind(m)}")
+    rid = m.get("id")
+    if type(rid) is not int or not 1 <= rid <= MAX_ID:
+        raise DecodeError(f"id must be an integer in 1..2^63-1, got {rid!r:.40}")
+    if "method" in m:
+        extra = set(m) - {"v", "id", "method", "params"}
+        if extra or "v" not in m:
+            raise DecodeError(f"a request has v, id, method and params; got {', '.join(sorted(m))}")
+        method, params, v = m["method"], m.get("params", {}), m["v"]
+        if type(method) is not str or len(method) > 64:
+            raise DecodeError("method must be text of at most 64 characters")
         if type(params) is not dict:
-            raise SchemaError("request.params: expected a map")
-        return cls(rid, method, params)
+            raise DecodeError(f"params must be a map, got {cbor._kind(params)}")
+        if type(v) is not int:
+            raise DecodeError("v must be an integer")
+        return Request(rid, method, params, v)
+    if set(m) != {"v", "id", "file", "data"}:
+        raise DecodeError(
+            f"a frame is a request (v, id, method, params) or an upload (v, id, file, data); got {', '.join(sorted(m))}"
+        )
+    if m["v"] != VERSION:
+        raise DecodeError(f"upload frames are IPC version {VERSION}, got v={m['v']!r:.20}")
+    if type(m["file"]) is not int or not 0 <= m["file"] < MAX_FILES or type(m["data"]) is not bytes or not m["data"]:
+        raise DecodeError("an upload has file (0..1023) and data (non-empty bytes)")
+    return Upload(rid, m["file"], m["data"])
 
 
 def response(rid: int, result: Any) -> bytes:
@@ -92,7 +135,7 @@ def event(rid: int, kind: str, at: int, data: dict[str, Any]) -> bytes:
 
 def decode_message(payload: bytes) -> dict[str, Any]:
     """What a client reads: a response, chunk or event map (checked for its shape)."""
-    m = cbor.decode_lenient(payload, max_bytes=MAX_FRAME_BYTES)
+    m = cbor.decode_lenient(payload, max_bytes=MAX_ANSWER_BYTES)
     if type(m) is not dict or m.get("v") != VERSION or type(m.get("id")) is not int:
         raise DecodeError("not an IPC message")
     return m
@@ -110,7 +153,8 @@ class Params:
         unknown = set(params) - allowed
         if unknown:
             raise SchemaError(
-                f"{method}: unknown parameter(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
+                f"{method}: unknown parameter(s) {', '.join(sorted(unknown))}"
+                + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else " (it takes none)")
             )
 
     def _fail(self, key: str, why: str) -> SchemaError:
@@ -129,7 +173,7 @@ class Params:
             raise self._fail(key, f"expected text of at most {max_len} characters")
         return v
 
-    def integer(self, key: str, *, default: int | None = None, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
+    def integer(self, key: str, *, default: int | None = None, lo: int = 0, hi: int = MAX_ID) -> int:
         if not self.has(key):
             if default is None:
                 raise self._fail(key, "is required")
@@ -147,48 +191,75 @@ class Params:
             raise self._fail(key, "expected true or false")
         return v
 
+    def _parse_code(self, key: str, value: Any) -> AgencyCode:
+        if type(value) is not str:
+            raise self._fail(key, "expected an agency code as text, such as 000.00.00.G22")
+        try:
+            return AgencyCode.parse(value)
+        except AgencyCodeError as exc:
+            raise AgencyCodeError(f"{self.method}: {key}: {exc.detail}") from None
+
     def code(self, key: str, *, required: bool = True) -> AgencyCode | None:
+        """An agency code; raises SchemaError if missing or not text, AgencyCodeError if not a code."""
         if not self.has(key):
             if required:
                 raise self._fail(key, "is required (an agency code such as 000.00.00.G22)")
             return None
-        try:
-            return AgencyCode.parse(self.p[key])
-        except AgencyCodeError as exc:
-            raise self._fail(key, exc.message) from None
+        return self._parse_code(key, self.p[key])
 
-    def codes(self, key: str) -> list[AgencyCode]:
+    def codes(self, key: str, *, max_len: int = 1024) -> list[AgencyCode]:
+        """A non-empty list of distinct agency codes (``G22`` and ``000.00.00.G22`` are the same code)."""
         v = self.p.get(key)
-        if type(v) is not list or not v:
-            raise self._fail(key, "expected a non-empty list of agency codes")
-        out = []
+        if type(v) is not list or not 1 <= len(v) <= max_len:
+            raise self._fail(key, f"expected a list of 1..{max_len} agency codes")
+        out: list[AgencyCode] = []
         for i, c in enumerate(v):
-            try:
-                out.append(AgencyCode.parse(c))
-            except AgencyCodeError as exc:
-                raise self._fail(f"{key}[{i}]", exc.message) from None
+            code = self._parse_code(f"{key}[{i}]", c)
+            if code in out:
+                raise self._fail(f"{key}[{i}]", f"{code} is listed twice")
+            out.append(code)
         return out
 
     def digest(self, key: str) -> Digest:
         v = self.p.get(key)
-        if type(v) is str:
+        if type(v) is str and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v):
             return Digest.parse(v)
         if type(v) is bytes and len(v) == 32:
             return Digest(v)
-        raise self._fail(key, "expected a document id (64 hex digits)")
+        raise self._fail(key, "expected a document id (64 lower-case hex digits, or 32 bytes)")
 
     def status_code(self, key: str) -> StatusCode:
+        """A status code as two-digit text (``"03"``) or an integer; anything else is bad_schema."""
         if not self.has(key):
             raise self._fail(key, "is required")
-        return StatusCode.parse(self.p[key])
+        v = self.p[key]
+        if type(v) is str and len(v) == 2 and v.isdigit():
+            number = int(v)
+        elif type(v) is int:
+            number = v
+        else:
+            raise self._fail(key, f'expected a status code as two digits ("03") or an integer, got {v!r:.20}')
+        try:
+            return StatusCode(number)
+        except ValueError:
+            allowed = ", ".join(str(c) for c in StatusCode)
+            raise self._fail(key, f"{number:02d} is not a status code ({allowed})") from None
 
 
 @dataclass(frozen=True)
 class FileParam:
+    """One attachment of a submit: bytes inline, a path (if the node allows it), or streamed in upload frames."""
+
     name: str
     media_type: str
-    path: str | None
-    data: bytes | None
+    data: bytes | None = None
+    path: str | None = None
+    size: int | None = None  # streamed: exactly this many bytes follow in upload frames
+    sha256: bytes | None = None  # streamed: optional, checked by the node when the last byte arrives
+
+    @property
+    def streamed(self) -> bool:
+        return self.size is not None
 
 
 @dataclass(frozen=True)
@@ -204,34 +275,70 @@ SUBMIT_KEYS = {
     "from", "to", "subject", "number", "notation", "type", "place", "date", "signer", "signer_title",
     "urgency", "due", "business", "ref", "files", "idempotency_key",
 }  # fmt: skip
+FILE_KEYS = {"name", "mime", "data", "path", "size", "sha256"}
+
+
+def parse_files(params: dict[str, Any]) -> list[FileParam]:
+    """The ``files`` of a submit; raises SchemaError naming the file. Also what the server reads to expect uploads."""
+    raw_files = params.get("files", [])
+    if type(raw_files) is not list or len(raw_files) > MAX_FILES:
+        raise SchemaError(f"submit: files: expected a list of at most {MAX_FILES} maps {{name, mime, data | size | path}}")
+    files = []
+    for i, f in enumerate(raw_files):
+        if type(f) is not dict:
+            raise SchemaError(f"submit: files[{i}]: expected a map with name, mime and one of data, size or path")
+        fp = Params(f"submit: files[{i}]", f, FILE_KEYS)
+        given = [k for k in ("data", "size", "path") if fp.has(k)]
+        if len(given) != 1:
+            raise SchemaError(
+                f"submit: files[{i}]: give exactly one of data (the bytes), size (the bytes follow as upload frames) "
+                "or path (a file in a directory the node's operator allows)"
+            )
+        data = f.get("data")
+        if "data" in given and type(data) is not bytes:
+            raise SchemaError(f"submit: files[{i}].data: expected bytes")
+        sha = None
+        if fp.has("sha256"):
+            if "size" not in given:
+                raise SchemaError(f"submit: files[{i}].sha256: only for streamed files (with size)")
+            sha = fp.digest("sha256")
+        files.append(
+            FileParam(
+                fp.text("name", max_len=255),
+                fp.text("mime", default="application/octet-stream", max_len=127),
+                data=data if "data" in given else None,
+                path=fp.text("path", max_len=4096) if "path" in given else None,
+                size=fp.integer("size") if "size" in given else None,
+                sha256=bytes(sha) if sha is not None else None,
+            )
+        )
+    return files
+
+
+def declared_uploads(method: str, params: dict[str, Any]) -> dict[int, int]:
+    """Which files of this request arrive as upload frames: {file index: size}. Raises SchemaError.
+
+    The server calls this as soon as it reads the request, before any upload
+    frame of it can arrive.
+    """
+    if method == "submit":
+        return {i: f.size for i, f in enumerate(parse_files(params)) if f.size is not None}
+    if method == "directory.publish":
+        f = params.get("file")
+        if type(f) is dict:
+            fp = Params("directory.publish: file", f, {"size"})
+            return {0: fp.integer("size")}
+    return {}
 
 
 def parse_submit(params: dict[str, Any]) -> SubmitParams:
     p = Params("submit", params, SUBMIT_KEYS)
     sender = p.code("from")
     assert sender is not None
-    files = []
-    raw_files = params.get("files", [])
-    if type(raw_files) is not list:
-        raise SchemaError("submit: files: expected a list of {name, mime, path | data}")
-    for i, f in enumerate(raw_files):
-        if type(f) is not dict or not set(f) <= {"name", "mime", "path", "data"} or "name" not in f:
-            raise SchemaError(f"submit: files[{i}]: expected a map with name, mime and one of path or data")
-        fp = Params(f"submit: files[{i}]", f, {"name", "mime", "path", "data"})
-        has_path, has_data = fp.has("path"), fp.has("data")
-        if has_path == has_data:
-            raise SchemaError(f"submit: files[{i}]: give exactly one of path (a file the node can read) or data (bytes)")
-        data = f.get("data")
-        if has_data and type(data) is not bytes:
-            raise SchemaError(f"submit: files[{i}].data: expected bytes")
-        files.append(
-            FileParam(
-                fp.text("name", max_len=255),
-                fp.text("mime", default="application/octet-stream", max_len=127),
-                fp.text("path", max_len=4096) if has_path else None,
-                data if has_data else None,
-            )
-        )
+    recipients = p.codes("to")
+    if sender in recipients:
+        raise SchemaError(f"submit: to: {sender} is the sender; a document cannot be sent to itself")
+    files = parse_files(params)
     business_text = p.text("business", default="new", max_len=16)
     try:
         business = BusinessType(business_text)
@@ -253,4 +360,4 @@ def parse_submit(params: dict[str, Any]) -> SubmitParams:
         files=(),
     )
     key = p.text("idempotency_key", max_len=200) if p.has("idempotency_key") else None
-    return SubmitParams(sender, p.codes("to"), meta, files, key)
+    return SubmitParams(sender, recipients, meta, files, key)

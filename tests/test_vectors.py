@@ -91,8 +91,8 @@ def test_pinned_ipc_frames_decode() -> None:
         assert data is not None and dec.next_frame() is None
         return data
 
-    req = ipc.Request.decode(payload("ipc-submit-request"))
-    assert req.method == "submit" and req.params["files"][0]["data"] == b"Xin chao"
+    req = ipc.decode_client_frame(payload("ipc-submit-request"))
+    assert isinstance(req, ipc.Request) and req.method == "submit" and req.params["files"][0]["data"] == b"Xin chao"
     assert ipc.parse_submit(req.params).recipients[0].short() == "H29"
     assert ipc.decode_message(payload("ipc-submit-response"))["result"]["id"] == str(
         Envelope.decode(pinned("document-inline")).id
@@ -101,6 +101,21 @@ def test_pinned_ipc_frames_decode() -> None:
     assert err["ok"] is False and err["error"]["code"] == "unknown_agency"
     assert ipc.decode_message(payload("ipc-chunk"))["data"] == b"Xin chao"
     assert ipc.decode_message(payload("ipc-event"))["event"] == "receipt.received"
+
+
+def test_pinned_upload_frames_decode() -> None:
+    import hashlib
+
+    from protocol import ipc
+
+    dec = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+    dec.feed(pinned("ipc-upload"))
+    frames = [ipc.decode_client_frame(f) for f in iter(dec.next_frame, None)]
+    req, *uploads = frames
+    assert isinstance(req, ipc.Request) and ipc.declared_uploads(req.method, req.params) == {0: 12}
+    assert all(isinstance(u, ipc.Upload) and u.id == 5 and u.file == 0 for u in uploads)
+    data = b"".join(u.data for u in uploads if isinstance(u, ipc.Upload))
+    assert hashlib.sha256(data).hexdigest() == req.params["files"][0]["sha256"]
 
 
 def test_pinned_sync_heads_exchange_decodes() -> None:

@@ -34,7 +34,8 @@ G22, H01 = "000.00.00.G22", "000.00.00.H01"
 KNOWN_CODES = {
     "bad_schema", "malformed", "too_large", "bad_agency_code", "not_found", "not_hosted", "unknown_agency",
     "illegal_transition", "not_authorized", "file", "directory_expired", "bad_frame", "hash_mismatch",
-    "bad_directory", "bad_signature", "cannot_decrypt", "wrong_network",
+    "bad_directory", "bad_signature", "cannot_decrypt", "wrong_network", "access_denied", "busy", "timeout",
+    "unsupported_version",
 }  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def test_typed_errors_reach_the_client(nodes: dict[str, Daemon], tmp_path: Path)
             c.call("submit", **{"from": G22, "to": [H01]})
         with pytest.raises(SchemaError, match="unknown method"):
             c.call("no.such.method")
-        with pytest.raises(FileError, match="No such file"):
+        with pytest.raises(FileError, match="does not read files by path"):
             c.call(
                 "submit",
                 **{"from": G22, "to": [H01], "subject": "x", "files": [{"name": "a", "path": str(tmp_path / "missing")}]},

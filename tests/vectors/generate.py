@@ -174,7 +174,27 @@ def ipc_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
             "IPC frame: an event on subscription 4",
             framed(ipc.event(4, "receipt.received", AT, {"doc": str(doc_id), "recipient": "000.00.00.H29", "at": AT})),
         ),
+        "ipc-upload": (
+            "IPC frames: submit request 5 declaring a streamed 12-byte file, then its two upload frames",
+            framed(
+                ipc.Request(
+                    5,
+                    "submit",
+                    {
+                        "from": "000.00.00.G22",
+                        "to": ["000.00.00.H29"],
+                        "subject": "Về việc thử nghiệm",
+                        "files": [{"name": "phu-luc.txt", "mime": "text/plain", "size": 12, "sha256": UPLOAD_SHA256}],
+                    },
+                ).encode()
+            )
+            + framed(ipc.Upload(5, 0, b"Xin chao ").encode())
+            + framed(ipc.Upload(5, 0, b"moi").encode()),
+        ),
     }
+
+
+UPLOAD_SHA256 = "90c6384287945e78b04a0ea1a9ffcd58014e0e55e83a93f52344acd793686ba5"  # sha256(b"Xin chao moi")
 
 
 def store_sample(doc_id: Digest) -> bytes:

@@ -1,0 +1,307 @@
+"""What each IPC method does (docs/ipc.md §4): parameters checked, rights checked, then the engine.
+
+The transport (frames, limits, uploads) is ``node/ipc.py``; this module
+turns one request into one result or one typed error. Every method checks
+what the connection's account may do (``Access``) before it touches anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from identity.directory import decode_chain
+from identity.sealing import FileSource
+from protocol import ipc
+from protocol.agency import AgencyCode
+from protocol.document import DocumentMeta, FileBytes
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES
+from protocol.errors import NotFoundError, NotHostedError, SchemaError, TooLargeError
+from protocol.ids import Digest
+from protocol.status import StatusCode
+
+from . import views
+from .engine import Engine
+from .ipc import Connection, Handler, IncomingUpload
+from .upload import ReadPaths, Spool, SpooledFile
+
+MAX_DIRECTORY_FILE_BYTES = 4 * MAX_DIRECTORY_ENVELOPE_BYTES
+
+
+class Methods:
+    def __init__(self, engine: Engine, *, spool: Spool, read_paths: ReadPaths, frame_timeout_s: float) -> None:
+        self.e = engine
+        self.spool = spool
+        self.read_paths = read_paths
+        self.frame_timeout_s = frame_timeout_s
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "submit": self._submit,
+            "inbox.list": self._inbox_list,
+            "inbox.ack": self._inbox_ack,
+            "document.get": self._document_get,
+            "document.track": self._track,
+            "documents.list": self._documents,
+            "status.send": self._status_send,
+            "events.subscribe": self._subscribe,
+            "peers.list": self._admin_view("peers.list", views.peers),
+            "queues.list": self._admin_view("queues.list", views.queues),
+            "node.info": self._view("node.info", views.info),
+            "directory.show": self._view("directory.show", views.directory),
+            "directory.lookup": self._lookup,
+            "directory.publish": self._publish,
+            "stats": self._stats,
+        }
+
+    def _view(self, method: str, fn: Callable[[Engine], Any]) -> Handler:
+        async def handler(conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+            ipc.Params(method, params, set())
+            return fn(self.e)
+
+        return handler
+
+    def _admin_view(self, method: str, fn: Callable[[Engine], Any]) -> Handler:
+        async def handler(conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+            ipc.Params(method, params, set())
+            conn.access.require_admin(method)
+            return fn(self.e)
+
+        return handler
+
+    # --- submit and its attachments ---------------------------------------------------------
+
+    async def _submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.parse_submit(params)
+        conn.access.require(p.sender)
+        self.e.check_submit(p.sender, p.recipients)  # before a single attachment byte is taken in
+        if p.idempotency_key is not None:
+            existing = self.e.store.idempotent(p.sender, p.idempotency_key)
+            if existing is not None:
+                return {"id": str(existing)}  # the files still streaming in are read and dropped
+        limit = self.e.config.max_document_bytes
+        declared = sum(len(f.data) if f.data is not None else (f.size or 0) for f in p.files)
+        if declared > limit:
+            raise TooLargeError(f"the attachments are {declared} bytes, this node accepts documents up to {limit} bytes")
+        upload = conn.upload_of.get(rid)
+        spooled: list[SpooledFile] = []
+        try:
+            with self.spool.reserve(declared):
+                sources = []
+                for i, f in enumerate(p.files):
+                    if f.data is not None:
+                        sources.append(FileSource(f.name, f.media_type, data=f.data))
+                        continue
+                    if f.size is not None:
+                        assert upload is not None
+                        sf = await self.spool.receive(
+                            upload.chunks(i, f.size, self.frame_timeout_s), name=f.name, size=f.size, sha256=f.sha256
+                        )
+                    else:
+                        assert f.path is not None
+                        sf = await self._copy_path(conn, f.path, f.name, limit - declared)
+                        declared += sf.size
+                    spooled.append(sf)
+                    sources.append(FileSource(f.name, f.media_type, path=str(sf.path), size=sf.size, sha256=sf.sha256))
+                doc = await self.e.submit(p.sender, p.recipients, p.meta, sources, idempotency_key=p.idempotency_key)
+        finally:
+            for sf in spooled:
+                sf.discard()
+        return {"id": str(doc)}
+
+    async def _copy_path(self, conn: Connection, path: str, name: str, limit: int) -> SpooledFile:
+        fd, size = await trio.to_thread.run_sync(self.read_paths.open, path, conn.access.cred, limiter=self.spool.limiter)
+        try:
+            if size > limit:
+                raise TooLargeError(f"{path}: {size} bytes, over what is left of the document limit ({limit} bytes)")
+            with self.spool.reserve(size):
+                return await self.spool.copy(fd, name=name, size=size, limit=limit)
+        finally:
+            os.close(fd)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _recipient_code(self, conn: Connection, p: ipc.Params, doc: Digest) -> AgencyCode:
+        """The hosted recipient named by ``code``, or the only one this client may act for."""
+        code = p.code("code", required=False)
+        if code is not None:
+            conn.access.require(code)
+            return code
+        h = self.e.doc_header(doc)
+        if h is None:
+            raise NotFoundError(f"document {doc}")
+        hosted = [c for c in h.to if c in self.e.hosted and conn.access.may_act_for(c)]
+        if len(hosted) != 1:
+            raise SchemaError(
+                f"{p.method}: code: say which hosted agency: "
+                + (
+                    "none of the recipients is hosted here for you"
+                    if not hosted
+                    else f"received by {', '.join(map(str, hosted))}"
+                )
+            )
+        return hosted[0]
+
+    async def _inbox_list(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("inbox.list", params, {"code", "after", "limit", "unacked"})
+        code = p.code("code", required=False)
+        if code is not None:
+            conn.access.require(code)
+        return views.inbox(
+            self.e,
+            code,
+            after=p.integer("after", default=0),
+            limit=p.integer("limit", default=100, lo=1, hi=10_000),
+            unacked=p.boolean("unacked", default=False),
+            allowed=conn.access.may_act_for,
+        )
+
+    async def _inbox_ack(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("inbox.ack", params, {"code", "id"})
+        doc = p.digest("id")
+        return {"acked": await self.e.ack(self._recipient_code(conn, p, doc), doc)}
+
+    async def _document_get(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("document.get", params, {"id", "code"})
+        doc = p.digest("id")
+        code = self._recipient_code(conn, p, doc)
+        meta: DocumentMeta | None = None
+        for ev in self.e.read_document(doc, code):
+            if isinstance(ev, DocumentMeta):
+                meta = ev
+            elif isinstance(ev, FileBytes):
+                for i in range(0, len(ev.data), ipc.CHUNK_BYTES):
+                    await conn.send(ipc.chunk(rid, ev.index, ev.data[i : i + ipc.CHUNK_BYTES]))
+        assert meta is not None
+        track = self.e.track(doc)
+        return {
+            "id": str(doc),
+            "from": track["from"],
+            "to": [r["code"] for r in track["recipients"]],
+            "created_at": track["created_at"],
+            "metadata": {
+                "subject": meta.subject,
+                "number": meta.number,
+                "notation": meta.notation,
+                "type": meta.doc_type,
+                "place": meta.place,
+                "date": meta.date,
+                "signer": meta.signer,
+                "signer_title": meta.signer_title,
+                "urgency": int(meta.urgency),
+                "due": meta.due,
+                "business": meta.business.value,
+                "ref": str(meta.ref) if meta.ref else None,
+            },
+            "files": [{"name": f.name, "mime": f.media_type, "size": f.size, "sha256": f.sha256.hex()} for f in meta.files],
+        }
+
+    def _require_party(self, conn: Connection, doc: Digest) -> None:
+        """A client that is not an administrator sees only documents one of its agencies sent or received."""
+        if conn.access.codes is None or conn.access.admin:
+            return
+        h = self.e.doc_header(doc)
+        if h is None:
+            raise NotFoundError(f"document {doc}")
+        if not any(conn.access.may_act_for(c) for c in (h.sender, *h.to)):
+            conn.access.require(h.sender)  # raises, naming what this client may act for
+
+    async def _track(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("document.track", params, {"id"})
+        doc = p.digest("id")
+        self._require_party(conn, doc)
+        return self.e.track(doc)
+
+    async def _documents(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("documents.list", params, {"role", "limit"})
+        role = p.text("role", default="", max_len=16) or None
+        if role not in (None, "sent", "received", "relayed"):
+            raise SchemaError("documents.list: role: expected sent, received or relayed")
+        allowed = None if conn.access.admin else conn.access.may_act_for
+        return views.documents(self.e, role=role, limit=p.integer("limit", default=100, lo=1, hi=100_000), allowed=allowed)
+
+    # --- statuses -------------------------------------------------------------------------
+
+    async def _status_send(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("status.send", params, {"id", "code", "as", "to", "note"})
+        doc = p.digest("id")
+        code = p.status_code("code")
+        author = p.code("as", required=False)
+        if author is None:
+            h = self.e.doc_header(doc)
+            if h is not None and h.sender in self.e.hosted and code is StatusCode.TAKEBACK_REQUESTED:
+                author = h.sender
+            else:
+                author = self._recipient_code(conn, ipc.Params("status.send", {}, set()), doc)
+        if author not in self.e.hosted:
+            raise NotHostedError(str(author))
+        conn.access.require(author)
+        sid = await self.e.send_status(
+            doc, author, code, note=p.text("note", default="", max_len=4000), to=p.code("to", required=False)
+        )
+        return {"id": str(sid), "doc": str(doc), "code": str(code), "as": str(author)}
+
+    # --- directory, node ------------------------------------------------------------------
+
+    async def _lookup(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("directory.lookup", params, {"code"})
+        code = p.code("code")
+        assert code is not None
+        return views.lookup(self.e, code)
+
+    async def _publish(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("directory.publish", params, {"file"})
+        conn.access.require_admin("directory.publish")
+        data = p.p.get("file")
+        if type(data) is dict:
+            size = data["size"]
+            if size > MAX_DIRECTORY_FILE_BYTES:
+                raise TooLargeError(f"directory.publish: file: {size} bytes, limit {MAX_DIRECTORY_FILE_BYTES}")
+            upload = conn.upload_of.get(rid)
+            with self.spool.reserve(size):
+                sf = await self._receive_whole(upload, size)
+                try:
+                    data = await trio.to_thread.run_sync(sf.path.read_bytes, limiter=self.spool.limiter)
+                finally:
+                    sf.discard()
+        if type(data) is not bytes:
+            raise SchemaError("directory.publish: file: expected the bytes of a directory file, or {size} and upload frames")
+        serial = await self.e.publish_directory(decode_chain(data))
+        return {"serial": serial}
+
+    async def _receive_whole(self, upload: IncomingUpload | None, size: int) -> SpooledFile:
+        assert upload is not None  # declared_uploads saw the same {size}
+        return await self.spool.receive(upload.chunks(0, size, self.frame_timeout_s), name="file", size=size, sha256=None)
+
+    async def _stats(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("stats", params, {"since"})
+        conn.access.require_admin("stats")
+        return views.stats(self.e, since=p.integer("since", default=0))
+
+    async def _subscribe(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        ipc.Params("events.subscribe", params, set())
+        events = self.e.events.subscribe()
+        scope = trio.CancelScope()
+        conn.subscriptions.append(scope)
+        try:
+            await conn.send(ipc.response(rid, {"subscribed": True}))
+            with scope, events:
+                async for ev in events:
+                    if _concerns(ev.fields, conn):
+                        await conn.send(ipc.event(rid, ev.kind, ev.at, dict(ev.fields)))
+        finally:
+            conn.subscriptions.remove(scope)
+        return {"subscribed": False}
+
+
+def _concerns(fields: dict[str, Any], conn: Connection) -> bool:
+    """Whether an event is about an agency this client may act for (peer and directory events concern everyone)."""
+    if conn.access.codes is None or conn.access.admin:
+        return True
+    parties = [fields[k] for k in ("to", "sender", "recipient") if isinstance(fields.get(k), str)]
+    if not parties:
+        return "peer" in fields or "serial" in fields
+    return any(conn.access.may_act_for(AgencyCode.parse(c)) for c in parties)
