@@ -23,6 +23,7 @@ import click
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
 from protocol.errors import (
+    AccessDeniedError,
     AgencyCodeError,
     ConfigError,
     DirectoryError,
@@ -330,8 +331,15 @@ def _guess_mime(path: Path, default: str) -> str | None:
 @pass_ctx
 def inbox(ctx: Ctx, home: Path | None, code: str | None, unacked: bool, limit: int, as_json: bool) -> None:
     """Documents received by the agencies hosted here, oldest first."""
-    res = ctx.call(home, "inbox.list", code=code, unacked=unacked, limit=limit)
-    items = res["items"]
+    codes = [code] if code else ctx.call(home, "node.info")["codes"]
+    items = []
+    for c in codes:
+        try:
+            items += ctx.call(home, "inbox.list", code=c, unacked=unacked, limit=limit)["items"]
+        except AccessDeniedError:
+            if code:
+                raise  # asked for explicitly; otherwise: an agency this account does not act for
+    items = sorted(items, key=lambda i: (i["received_at"], i["to"], i["seq"]))[:limit]
     if as_json:
         output.emit_json(items)
         return

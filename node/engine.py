@@ -38,8 +38,8 @@ from protocol.envelope import (
     MessageHeader,
 )
 from protocol.errors import (
-    DecryptError,
     DirectoryError,
+    NotARecipientError,
     NotAuthorizedError,
     NotFoundError,
     NotHostedError,
@@ -49,7 +49,7 @@ from protocol.errors import (
     TrucError,
 )
 from protocol.ids import Digest
-from protocol.status import HistoryItem, Role, StatusCode, ThreadState, replay, transition
+from protocol.status import HistoryItem, Role, StatusCode, ThreadState, check_author, replay, transition
 from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 from store.store import Batch, Store
 
@@ -1021,17 +1021,17 @@ class Engine:
         if doc is None:
             raise NotFoundError(f"document {doc_id}")
         if author == doc.sender:
+            check_author(code, Role.SENDER)  # NotAuthorizedError: the sender sends only 13
             if to is None or to not in doc.to:
                 raise SchemaError(
-                    f"say which recipient of the document this status is for (one of {', '.join(str(c) for c in doc.to)})"
+                    f"status.send: to: say which recipient this status is for (one of {', '.join(str(c) for c in doc.to)})"
                 )
             role, thread, target = Role.SENDER, to, to
         elif author in doc.to:
+            check_author(code, Role.RECIPIENT)
             role, thread, target = Role.RECIPIENT, author, doc.sender
         else:
             raise NotAuthorizedError(f"{author} is neither the sender nor a recipient of {doc_id.short()}")
-        if code is StatusCode.ARRIVED:
-            raise NotAuthorizedError("01 is sent by the node itself when the document is stored")
         state, _, top = self.thread_state(doc_id, thread)
         transition(state, code, role)  # IllegalTransitionError names what is allowed now
         b = self.store.batch()
@@ -1074,9 +1074,7 @@ class Engine:
         env = self.envelope(doc_id)
         assert env is not None
         if code == doc.sender and code not in doc.to:
-            raise DecryptError(
-                "documents are encrypted to their recipients; the sender keeps its own copy in its document system"
-            )
+            raise NotARecipientError(f"{code} sent {doc_id.short()}; its content is in the sender's own document system")
         return read_document(doc, keys, env.inline or self._blocks_from(doc))
 
     # --- retention at relays ------------------------------------------------------------------

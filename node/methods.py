@@ -19,7 +19,14 @@ from protocol import ipc
 from protocol.agency import AgencyCode
 from protocol.document import DocumentMeta, FileBytes
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES
-from protocol.errors import NotFoundError, NotHostedError, SchemaError, TooLargeError
+from protocol.errors import (
+    NotARecipientError,
+    NotAuthorizedError,
+    NotFoundError,
+    NotHostedError,
+    SchemaError,
+    TooLargeError,
+)
 from protocol.ids import Digest
 from protocol.status import StatusCode
 
@@ -134,29 +141,31 @@ class Methods:
         if h is None:
             raise NotFoundError(f"document {doc}")
         hosted = [c for c in h.to if c in self.e.hosted and conn.access.may_act_for(c)]
-        if len(hosted) != 1:
-            raise SchemaError(
-                f"{p.method}: code: say which hosted agency: "
-                + (
-                    "none of the recipients is hosted here for you"
-                    if not hosted
-                    else f"received by {', '.join(map(str, hosted))}"
-                )
-            )
-        return hosted[0]
+        if len(hosted) == 1:
+            return hosted[0]
+        if hosted:
+            raise SchemaError(f"{p.method}: code: say which hosted agency: received by {', '.join(map(str, hosted))}")
+        if h.sender in self.e.hosted and conn.access.may_act_for(h.sender):
+            raise NotARecipientError(f"{h.sender} sent {doc.short()}; its content is in the sender's own document system")
+        raise NotAuthorizedError(f"no agency you act for on this node is a party to {doc.short()}")
 
     async def _inbox_list(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.Params("inbox.list", params, {"code", "after", "limit", "unacked"})
         code = p.code("code", required=False)
-        if code is not None:
-            conn.access.require(code)
+        if code is None:
+            mine = [c for c in sorted(self.e.hosted) if conn.access.may_act_for(c)]
+            if len(mine) != 1:
+                raise SchemaError(f"inbox.list: code: is required: this node hosts {', '.join(map(str, mine))} for you")
+            code = mine[0]
+        if code not in self.e.hosted:
+            raise NotHostedError(f"{code} (this node hosts {', '.join(str(c) for c in sorted(self.e.hosted))})")
+        conn.access.require(code)
         return views.inbox(
             self.e,
             code,
             after=p.integer("after", default=0),
             limit=p.integer("limit", default=100, lo=1, hi=10_000),
             unacked=p.boolean("unacked", default=False),
-            allowed=conn.access.may_act_for,
         )
 
     async def _inbox_ack(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:

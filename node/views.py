@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from protocol.agency import AgencyCode
-from protocol.errors import NotFoundError
+from protocol.errors import UnknownAgencyError
 from protocol.ids import Digest
 from store.records import DeliveryState, DocRole
 
@@ -134,41 +134,37 @@ def _reason(q: dict[str, Any]) -> str:
     return q["last_error"] or "being sent"
 
 
-def inbox(
-    e: Engine,
-    code: AgencyCode | None,
-    *,
-    after: int,
-    limit: int,
-    unacked: bool,
-    allowed: Callable[[AgencyCode], bool] = lambda c: True,
-) -> dict[str, Any]:
-    codes = [code] if code is not None else [c for c in sorted(e.hosted) if allowed(c)]
+INBOX_SCAN = 10_000  # entries one inbox.list call examines at most (unacked filtering), so a call stays short
+
+
+def inbox(e: Engine, code: AgencyCode, *, after: int, limit: int, unacked: bool) -> dict[str, Any]:
+    """One agency's inbox after seq ``after``: up to ``limit`` items, the cursor for the next call, whether to call again now."""
     items: list[dict[str, Any]] = []
-    last = after
-    for c in codes:
-        if c not in e.hosted:
-            e._keys(c)  # raises NotHostedError
-        for seq, entry in e.store.inbox(c, after=after if code is not None else 0, limit=limit if code is not None else 10_000):
-            last = max(last, seq)
-            if unacked and entry.acked_at:
-                continue
-            rec = e.store.doc(entry.id)
-            items.append(
-                {
-                    "seq": seq,
-                    "id": str(Digest(entry.id)),
-                    "from": entry.sender,
-                    "to": str(c),
-                    "subject": rec.subject if rec else "",
-                    "size": rec.size if rec else 0,
-                    "received_at": entry.received_at,
-                    "acked_at": entry.acked_at or None,
-                    "business": rec.business if rec else "new",
-                }
-            )
-    items.sort(key=lambda i: (i["received_at"], i["seq"]))
-    return {"items": items[:limit], "next_after": last if code is not None else None}
+    cursor = after
+    more = False
+    want = (INBOX_SCAN if unacked else limit) + 1  # one more than can be used: tells whether there is more
+    for examined, (seq, entry) in enumerate(e.store.inbox(code, after=after, limit=want)):
+        if len(items) == limit or examined == INBOX_SCAN:
+            more = True
+            break
+        cursor = seq
+        if unacked and entry.acked_at:
+            continue
+        rec = e.store.doc(entry.id)
+        items.append(
+            {
+                "seq": seq,
+                "id": str(Digest(entry.id)),
+                "from": entry.sender,
+                "to": str(code),
+                "subject": rec.subject if rec else "",
+                "size": rec.size if rec else 0,
+                "received_at": entry.received_at,
+                "acked_at": entry.acked_at or None,
+                "business": rec.business if rec else "new",
+            }
+        )
+    return {"items": items, "next_after": cursor, "more": more}
 
 
 def documents(
@@ -205,7 +201,7 @@ def lookup(e: Engine, code: AgencyCode) -> dict[str, Any]:
     d = e.trust.directory
     rec = d.agencies.get(code)
     if rec is None:
-        raise NotFoundError(f"{code} is not in directory serial {d.serial}")
+        raise UnknownAgencyError(f"{code} (directory serial {d.serial})")
     node = d.nodes.get(rec.node)
     return {
         "code": str(rec.code),

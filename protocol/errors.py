@@ -137,6 +137,12 @@ class NotAuthorizedError(RemoteError):
     code = "not_authorized"
 
 
+class NotARecipientError(TrucError):
+    """Only the recipients can open a document (it is encrypted to their keys); its sender sees it with document.track"""
+
+    code = "not_a_recipient"
+
+
 class WrongNetworkError(RemoteError):
     """The data belongs to another network"""
 

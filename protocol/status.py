@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .document import BusinessType
-from .errors import IllegalTransitionError, SchemaError
+from .errors import IllegalTransitionError, NotAuthorizedError, SchemaError
 
 
 class StatusCode(enum.IntEnum):
@@ -124,6 +124,23 @@ TRANSITIONS: dict[tuple[ThreadState, Input], ThreadState] = {
     **{(_st(ph, T), (StatusCode.AGREED, R)): _st(P.WITHDRAWN) for ph in _TAKEBACK_FROM},
     **{(_st(ph, T), (StatusCode.REFUSED, R)): _st(ph) for ph in _TAKEBACK_FROM},
 }
+
+
+# Who ever sends each code, read off the table: a status from the other party
+# is not a matter of timing but of role (``not_authorized``, never
+# ``illegal_transition``).
+AUTHORS: dict[StatusCode, frozenset[Role]] = {
+    code: frozenset(role for (_, (c, role)) in TRANSITIONS if c is code) for code in StatusCode
+}
+
+
+def check_author(code: StatusCode, role: Role) -> None:
+    """Raise NotAuthorizedError if the ``role`` party never sends ``code`` (whatever the state)."""
+    if code is StatusCode.ARRIVED:
+        raise NotAuthorizedError("01 is sent by the recipient's node itself once the document is stored")
+    if role not in AUTHORS[code]:
+        who = " or ".join(sorted(r.value for r in AUTHORS[code]))
+        raise NotAuthorizedError(f"status {code} is sent by the {who}, not by the {role.value}")
 
 
 def initial_state(business: BusinessType) -> ThreadState:

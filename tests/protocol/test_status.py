@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.document import BusinessType
-from protocol.errors import IllegalTransitionError, SchemaError
+from protocol.errors import IllegalTransitionError, NotAuthorizedError, SchemaError
 from protocol.status import (
     TRANSITIONS,
     HistoryItem,
@@ -16,6 +16,7 @@ from protocol.status import (
     Role,
     StatusCode,
     ThreadState,
+    check_author,
     initial_state,
     replay,
     transition,
@@ -157,3 +158,24 @@ def test_random_sequences_only_raise_illegal_transition(steps: list[tuple[Status
         except IllegalTransitionError:
             pass
     assert state in {s for (s, _) in TRANSITIONS} | set(TRANSITIONS.values())
+
+
+@pytest.mark.parametrize(
+    ("code", "role"),
+    [
+        (StatusCode.TAKEBACK_REQUESTED, Role.RECIPIENT),
+        (StatusCode.ASSIGNED, Role.SENDER),
+        (StatusCode.AGREED, Role.SENDER),
+        (StatusCode.ARRIVED, Role.RECIPIENT),
+    ],
+)
+def test_a_status_from_the_wrong_party_is_not_authorized_whatever_the_state(code: StatusCode, role: Role) -> None:
+    with pytest.raises(NotAuthorizedError):
+        check_author(code, role)
+
+
+def test_the_right_party_is_authorized_and_the_state_decides() -> None:
+    check_author(StatusCode.AGREED, Role.RECIPIENT)
+    check_author(StatusCode.TAKEBACK_REQUESTED, Role.SENDER)
+    with pytest.raises(IllegalTransitionError):  # 15 on a new document with no question open: timing, not role
+        transition(initial_state(BusinessType.NEW), StatusCode.AGREED, Role.RECIPIENT)
