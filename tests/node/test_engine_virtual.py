@@ -224,7 +224,7 @@ def test_status_flow_and_illegal_transitions(tmp_path: Path) -> None:
             await wait_until(lambda: g.thread_state(doc, C(H29))[0].phase.value == "withdrawn", timeout=60)
             with pytest.raises(NotAuthorizedError):
                 await c.node("relay").e().send_status(doc, C(H31), StatusCode.ACCEPTED)
-            with pytest.raises(NotAuthorizedError, match="01 is sent by the recipient.s node itself"):
+            with pytest.raises(NotAuthorizedError, match="01 is sent by the recipient's node itself"):
                 await h01.send_status(doc, C(H01), StatusCode.ARRIVED)
             n.cancel_scope.cancel()
 
