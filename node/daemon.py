@@ -31,6 +31,7 @@ import trio
 
 from identity.directory import Directory, apply_link, load_directory_file
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, load_agency_keys, load_authority_public, load_node_key
+from identity.psk import configured_psk
 from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
@@ -162,7 +163,7 @@ async def run_node(
             targets=targets,
             log=log,
             metrics=metrics,
-            psk=cfg.psk,
+            psk=configured_psk(cfg.psk, home.path(cfg.psk_file) if cfg.psk_file else None),
             bootstrap=cfg.bootstrap,
         )
         engine = Engine(
