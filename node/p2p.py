@@ -39,7 +39,11 @@ tests/node/test_p2p.py:
     first decrypted bytes so a wrong key is refused at once, and the library's
     ``psk`` argument is never used;
 18. identify's agent version is ours (``truc/<version> (py-libp2p/<version>)``),
-    set on the library's module constant, checked to still be the one it sends.
+    set on the library's module constant, checked to still be the one it sends;
+19. the swarm keeps a 60 s "negative cache" of peers whose every address failed
+    and refuses to dial them meanwhile: a node that was down (or a peer not yet
+    listening) stayed unreachable for a minute after it came back, whatever our
+    1 s … 60 s backoff said. Our dialer lifts that block before each of its dials.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -197,6 +201,8 @@ class P2POverlay:
 
         swarm = self.host.get_network()
         swarm.auto_connector.maybe_connect = no_auto_connect  # type: ignore[attr-defined]
+        if not callable(getattr(swarm, "unblock_peer", None)):  # 19
+            raise RuntimeError("py-libp2p changed: Swarm.unblock_peer is gone (docs/overlay.md, pitfall 19)")
         # The membership gate, at the earliest point where the remote peer id is
         # authenticated (after the Noise handshake) and before the connection is
         # registered: no stream, identify or gossip ever runs with an outsider.
@@ -446,6 +452,7 @@ class P2POverlay:
     async def _dial(self, peer: str, addrs: list[str]) -> None:
         try:
             info = PeerInfo(ID.from_base58(peer), [multiaddr.Multiaddr(a) for a in addrs])
+            self.host.get_network().unblock_peer(info.peer_id)  # type: ignore[attr-defined]  # 19: our backoff decides
             with trio.fail_after(DIAL_TIMEOUT_S):
                 await self.host.connect(info)
             self._next_dial.pop(peer, None)

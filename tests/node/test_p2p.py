@@ -253,6 +253,29 @@ def test_plaintext_peer_is_refused() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_peer_that_was_not_listening_is_dialled_again_on_our_backoff_not_the_librarys_minute() -> None:
+    """Pitfall 19: py-libp2p refuses for 60 s to dial a peer whose addresses all failed once."""
+    a_key, b_key = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    pa = free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    a = p2p_overlay(a_key, pa, members=members, targets={})
+    b = p2p_overlay(b_key, free_port(), members=members, targets={a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]})
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                await n.start(b.run)
+                await wait_until(lambda: b.metrics.total("dial_failures") >= 2, timeout=10)  # a is not listening yet
+                await n.start(a.run)
+                started = trio.current_time()
+                await wait_until(lambda: a_key.peer_id in b.connected_peers(), timeout=20)
+                assert trio.current_time() - started < 10  # our backoff is 4 s by now; the library's block was 60 s
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
 def test_invalid_gossip_is_not_forwarded_and_valid_gossip_is(tmp_path: Path) -> None:
     """A - B - C in a line: A publishes; B validates before forwarding to C."""
     from tests.node.helpers import meta
