@@ -162,9 +162,11 @@ class P2POverlay:
         log: Log,
         metrics: Metrics,
         psk: bytes | None = None,
+        psk_also_accept: Sequence[bytes] = (),
         bootstrap: Sequence[str] = (),
     ) -> None:
-        """``psk``: the network's 32-byte pre-shared key (libp2p private network), or None for none."""
+        """``psk``: the network's 32-byte pre-shared key (libp2p private network), or None for none;
+        ``psk_also_accept``: keys also accepted from peers that dial with them (a key rotation)."""
         self.key = key
         self.listen = [multiaddr.Multiaddr(a) for a in listen]
         self.is_member = is_member
@@ -194,7 +196,11 @@ class P2POverlay:
             swarm = self.host.get_network()
             if getattr(swarm, "psk", "missing") is not None:
                 raise RuntimeError("py-libp2p changed: the swarm has no psk attribute (docs/overlay.md, pitfall 17)")
-            swarm.psk = pnet.PrivateNetwork(psk, on_refused=self._pnet_refused)  # type: ignore[attr-defined]
+            swarm.psk = pnet.PrivateNetwork(  # type: ignore[attr-defined]
+                psk, also_accept=psk_also_accept, on_refused=self._pnet_refused
+            )
+        elif psk_also_accept:
+            raise ValueError("keys to also accept, but no private-network key")
 
         async def no_auto_connect() -> None:  # 14
             return None

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import libp2p.network.swarm as swarm_module
 import trio
@@ -97,68 +98,125 @@ class XSalsa20:
         return bytes(self._cipher.encrypt(data)) if data else b""
 
 
+_MISMATCH = (
+    "the peer's bytes do not decrypt to libp2p: it uses another private-network key, "
+    "py-libp2p's non-standard pnet, or no private network"
+)
+
+
 class PnetMismatchError(RawConnError):
     """The peer's bytes do not decrypt to libp2p with this network's key."""
 
 
 class PnetConn(IRawConnection):
-    """A raw connection wrapped in the private network (the specification's wire, see the module doc)."""
+    """A raw connection wrapped in the private network (the specification's wire, see the module doc).
 
-    def __init__(self, conn: IRawConnection, key: bytes, *, rng: Rng = os.urandom, on_refused: OnRefused | None = None) -> None:
+    ``keys``: the network key first, then keys also accepted (a key rotation,
+    docs/operations.md). A connection we open uses the first; on one the
+    peer opened, the key is the one under which the peer's first bytes
+    decrypt to multistream-select, and we answer under that key too: our own
+    first bytes wait (buffered) until it is known.
+    """
+
+    def __init__(
+        self, conn: IRawConnection, keys: Sequence[bytes], *, rng: Rng = os.urandom, on_refused: OnRefused | None = None
+    ) -> None:
+        if not keys or any(len(k) != KEY_BYTES for k in keys):
+            raise ValueError(f"private-network keys are {KEY_BYTES} bytes")
         self._conn = conn
-        self._key = key
         self._rng = rng
         self._on_refused = on_refused
         self.is_initiator = conn.is_initiator
+        self._read_keys = tuple(keys) if not conn.is_initiator else (keys[0],)
+        self._write_key: bytes | None = keys[0] if conn.is_initiator or len(keys) == 1 else None
+        self._nonce_out: bytes | None = None
         self._out: XSalsa20 | None = None
+        self._held: list[bytes] = []  # plaintext written before the write key is known
+        self._nonce_in = b""
         self._in: XSalsa20 | None = None
+        self._read_key: bytes | None = None
+        self._head = b""  # ciphertext read before the read key is known
+        self._pending = b""  # plaintext decrypted but not yet returned
         self._write_lock = trio.Lock()  # keystream order must be wire order
         self._expect = MULTISTREAM_HEADER  # what the peer's first plaintext bytes must be
+
+    @property
+    def key_index(self) -> int | None:
+        """Which of the keys the peer uses (0 = the network key), once known."""
+        return None if self._read_key is None else self._read_keys.index(self._read_key)
 
     async def _send_nonce(self) -> None:
         # Sent before our first read too: js-libp2p waits (1 s) for the other
         # side's nonce before it writes anything, and a py-libp2p listener reads first.
         async with self._write_lock:
-            if self._out is None:
-                nonce = self._rng(NONCE_BYTES)
-                self._out = XSalsa20(self._key, nonce)
-                await self._conn.write(nonce)
+            if self._nonce_out is None:
+                self._nonce_out = self._rng(NONCE_BYTES)
+                if self._write_key is not None:
+                    self._out = XSalsa20(self._write_key, self._nonce_out)
+                await self._conn.write(self._nonce_out)
 
     async def write(self, data: bytes) -> None:
-        if self._out is None:
+        if self._nonce_out is None:
             await self._send_nonce()
         async with self._write_lock:
-            assert self._out is not None
+            if self._out is None:
+                self._held.append(bytes(data))
+                return
             await self._conn.write(self._out.xor(bytes(data)))
 
     async def read(self, n: int | None = None) -> bytes:
-        if self._out is None:
+        if self._nonce_out is None:
             await self._send_nonce()
-        if self._in is None:
-            nonce = b""
-            while len(nonce) < NONCE_BYTES:
-                chunk = await self._conn.read(NONCE_BYTES - len(nonce))
-                if not chunk:
-                    await self._refuse(f"connection closed after {len(nonce)} of the {NONCE_BYTES} nonce bytes")
-                nonce += chunk
-                if nonce.startswith(MULTISTREAM_HEADER):  # a random nonce does so with probability 2**-160
-                    await self._refuse("the peer speaks libp2p without a private network (plaintext multistream-select)")
-            self._in = XSalsa20(self._key, nonce)
-        data = await self._conn.read(n)
-        if not data:
-            return b""
-        plain = self._in.xor(data)
-        if self._expect:
-            k = min(len(plain), len(self._expect))
-            if plain[:k] != self._expect[:k]:
-                await self._refuse(
-                    "the peer's bytes do not decrypt to libp2p: it uses another private-network key, "
-                    "py-libp2p's non-standard pnet, or no private network"
-                )
-            self._expect = self._expect[k:]
-        return plain
+        while len(self._nonce_in) < NONCE_BYTES:
+            chunk = await self._conn.read(NONCE_BYTES - len(self._nonce_in))
+            if not chunk:
+                await self._refuse(f"connection closed after {len(self._nonce_in)} of the {NONCE_BYTES} nonce bytes")
+            self._nonce_in += chunk
+            if self._nonce_in.startswith(MULTISTREAM_HEADER):  # a random nonce does so with probability 2**-160
+                await self._refuse("the peer speaks libp2p without a private network (plaintext multistream-select)")
+        while not self._pending:
+            data = await self._conn.read(n)
+            if not data:
+                return b""
+            if self._in is not None:
+                self._pending = self._in.xor(data)
+            else:
+                self._head += data
+                await self._choose_key()
+            if not self._first_bytes_ok():
+                await self._refuse(_MISMATCH)
+        k = len(self._pending) if n is None else min(n, len(self._pending))
+        out, self._pending = self._pending[:k], self._pending[k:]
+        return out
 
-    async def _refuse(self, reason: str) -> None:
+    async def _choose_key(self) -> None:
+        m = min(len(self._head), len(MULTISTREAM_HEADER))
+        fits = [k for k in self._read_keys if XSalsa20(k, self._nonce_in).xor(self._head[:m]) == MULTISTREAM_HEADER[:m]]
+        if not fits:
+            await self._refuse(_MISMATCH)
+        if len(fits) > 1:  # two keys agree so far (probability 2**-8 per byte): wait for more bytes
+            return
+        self._read_key = fits[0]
+        self._in = XSalsa20(self._read_key, self._nonce_in)
+        self._pending, self._head = self._in.xor(self._head), b""
+        if self._write_key is None:  # answer under the key the peer chose
+            async with self._write_lock:
+                self._write_key = self._read_key
+                if self._nonce_out is not None:
+                    self._out = XSalsa20(self._write_key, self._nonce_out)
+                    held, self._held = b"".join(self._held), []
+                    if held:
+                        await self._conn.write(self._out.xor(held))
+
+    def _first_bytes_ok(self) -> bool:
+        if self._expect and self._pending:
+            k = min(len(self._pending), len(self._expect))
+            if self._pending[:k] != self._expect[:k]:
+                return False
+            self._expect = self._expect[k:]
+        return True
+
+    async def _refuse(self, reason: str) -> NoReturn:
         remote = self.get_remote_address()
         if self._on_refused is not None:
             self._on_refused(f"{remote[0]}:{remote[1]}" if remote else "?", reason)
@@ -181,20 +239,32 @@ class PnetConn(IRawConnection):
 
 
 class PrivateNetwork:
-    """What a swarm's ``psk`` holds when our pnet is on: the key and who hears about refused connections."""
+    """What a swarm's ``psk`` holds when our pnet is on: the keys and who hears about refused connections.
 
-    def __init__(self, key: bytes, *, on_refused: OnRefused | None = None, rng: Rng = os.urandom) -> None:
-        if len(key) != KEY_BYTES:
+    ``key`` is the network's key (dialled with, accepted); ``also_accept``
+    are keys accepted from peers that dial with them (a rotation window).
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        also_accept: Sequence[bytes] = (),
+        on_refused: OnRefused | None = None,
+        rng: Rng = os.urandom,
+    ) -> None:
+        keys = (bytes(key), *(bytes(k) for k in also_accept if bytes(k) != bytes(key)))
+        if any(len(k) != KEY_BYTES for k in keys):
             raise ValueError(f"a private-network key is {KEY_BYTES} bytes")
-        self.key = bytes(key)
+        self.keys = keys
         self.on_refused = on_refused
         self.rng = rng
 
     def protect(self, conn: IRawConnection) -> PnetConn:
-        return PnetConn(conn, self.key, rng=self.rng, on_refused=self.on_refused)
+        return PnetConn(conn, self.keys, rng=self.rng, on_refused=self.on_refused)
 
     def __repr__(self) -> str:
-        return "PrivateNetwork(...)"  # never print the key
+        return f"PrivateNetwork({len(self.keys)} key(s))"  # never print a key
 
 
 # The swarm methods that wrap raw connections, each through the module-level

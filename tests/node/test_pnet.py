@@ -201,8 +201,8 @@ def test_the_wire_is_a_24_byte_nonce_then_the_xsalsa20_stream_of_the_writers_non
     async def main() -> None:
         with trio.fail_after(5):
             a_raw, b_raw = pair()
-            a = pnet.PnetConn(a_raw, FIRSTKEY, rng=lambda n: NONCE)
-            b = pnet.PnetConn(b_raw, FIRSTKEY)
+            a = pnet.PnetConn(a_raw, [FIRSTKEY], rng=lambda n: NONCE)
+            b = pnet.PnetConn(b_raw, [FIRSTKEY])
             message = pnet.MULTISTREAM_HEADER + bytes(43)
             await a.write(message[:5])
             await a.write(message[5:])
@@ -223,7 +223,7 @@ def test_a_listener_that_reads_first_sends_its_nonce_before_waiting() -> None:
     async def main() -> None:
         with trio.fail_after(5):
             a_raw, b_raw = pair()
-            b = pnet.PnetConn(b_raw, FIRSTKEY)
+            b = pnet.PnetConn(b_raw, [FIRSTKEY])
             async with trio.open_nursery() as n:
                 n.start_soon(b.read, 100)
                 nonce = await read_exactly(a_raw, 24)  # arrives while b is blocked reading
@@ -239,9 +239,9 @@ def test_a_peer_that_does_not_speak_our_private_network_is_cut_off_at_its_first_
         with trio.fail_after(5):
             a_raw, b_raw = pair()
             refused: list[tuple[str, str]] = []
-            b = pnet.PnetConn(b_raw, FIRSTKEY, on_refused=lambda addr, why: refused.append((addr, why)))
+            b = pnet.PnetConn(b_raw, [FIRSTKEY], on_refused=lambda addr, why: refused.append((addr, why)))
             if what == "another key":
-                await pnet.PnetConn(a_raw, os.urandom(32)).write(pnet.MULTISTREAM_HEADER)
+                await pnet.PnetConn(a_raw, [os.urandom(32)]).write(pnet.MULTISTREAM_HEADER)
             elif what == "no private network":
                 await a_raw.write(pnet.MULTISTREAM_HEADER + b"\x07/noise\n")
             else:
@@ -250,6 +250,43 @@ def test_a_peer_that_does_not_speak_our_private_network_is_cut_off_at_its_first_
                 await b.read(1000)
             assert b_raw.closed
             assert refused and refused[0][0] == "192.0.2.7:4001"
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize(("dialler_key", "index"), [("new", 0), ("old", 1)])
+def test_during_a_rotation_a_node_accepts_both_keys_and_answers_under_the_one_the_peer_used(dialler_key: str, index: int) -> None:
+    """A listener writes first (py-libp2p's multistream listener does): its bytes wait until the peer's key is known."""
+    new, old = os.urandom(32), os.urandom(32)
+
+    async def main() -> None:
+        with trio.fail_after(5):
+            a_raw, b_raw = pair()
+            dialler = pnet.PnetConn(a_raw, [new if dialler_key == "new" else old])  # one key, as go- or js-libp2p
+            listener = pnet.PnetConn(b_raw, [new, old])
+            await listener.write(pnet.MULTISTREAM_HEADER + b"L")
+            assert len(b_raw.sent) == 24  # its nonce only: its bytes wait until it knows the dialler's key
+            await dialler.write(pnet.MULTISTREAM_HEADER + b"D")
+            assert await read_exactly(listener, 21) == pnet.MULTISTREAM_HEADER + b"D"
+            assert listener.key_index == index
+            assert await read_exactly(dialler, 21) == pnet.MULTISTREAM_HEADER + b"L"
+
+    trio.run(main)
+
+
+def test_a_node_dials_with_its_network_key_and_refuses_keys_it_was_not_given() -> None:
+    new, old = os.urandom(32), os.urandom(32)
+
+    async def main() -> None:
+        with trio.fail_after(5):
+            a_raw, b_raw = pair()
+            dialler = pnet.PnetConn(a_raw, [new, old])
+            await dialler.write(pnet.MULTISTREAM_HEADER)
+            assert await read_exactly(pnet.PnetConn(b_raw, [new]), 20) == pnet.MULTISTREAM_HEADER  # the first key
+            a_raw, b_raw = pair()
+            await pnet.PnetConn(a_raw, [os.urandom(32)]).write(pnet.MULTISTREAM_HEADER)
+            with pytest.raises(pnet.PnetMismatchError):
+                await pnet.PnetConn(b_raw, [new, old]).read(100)
 
     trio.run(main)
 
@@ -369,6 +406,31 @@ def test_same_key_connects_and_every_other_peer_is_refused_within_a_second() -> 
                 await library.close()  # type: ignore[attr-defined]
                 assert a.connected_peers() == {keys[1].peer_id}
                 print(f"pnet refusal: first attempt refused after {first} s; host.connect() gave up after {total} s")
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_key_rotation_keeps_old_key_and_new_key_nodes_connected_to_a_node_holding_both() -> None:
+    keys = [NodeKey(secrets.token_bytes(32)) for _ in range(3)]
+    members = {k.peer_id for k in keys}
+    ports = [free_port() for _ in keys]
+    addrs = {k.peer_id: [f"/ip4/127.0.0.1/tcp/{p}"] for k, p in zip(keys, ports, strict=True)}
+    new, old = os.urandom(32), os.urandom(32)
+    # mid-rotation: one node already dials with the new key and still accepts the old one
+    both = p2p_overlay(keys[0], ports[0], members=members, targets=addrs, psk=new, psk_also_accept=(old,))
+    old_only = p2p_overlay(keys[1], ports[1], members=members, targets=addrs, psk=old)
+    new_only = p2p_overlay(keys[2], ports[2], members=members, targets=addrs, psk=new)
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as n:
+                for ov in (both, old_only, new_only):
+                    await n.start(ov.run)
+                await wait_until(lambda: both.connected_peers() == {keys[1].peer_id, keys[2].peer_id}, timeout=30)
+                assert keys[2].peer_id not in old_only.connected_peers()  # never given the new key: not on the network
                 n.cancel_scope.cancel()
 
     trio.run(main)
