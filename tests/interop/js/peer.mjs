@@ -136,7 +136,8 @@ async function main () {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(a.psk ? { connectionProtector: preSharedKey({ psk: readFileSync(a.psk) }) } : {}),
-    services: { identify: identify(), ping: ping() }
+    // identify runs once, by exchange(): on its own on connection open it races ours (1 outbound stream allowed)
+    services: { identify: identify({ runOnConnectionOpen: false }), ping: ping() }
   })
   say('started', { peer: node.peerId.toString(), listen: node.getMultiaddrs().map(String), pnet: Boolean(a.psk) })
   let connection
