@@ -29,7 +29,7 @@ import pytest
 from identity.keys import load_node_key
 from node.p2p import agent_version
 from protocol.messages import SyncRequest
-from tests.procs import Daemon, provision, running, wait_for
+from tests.procs import Daemon, invoke, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
 JS = Path(__file__).resolve().parent / "js"
@@ -161,3 +161,28 @@ def test_outside_the_directory_the_js_peer_is_cut_off_after_the_handshake(net: N
     outsider = events["started"]["peer"]
     wait_for(lambda: node_log_has(net, "peer.refused", peer=outsider[:16], reason="not a node of the directory"), 10, "cut off")
     print(f"outsider cut off at stage {events['refused']['stage']!r}: {events['refused']['error']} ({took:.2f} s)")
+
+
+def test_mid_rotation_a_node_accepts_the_js_peer_with_the_old_key_and_with_the_new(tmp_path: Path) -> None:
+    """Step 2 of the rotation in docs/operations.md: the node dials with the new key, still accepts the old one."""
+    reason = js_unavailable()
+    if reason is not None:
+        print(f"SKIP js-libp2p interop: {reason}")
+        pytest.skip(reason)
+    homes = provision(tmp_path, {"g22": [G22], "js": [H01]}, psk=True)
+    old = tmp_path / "auth" / "swarm.key"
+    new = tmp_path / "auth" / "swarm.new.key"
+    invoke("authority", "psk", "--out", str(new))
+    shutil.copy(new, homes["g22"] / "swarm.new.key")
+    cfg = homes["g22"] / "config.toml"
+    text = cfg.read_text()
+    assert 'psk_file = "swarm.key"' in text and "psk_also_accept = []" in text
+    text = text.replace('psk_file = "swarm.key"', 'psk_file = "swarm.new.key"')
+    cfg.write_text(text.replace("psk_also_accept = []", 'psk_also_accept = ["swarm.key"]'))
+    seed = load_node_key(homes["js"] / "node.key").seed.hex()
+    node_peer = load_node_key(homes["g22"] / "node.key").peer_id
+    addr = tomllib.loads(cfg.read_text())["node"]["listen"][0] + f"/p2p/{node_peer}"
+    with running({"g22": homes["g22"]}):
+        for key in (old, new):
+            rc, events, _ = run_js("--dial", addr, "--psk", str(key), seed=seed)
+            assert rc == 0 and "done" in events and events["sync"]["response"]["serial"] == 1, (key.name, events)
