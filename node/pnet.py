@@ -169,8 +169,8 @@ class PnetConn(IRawConnection):
             await self._send_nonce()
         while len(self._nonce_in) < NONCE_BYTES:
             chunk = await self._conn.read(NONCE_BYTES - len(self._nonce_in))
-            if not chunk:
-                await self._refuse(f"connection closed after {len(self._nonce_in)} of the {NONCE_BYTES} nonce bytes")
+            if not chunk:  # closed before its nonce (a port probe, a cancelled dial): not a refusal
+                return b""
             self._nonce_in += chunk
             if self._nonce_in.startswith(MULTISTREAM_HEADER):  # a random nonce does so with probability 2**-160
                 await self._refuse("the peer speaks libp2p without a private network (plaintext multistream-select)")

@@ -233,6 +233,19 @@ def test_a_listener_that_reads_first_sends_its_nonce_before_waiting() -> None:
     trio.run(main)
 
 
+def test_a_peer_that_closes_before_its_nonce_is_an_end_of_stream_not_a_refusal() -> None:
+    async def main() -> None:
+        with trio.fail_after(5):
+            a_raw, b_raw = pair()
+            refused: list[str] = []
+            b = pnet.PnetConn(b_raw, [FIRSTKEY], on_refused=lambda addr, why: refused.append(why))
+            await a_raw.write(NONCE[:10])
+            await a_raw.close()  # a port probe, a dial cancelled mid-way
+            assert await b.read(100) == b"" and not refused
+
+    trio.run(main)
+
+
 @pytest.mark.parametrize("what", ["another key", "no private network", "py-libp2p's own pnet"])
 def test_a_peer_that_does_not_speak_our_private_network_is_cut_off_at_its_first_bytes(what: str) -> None:
     async def main() -> None:
