@@ -240,7 +240,7 @@ def test_a_peer_that_closes_before_its_nonce_is_an_end_of_stream_not_a_refusal()
             refused: list[str] = []
             b = pnet.PnetConn(b_raw, [FIRSTKEY], on_refused=lambda addr, why: refused.append(why))
             await a_raw.write(NONCE[:10])
-            await a_raw.close()  # a port probe, a dial cancelled mid-way
+            await a_raw.stream.send_stream.aclose()  # type: ignore[attr-defined]  # a port probe, a dial cancelled mid-way
             assert await b.read(100) == b"" and not refused
 
     trio.run(main)
