@@ -531,6 +531,14 @@ def info(ctx: Ctx, home: Path | None, as_json: bool) -> None:
         f"{expiry} until {output.when(d['valid_until'])}"
     )
     click.echo(f"uptime    {output.age(i['uptime_s'])}, {i['peers_connected']} peers connected")
+    pnet = i.get("private_network", "off")  # a node older than this CLI does not say
+    if pnet == "off":
+        click.echo(
+            "WARNING   no private network (psk_file): anyone who reaches the overlay port can connect and run the "
+            "handshake; only directory members get further (docs/operations.md, Private network)"
+        )
+    else:
+        click.echo(f"overlay   private network on ({'key file' if pnet == 'psk_file' else 'inline psk in config.toml'})")
     click.echo(f"store     {output.size(i['store_bytes'])} at {i['store_path']}")
     click.echo(f"queues    {i['pending_deliveries']} pending deliveries, {i['awaiting_blocks']} documents still arriving")
 

@@ -18,6 +18,7 @@ from identity.provision import (
     load_authority,
     now_ms,
 )
+from identity.psk import generate_psk, save_psk_file
 from protocol import ipc
 from protocol.agency import AgencyCode, parse_agency_list
 from protocol.envelope import check_network
@@ -54,6 +55,22 @@ def register(cli: click.Group) -> None:
             f"  {secret}  (secret, 0600: keep it offline)\n  {public}  (give it to every node)"
         )
 
+    @authority.command("psk")
+    @click.option(
+        "--out",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Key file to create, e.g. /secure/auth/swarm.key (never overwritten).",
+    )
+    def authority_psk(out: Path) -> None:
+        """Create the network's private-network key (libp2p PSK v1 file, 0600): give it to every node (truc init --psk-file)."""
+        save_psk_file(out, generate_psk(os.urandom))
+        click.echo(
+            f"{out}: private-network key (libp2p PSK v1, secret, 0600)\n"
+            f"  give it to every node operator over a confidential channel: truc init ... --psk-file {out.name}\n"
+            "  any libp2p implementation reads this file (go-libp2p swarm.key, js-libp2p @libp2p/pnet)"
+        )
+
     @cli.command()
     @click.option(
         "--home", required=True, type=click.Path(file_okay=False, path_type=Path), envvar="TRUC_HOME", help="New node home."
@@ -79,6 +96,11 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock)."
     )
+    @click.option(
+        "--psk-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The network's private-network key file (truc authority psk); copied into the home as swarm.key.",
+    )
     def init(
         home: Path,
         codes: tuple[str, ...],
@@ -88,11 +110,12 @@ def register(cli: click.Group) -> None:
         announce: tuple[str, ...],
         bootstrap: tuple[str, ...],
         ipc_socket: str,
+        psk_file: Path | None,
     ) -> None:
-        """Create a node home: node key, agency keys, config.toml, join-request.cbor."""
+        """Create a node home: node key, agency keys, config.toml, join-request.cbor (and swarm.key with --psk-file)."""
         code_list = [AgencyCode.parse(c) for c in codes]
         peer_id, addrs = create_node_home(
-            home, code_list, _names(names), authority_pub, listen, announce, bootstrap, ipc_socket=ipc_socket
+            home, code_list, _names(names), authority_pub, listen, announce, bootstrap, ipc_socket=ipc_socket, psk_file=psk_file
         )
         click.echo(peer_id)
         click.echo(
@@ -101,6 +124,12 @@ def register(cli: click.Group) -> None:
             f"put the directory it returns at {home / 'directory.cbor'}, then: truc run --home {home}",
             err=True,
         )
+        if psk_file is None:
+            click.echo(
+                "note: no private-network key (--psk-file): anyone who reaches the port can attempt a connection; "
+                "only directory members are let in after the Noise handshake",
+                err=True,
+            )
         if not addrs:
             click.echo(
                 "note: the join request lists no address (listening on 0.0.0.0); pass --announce /ip4/<your ip>/tcp/4001",

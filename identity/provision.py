@@ -44,9 +44,11 @@ from .keys import (
     save_node_key,
     write_toml_file,
 )
+from .psk import load_psk_file, save_psk_file
 
 DAY_MS = 86_400_000
 DEFAULT_NETWORK = "truc"
+PSK_FILE_NAME = "swarm.key"  # a node home's copy of the network's private-network key (go-libp2p's name for it)
 
 
 def now_ms() -> int:
@@ -138,21 +140,34 @@ def create_node_home(
     bootstrap: tuple[str, ...] = (),
     *,
     ipc_socket: str = "truc.sock",
+    psk_file: Path | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """Create a node home (what ``truc init`` does); returns the peer id and the addresses it announces.
 
-    Raises ConfigError if ``home`` already holds a node, KeyFileError for a bad authority file.
+    ``psk_file``: the network's private-network key file, copied to
+    ``home/swarm.key`` (0600) and named in the config.
+    Raises ConfigError if ``home`` already holds a node, KeyFileError for a bad authority or key file.
     """
     pub = load_authority_public(authority_pub)
     network = pub.network or DEFAULT_NETWORK
     if (home / "config.toml").exists():
         raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
-    cfg = NodeConfig(network=network, codes=tuple(codes), listen=tuple(listen), bootstrap=tuple(bootstrap), ipc_socket=ipc_socket)
+    psk = load_psk_file(psk_file) if psk_file is not None else None
+    cfg = NodeConfig(
+        network=network,
+        codes=tuple(codes),
+        listen=tuple(listen),
+        bootstrap=tuple(bootstrap),
+        ipc_socket=ipc_socket,
+        psk_file=PSK_FILE_NAME if psk is not None else "",
+    )
     parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o750)
     node_key = NodeKey(os.urandom(32))
     save_node_key(home / "node.key", node_key)
+    if psk is not None:
+        save_psk_file(home / PSK_FILE_NAME, psk)
     agencies = []
     for code in cfg.codes:
         keys = AgencyKeys.generate(code, os.urandom)

@@ -32,6 +32,7 @@ import trio
 
 from identity.directory import Directory, apply_link, load_directory_file
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, load_agency_keys, load_authority_public, load_node_key
+from identity.psk import configured_psk, load_psk_file
 from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
@@ -166,7 +167,8 @@ async def run_node(
             targets=targets,
             log=log,
             metrics=metrics,
-            psk=cfg.psk,
+            psk=configured_psk(cfg.psk, home.path(cfg.psk_file) if cfg.psk_file else None),
+            psk_also_accept=[load_psk_file(home.path(p)) for p in cfg.psk_also_accept],
             bootstrap=cfg.bootstrap,
         )
         engine = Engine(

@@ -14,7 +14,7 @@ tests/node/test_p2p.py:
 6. gossipsub v1.1 only (v1.2 IDONTWANT doubles CPU);
 7. one connection per peer (avoids a 250 ms connect delay);
 8. RPC size 4 MiB; our gossip batches stay under 3 MiB, blocks go over request/response;
-9. PSK length checked before start (a wrong key otherwise fails only after ~30 s);
+9. (was: PSK length checked before start) superseded by 17;
 10. metrics off (its exporter binds 0.0.0.0 and stalls without a consumer);
 11. shutdown closes the host and stops the seen-cache thread (else ports and threads leak);
 12. ``StreamEOF`` and friends never escape: every library error becomes ``OverlayError``;
@@ -33,7 +33,17 @@ tests/node/test_p2p.py:
     with no connection under it: requests fail and it is never redialled (the
     95-process full mesh stalled at 87-94 of 94 peers that way). Who is
     connected is therefore read from the swarm's live connection table, on
-    every notification and every second.
+    every notification and every second;
+17. the library's pnet is not the specification's (Salsa20 with an 8-byte nonce
+    instead of XSalsa20 with 24): node/pnet.py replaces the protector, checks the
+    first decrypted bytes so a wrong key is refused at once, and the library's
+    ``psk`` argument is never used;
+18. identify's agent version is ours (``truc/<version> (py-libp2p/<version>)``),
+    set on the library's module constant, checked to still be the one it sends;
+19. the swarm keeps a 60 s "negative cache" of peers whose every address failed
+    and refuses to dial them meanwhile: a node that was down (or a peer not yet
+    listening) stayed unreachable for a minute after it came back, whatever our
+    1 s … 60 s backoff said. Our dialer lifts that block before each of its dials.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -46,7 +56,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
+import libp2p.identity.identify.identify as identify_module
 import libp2p.pubsub.rpc_queue as rpc_queue
 import multiaddr
 import trio
@@ -69,8 +81,8 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from identity.keys import NodeKey
-from protocol.errors import ConfigError
 
+from . import pnet
 from .log import Log
 from .metrics import Metrics
 from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, TopicValidator
@@ -89,12 +101,31 @@ Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (witho
 Membership = Callable[[str], bool]
 
 
-def check_psk(psk: str) -> str | None:
-    if not psk:
-        return None
-    if len(psk) != 64 or any(ch not in "0123456789abcdef" for ch in psk):
-        raise ConfigError("psk: a private-network key is 64 lower-case hex digits (32 bytes)")
-    return psk
+def agent_version() -> str:
+    """What identify tells peers we run: ``truc/<version> (py-libp2p/<version>)``."""
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:  # a source tree without install
+            return "0+unknown"
+
+    return f"truc/{of('truc')} (py-libp2p/{of('libp2p')})"
+
+
+def _set_agent_version() -> None:  # 18
+    build = getattr(identify_module, "_mk_identify_protobuf", None)
+    code = getattr(build, "__code__", None)
+    if (
+        not isinstance(getattr(identify_module, "AGENT_VERSION", None), str)
+        or code is None
+        or "AGENT_VERSION" not in code.co_names
+    ):
+        raise RuntimeError(
+            "py-libp2p changed: identify no longer sends libp2p.identity.identify.identify.AGENT_VERSION; "
+            "the agent-version setting in node/p2p.py (docs/overlay.md, pitfall 18) needs review"
+        )
+    identify_module.AGENT_VERSION = agent_version()
 
 
 class _Notifee(INotifee):
@@ -130,9 +161,12 @@ class P2POverlay:
         targets: Targets,
         log: Log,
         metrics: Metrics,
-        psk: str = "",
+        psk: bytes | None = None,
+        psk_also_accept: Sequence[bytes] = (),
         bootstrap: Sequence[str] = (),
     ) -> None:
+        """``psk``: the network's 32-byte pre-shared key (libp2p private network), or None for none;
+        ``psk_also_accept``: keys also accepted from peers that dial with them (a key rotation)."""
         self.key = key
         self.listen = [multiaddr.Multiaddr(a) for a in listen]
         self.is_member = is_member
@@ -152,16 +186,29 @@ class P2POverlay:
                 low_watermark=0,
                 min_connections=0,
             ),
-            psk=check_psk(psk),  # 9
+            psk=None,  # 17: never the library's pnet
             enable_metrics=False,  # 10
         )
         self._id = self.host.get_id()
+        _set_agent_version()  # 18
+        pnet.install()  # 17: checked at every start, so a library update that moved it fails here
+        if psk is not None:
+            swarm = self.host.get_network()
+            if getattr(swarm, "psk", "missing") is not None:
+                raise RuntimeError("py-libp2p changed: the swarm has no psk attribute (docs/overlay.md, pitfall 17)")
+            swarm.psk = pnet.PrivateNetwork(  # type: ignore[attr-defined]
+                psk, also_accept=psk_also_accept, on_refused=self._pnet_refused
+            )
+        elif psk_also_accept:
+            raise ValueError("keys to also accept, but no private-network key")
 
         async def no_auto_connect() -> None:  # 14
             return None
 
         swarm = self.host.get_network()
         swarm.auto_connector.maybe_connect = no_auto_connect  # type: ignore[attr-defined]
+        if not callable(getattr(swarm, "unblock_peer", None)):  # 19
+            raise RuntimeError("py-libp2p changed: Swarm.unblock_peer is gone (docs/overlay.md, pitfall 19)")
         # The membership gate, at the earliest point where the remote peer id is
         # authenticated (after the Noise handshake) and before the connection is
         # registered: no stream, identify or gossip ever runs with an outsider.
@@ -336,6 +383,10 @@ class P2POverlay:
 
     # --- connections ---------------------------------------------------------------------
 
+    def _pnet_refused(self, remote: str, reason: str) -> None:
+        self.metrics.inc("connections_refused", reason="private_network")
+        self.log.warning("peer.refused", address=remote, reason=reason)
+
     def _spawn(self, fn: Callable[..., object], *args: object) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
@@ -407,6 +458,7 @@ class P2POverlay:
     async def _dial(self, peer: str, addrs: list[str]) -> None:
         try:
             info = PeerInfo(ID.from_base58(peer), [multiaddr.Multiaddr(a) for a in addrs])
+            self.host.get_network().unblock_peer(info.peer_id)  # type: ignore[attr-defined]  # 19: our backoff decides
             with trio.fail_after(DIAL_TIMEOUT_S):
                 await self.host.connect(info)
             self._next_dial.pop(peer, None)

@@ -48,6 +48,8 @@ def info(e: Engine) -> dict[str, Any]:
         "started_at": e.started_at,
         "uptime_s": (now - e.started_at) // 1000,
         "peers_connected": len(e.overlay.connected_peers()),
+        # how the overlay port is protected: "psk_file", "psk" (the older inline key) or "off" (no private network)
+        "private_network": "psk_file" if e.config.psk_file else "psk" if e.config.psk else "off",
         "store_bytes": e.store.disk_bytes(),
         "store_path": str(e.store.path),
         "shards": sorted(e.interested_shards()),

@@ -72,7 +72,9 @@ class NodeConfig:
     log_level: str = "info"
     log_format: str = "auto"
     metrics_listen: str = ""
-    psk: str = ""
+    psk: str = ""  # deprecated: the network key as 64 hex digits inline (before psk_file)
+    psk_file: str = ""  # the network's libp2p PSK v1 key file (identity/psk.py); empty with psk empty = no private network
+    psk_also_accept: tuple[str, ...] = ()  # key files also accepted from peers dialling with them (a key rotation)
     max_document_mb: float = 200.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     relay_shards: tuple[str, ...] | None = None  # None = every shard in the directory
@@ -95,7 +97,7 @@ class NodeConfig:
 _SECTIONS: dict[str, set[str]] = {
     "node": {
         "network", "codes", "listen", "bootstrap", "authority", "directory", "ipc_socket",
-        "store", "log_level", "log_format", "metrics_listen", "psk",
+        "store", "log_level", "log_format", "metrics_listen", "psk", "psk_file", "psk_also_accept",
     },
     "limits": {"max_document_mb"},
     "retry": {"initial_s", "cap_s", "jitter", "receipt_timeout_s", "give_up_days"},
@@ -212,6 +214,12 @@ def parse_config(text: str, source: str) -> NodeConfig:
     psk = r.text("node", "psk", "")
     if psk and not re.fullmatch(r"[0-9a-f]{64}", psk):
         raise r.fail("node", "psk", "a private-network key is 64 lower-case hex digits (32 bytes); leave empty to disable")
+    psk_file = r.text("node", "psk_file", "")
+    if psk and psk_file:
+        raise r.fail("node", "psk", "set psk_file or psk, not both (psk is the older inline form of the key)")
+    psk_also_accept = r.texts("node", "psk_also_accept", ())
+    if psk_also_accept and not (psk or psk_file):
+        raise r.fail("node", "psk_also_accept", "keys to also accept need the network's own key in psk_file")
     metrics = r.text("node", "metrics_listen", "")
     if metrics:
         try:
@@ -242,6 +250,8 @@ def parse_config(text: str, source: str) -> NodeConfig:
         log_format=r.text("node", "log_format", "auto", choices=("auto", "json", "text")),
         metrics_listen=metrics,
         psk=psk,
+        psk_file=psk_file,
+        psk_also_accept=psk_also_accept,
         max_document_mb=r.number("limits", "max_document_mb", 200.0, lo=0.0, hi=4096.0, strict_lo=True),
         retry=retry,
         relay_shards=relay_shards,
@@ -309,6 +319,11 @@ def _list(vs: tuple[str, ...]) -> str:
 def render_config(c: NodeConfig) -> str:
     """The text of a config file equal to ``c``, commented for operators."""
     shards = '"all"' if c.relay_shards is None else _list(c.relay_shards)
+    psk = (
+        f"psk = {_q(c.psk)}                    # deprecated inline form of the same key (64 hex); prefer psk_file\n"
+        if c.psk
+        else ""
+    )
     return f"""# Trục node configuration. Paths are relative to this file's directory.
 # Every key is optional except network and codes; shown values are the defaults
 # unless `truc init` set them.
@@ -325,8 +340,10 @@ store = {_q(c.store)}                # LevelDB store directory
 log_level = {_q(c.log_level)}        # debug, info, warning, error
 log_format = {_q(c.log_format)}      # auto (text on a terminal, JSON otherwise), json, text
 metrics_listen = {_q(c.metrics_listen)}   # Prometheus /metrics, e.g. "127.0.0.1:9464"; empty = off
-psk = {_q(c.psk)}                    # optional private-network key (64 hex), same on every node
-
+psk_file = {_q(c.psk_file)}          # the network's private-network key file (libp2p PSK v1, 0600; docs/operations.md)
+                                     # empty: no private network, anyone reaching the port may try (members only after Noise)
+psk_also_accept = {_list(c.psk_also_accept)}   # during a key rotation: older or newer key files also accepted from peers
+{psk}
 [limits]
 max_document_mb = {c.max_document_mb:g}    # larger documents are refused at submit and on receipt
 

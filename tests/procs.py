@@ -25,11 +25,21 @@ def invoke(*args: str) -> str:
 
 
 def provision(
-    tmp: Path, nodes: dict[str, list[str]], *, network: str = "truc-test", tune: dict[str, str] | None = None
+    tmp: Path,
+    nodes: dict[str, list[str]],
+    *,
+    network: str = "truc-test",
+    tune: dict[str, str] | None = None,
+    psk: bool = False,
 ) -> dict[str, Path]:
-    """Authority, node homes and a directory made with `truc authority init`, `truc init`, `truc directory add`."""
+    """Authority, node homes and a directory made with `truc authority init`, `truc init`, `truc directory add`.
+
+    ``psk``: a private network, with `truc authority psk` and `truc init --psk-file` (the key is ``tmp/auth/swarm.key``).
+    """
     auth = tmp / "auth"
     invoke("authority", "init", "--out", str(auth), "--network", network)
+    if psk:
+        invoke("authority", "psk", "--out", str(auth / "swarm.key"))
     homes = {}
     for name, codes in nodes.items():
         home = tmp / name
@@ -44,6 +54,8 @@ def provision(
         ]
         for c in codes:
             args += ["--code", c]
+        if psk:
+            args += ["--psk-file", str(auth / "swarm.key")]
         invoke(*args)
         cfg = home / "config.toml"
         text = cfg.read_text()

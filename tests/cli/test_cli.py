@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from cli.main import Ctx, cli
 from tests.procs import ROOT, Daemon, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,8 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
-    homes = provision(tmp_path_factory.mktemp("cli"), {"g22": [G22], "h01": [H01], "h29": [H29]})
+    # On a private network made by the operators' commands (truc authority psk, truc init --psk-file).
+    homes = provision(tmp_path_factory.mktemp("cli"), {"g22": [G22], "h01": [H01], "h29": [H29]}, psk=True)
     with running(homes) as daemons:
         yield daemons
 
@@ -104,7 +105,9 @@ def test_peers_queues_info_stats_directory(nodes: dict[str, Daemon]) -> None:
         assert {"recipient", "pending", "oldest_age_s", "last_error"} <= q.keys()
     info = as_json("info", "--home", g)
     assert info["codes"] == [G22] and info["directory"]["serial"] == 1 and ISO.match(info["directory"]["valid_until"])
-    assert "Văn phòng Chính phủ" in truc("info", "--home", g).output
+    assert info["private_network"] == "psk_file"
+    text = truc("info", "--home", g).output
+    assert "Văn phòng Chính phủ" in text and "private network on (key file)" in text and "WARNING" not in text
     stats = as_json("stats", "--home", g, "--since", "2020-01-01")
     assert {"sent", "received", "statuses", "deliveries"} <= stats.keys()
     lookup = as_json("directory", "lookup", "--home", g, "H01")
@@ -125,6 +128,28 @@ def test_user_errors_are_one_line_with_exit_codes(nodes: dict[str, Daemon], tmp_
         r = truc(*args, ok=False)
         assert r.exit_code == code, (args, r.output)
         assert text in r.output and "Traceback" not in r.output
+
+
+def test_info_warns_when_the_overlay_has_no_private_network(nodes: dict[str, Daemon]) -> None:
+    class Client:
+        def call(self, method: str, **params: Any) -> Any:
+            assert method == "node.info"
+            with nodes["g22"].client() as real:
+                return {**real.call("node.info"), "private_network": "off"}
+
+    out = CliRunner().invoke(cli, ["info"], obj=Ctx(Path("unused"), Client())).output  # type: ignore[arg-type]
+    assert "WARNING   no private network (psk_file): anyone who reaches the overlay port can connect" in out
+
+
+def test_the_private_network_key_is_made_by_the_authority_and_copied_into_each_home(nodes: dict[str, Daemon]) -> None:
+    shared = nodes["g22"].home.parent / "auth" / "swarm.key"
+    for daemon in nodes.values():
+        copy = daemon.home / "swarm.key"
+        assert copy.read_text() == shared.read_text() and copy.stat().st_mode & 0o777 == 0o600
+        assert 'psk_file = "swarm.key"' in (daemon.home / "config.toml").read_text()
+    assert shared.read_text().startswith("/key/swarm/psk/1.0.0/\n/base16/\n") and shared.stat().st_mode & 0o777 == 0o600
+    again = truc("authority", "psk", "--out", str(shared), ok=False)
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output
 
 
 def test_no_node_running_is_exit_3_in_one_line(tmp_path: Path) -> None:

@@ -38,7 +38,15 @@ def cluster(tmp: Path, nodes: dict[str, list[str]] | None = None, **kw: Any) -> 
     return Cluster(tmp, nodes, **kw)
 
 
-def p2p_overlay(key: NodeKey, port: int, *, members: set[str], targets: dict[str, list[str]], psk: str = "") -> P2POverlay:
+def p2p_overlay(
+    key: NodeKey,
+    port: int,
+    *,
+    members: set[str],
+    targets: dict[str, list[str]],
+    psk: bytes | None = None,
+    psk_also_accept: tuple[bytes, ...] = (),
+) -> P2POverlay:
     """A bare real overlay on 127.0.0.1:``port`` (no engine), for tests of the libp2p adapter itself."""
     return P2POverlay(
         key=key,
@@ -48,6 +56,7 @@ def p2p_overlay(key: NodeKey, port: int, *, members: set[str], targets: dict[str
         log=NullLog(),
         metrics=Metrics(),
         psk=psk,
+        psk_also_accept=psk_also_accept,
     )
 
 

@@ -15,6 +15,7 @@ def test_rendered_config_parses_back_to_the_same_value() -> None:
     for cfg in (
         BASE,
         dataclasses.replace(BASE, relay_shards=("G22", "H29"), psk="ab" * 32, metrics_listen="127.0.0.1:9464", direct_push=False),
+        dataclasses.replace(BASE, psk_file="swarm.key", psk_also_accept=("swarm.old.key",)),
         dataclasses.replace(BASE, retry=RetryPolicy(initial_s=0.5, cap_s=10, jitter=0, receipt_timeout_s=60, give_up_days=2)),
     ):
         assert parse_config(render_config(cfg), "config.toml") == cfg
@@ -34,6 +35,11 @@ def test_minimal_config() -> None:
         ("[node]\nnetwork = 'N!'\ncodes = ['G22']\n", "[node] network:"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\nlisten = ['tcp://x']\n", "[node] listen: 'tcp://x': expected a TCP multiaddr"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\npsk = 'abc'\n", "[node] psk: a private-network key is 64"),
+        (
+            f"[node]\nnetwork = 'n'\ncodes = ['G22']\npsk = '{'ab' * 32}'\npsk_file = 'swarm.key'\n",
+            "[node] psk: set psk_file or psk, not both",
+        ),
+        ("[node]\nnetwork = 'n'\ncodes = ['G22']\npsk_also_accept = ['old.key']\n", "[node] psk_also_accept: keys to also"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\ncolour = 1\n", "[node] colour: unknown key"),
         ("[nodes]\nnetwork = 'n'\n", "unknown section [nodes]"),
         ("[node]\nnetwork = 'n'\ncodes = ['G22']\n[retry]\ncap_s = 'soon'\n", "[retry] cap_s: expected a number, got 'soon'"),
