@@ -22,9 +22,13 @@ hardened: any DOCTYPE is refused at its first byte (so no entity can be
 declared: no billion laughs, no quadratic blowup, no external entity), entity
 declarations are refused again in case, parameter entities are never parsed,
 and no external-entity handler exists (expat itself does no I/O). Character
-data is delivered in pieces (``buffer_text`` flushes at ``TEXT_BUFFER_CHARS``
-and at the end of every ``feed``), so a 134 MB base64 text node is never
-concatenated: each piece is decoded and handed on.
+data is delivered in pieces, never as one string: pyexpat hands expat at
+most 1 MiB of a ``feed`` at a time, and ``buffer_text`` joins expat's
+fragments only up to ``TEXT_BUFFER_CHARS`` (64 Ki, below malloc's mmap
+threshold, which measured faster than larger buffers) and flushes at the end
+of every ``feed``. So a 134 MB base64 text node is decoded piece by piece
+(at most 768 KiB decoded at a time) and handed on. Feed pieces of 64 KiB or
+so: that is the fastest size measured (docs/edxml.md).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from .model import AttachmentInfo, FieldWarning, Kind, Package, guess_media_type
 from .tree import EDXML_NS, KNOWN_NAMES, Attr, Element
 from .zipstream import AttachmentDecoder
 
-TEXT_BUFFER_CHARS = 1 << 20
+TEXT_BUFFER_CHARS = 1 << 16
 _WS = b" \t\r\n"
 
 
@@ -94,7 +98,12 @@ Event = HeaderRead | AttachmentStarted | AttachmentData | AttachmentEnded | Pack
 
 
 class _Base64:
-    """Incremental strict base64: whitespace ignored, anything else outside the alphabet refused."""
+    """Incremental strict base64: whitespace ignored, anything else outside the alphabet refused.
+
+    Pieces are decoded through memoryviews: the only copy of a piece is its
+    str -> bytes encoding (the 1-3 characters that straddle two pieces are
+    decoded on their own).
+    """
 
     __slots__ = ("_carry", "_done", "padded_tail")
 
@@ -103,22 +112,33 @@ class _Base64:
         self._done = False
         self.padded_tail = True
 
-    def feed(self, text: str) -> bytes:
+    def feed(self, text: str) -> list[bytes]:
         try:
             raw = text.encode("ascii")
         except UnicodeEncodeError:
             raise EdxmlBase64Error("a non-ASCII character") from None
         if b"\n" in raw or b"\r" in raw or b" " in raw or b"\t" in raw:
             raw = raw.translate(None, _WS)
+        view = memoryview(raw)
+        out: list[bytes] = []
         if self._carry:
-            raw = self._carry + raw
-        n = len(raw) & ~3
-        self._carry = raw[n:]
-        if not n:
-            return b""
+            need = 4 - len(self._carry)
+            if len(view) < need:
+                self._carry += raw
+                return out
+            out.append(self._decode(self._carry + bytes(view[:need])))
+            view = view[need:]
+            self._carry = b""
+        n = len(view) & ~3
+        if n:
+            out.append(self._decode(view[:n]))
+        if n < len(view):
+            self._carry = bytes(view[n:])
+        return out
+
+    def _decode(self, block: bytes | memoryview) -> bytes:
         if self._done:
             raise EdxmlBase64Error("data after the padding")
-        block = raw[:n] if n != len(raw) else raw
         try:
             out = binascii.a2b_base64(block, strict_mode=True)
         except binascii.Error as exc:
@@ -135,10 +155,7 @@ class _Base64:
             raise EdxmlBase64Error("its length is not a multiple of 4")
         # Padding left out (2 or 3 characters): lenient, with a warning.
         self.padded_tail = False
-        try:
-            return binascii.a2b_base64(carry + b"=" * (4 - len(carry)), strict_mode=True)
-        except binascii.Error as exc:
-            raise EdxmlBase64Error(str(exc)) from None
+        return self._decode(carry + b"=" * (4 - len(carry)))
 
 
 class _Open:
@@ -256,6 +273,11 @@ class Reader:
         except RecursionError:
             self._error = EdxmlLimitError("nesting too deep")
             raise self._error from None
+        except (LookupError, UnicodeError, ValueError) as exc:
+            # expat asks Python's codecs for an encoding it does not know itself
+            # (the XML declaration's): an unknown or multi-byte one lands here.
+            self._error = EdxmlSyntaxError(f"the declared encoding cannot be read: {exc}")
+            raise self._error from None
 
     def _on_doctype(self, *_args: object) -> None:
         raise EdxmlForbiddenError("a DOCTYPE declaration")
@@ -335,7 +357,8 @@ class Reader:
     def _on_text(self, text: str) -> None:
         att = self._att
         if att is not None:
-            self._attachment_bytes(att, att.b64.feed(text))
+            for decoded in att.b64.feed(text):
+                self._attachment_bytes(att, decoded)
             return
         if not self._stack:
             return  # whitespace around the root (expat refuses anything else there)

@@ -155,7 +155,7 @@ def test_a_20_mb_attachment_streams_through_writer_and_reader_in_flat_memory(mod
 
 @pytest.mark.timeout(60)
 def test_reader_fed_large_pieces_keeps_text_in_bounded_pieces() -> None:
-    """One feed of a whole 8 MB package: character data still arrives in pieces of at most 1 Mi characters."""
+    """One feed of a whole 8 MB package: character data still arrives in pieces (pyexpat hands expat 1 MiB at a time)."""
     size = 6 * MB
     data = b"".join(write_package(big_package(size), [lambda: big_file(size)]))
     reader = Reader()
