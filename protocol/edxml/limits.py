@@ -41,6 +41,8 @@ class Limits:
     """Inflated size over compressed size of a zip attachment, checked once past ``ratio_grace_bytes``."""
     ratio_grace_bytes: int = 4 * MiB
     """Inflated bytes below which the ratio is not checked (small text files compress very well)."""
+    max_token_bytes: int = 4 * MiB
+    """Bytes expat may hold without completing a token (a start tag, a comment): it buffers an unfinished one whole."""
     max_zip_entries: int = 10_000
     """Entries of a zip attachment kept as is (a .docx has ~20)."""
 

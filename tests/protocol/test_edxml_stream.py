@@ -154,11 +154,103 @@ def test_a_20_mb_attachment_streams_through_writer_and_reader_in_flat_memory(mod
 
 
 @pytest.mark.timeout(60)
-def test_reader_fed_large_pieces_keeps_text_in_bounded_pieces() -> None:
-    """One feed of a whole 8 MB package: character data still arrives in pieces (pyexpat hands expat 1 MiB at a time)."""
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_reader_fed_large_pieces_keeps_text_in_bounded_pieces(fast_lane: bool) -> None:
+    """One feed of a whole 8 MB package: the attachment still arrives in pieces.
+
+    Through expat, pyexpat hands expat 1 MiB at a time; the lane steps 64 KiB.
+    """
     size = 6 * MB
     data = b"".join(write_package(big_package(size), [lambda: big_file(size)]))
-    reader = Reader()
+    reader = Reader(fast_lane=fast_lane)
     pieces = [e for e in reader.feed(data) + reader.close() if isinstance(e, AttachmentData)]
     assert sum(len(p.data) for p in pieces) == size
-    assert max(len(p.data) for p in pieces) <= (1 << 20) * 3 // 4 + 3
+    limit = (64 << 10) if fast_lane else (1 << 20)
+    assert max(len(p.data) for p in pieces) <= limit * 3 // 4 + 3
+
+
+# --- the fast lane against expat's path ---------------------------------------------------
+
+
+def outcome(data: bytes, cuts: list[int], *, fast_lane: bool) -> tuple[Package, list[bytes]] | str:
+    """The package and files read with or without the fast lane, or "error" for a typed error."""
+    reader = Reader(fast_lane=fast_lane)
+    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
+    files: dict[int, bytearray] = {}
+    try:
+        events = []
+        for a, b in itertools.pairwise(bounds):
+            events += reader.feed(data[a:b])
+        events += reader.close()
+    except errors.RemoteError:
+        return "error"
+    package = None
+    for e in events:
+        if isinstance(e, AttachmentData):
+            files.setdefault(e.index, bytearray()).extend(e.data)
+        elif isinstance(e, AttachmentEnded):
+            files.setdefault(e.index, bytearray())
+        elif isinstance(e, PackageRead):
+            package = e.package
+    assert package is not None
+    return package, [bytes(files[i]) for i in sorted(files)]
+
+
+ALL_INPUTS = {**CORPUS, **{f"hostile-{k}": v for k, (v, _) in gen.hostile().items()}}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_INPUTS))
+def test_fast_lane_agrees_with_expat(name: str) -> None:
+    data = ALL_INPUTS[name]
+    for cuts in ([], list(range(0, len(data), 7)), list(range(0, len(data), 4096))):
+        assert outcome(data, cuts, fast_lane=True) == outcome(data, cuts, fast_lane=False), cuts[:3]
+
+
+@settings(max_examples=300)
+@given(
+    name=st.sampled_from(sorted(CORPUS)),
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(b"<>&;#/=-x \r\n\x00\xc3ABC")), max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=12),
+)
+def test_fast_lane_agrees_with_expat_on_mutated_input(name: str, edits: list[tuple[int, int]], cuts: list[int]) -> None:
+    """Mutations aimed at what the lane looks for ('<', '&', '>') around the base64."""
+    data = bytearray(CORPUS[name])
+    starts = [i for i in range(len(data)) if data.startswith(b"ContentTransferEncoded", i)] or [0]
+    for pos, value in edits:
+        at = starts[pos % len(starts)] + pos % 64
+        data[at % len(data)] = value
+    a = outcome(bytes(data), cuts, fast_lane=True)
+    b = outcome(bytes(data), cuts, fast_lane=False)
+    assert a == b
+
+
+def test_fast_lane_handles_comments_cdata_and_references_inside_the_base64() -> None:
+    payload = gen.pdf("lane", 900)
+    text = gen.b64(payload, 60)
+    parts = [text[:100], "<!-- a comment -->", text[100:200], "&#13;&#10;", text[200:300]]
+    parts += ["<![CDATA[", text[300:400], "]]>", text[400:]]
+    data = gen.edoc_with([("a.pdf", "application/pdf", payload)]).replace(gen.b64(payload).encode(), "".join(parts).encode())
+    for fast in (True, False):
+        result = outcome(data, list(range(0, len(data), 13)), fast_lane=fast)
+        assert result != "error" and result[1] == [payload]
+
+
+def test_utf16_packages_are_read_through_expat() -> None:
+    data = gen.corpus()["lgsp"].decode().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    pkg, files = read_package(data)
+    assert files == [gen.LGSP_FILE] and pkg == read_package(gen.corpus()["lgsp"])[0]
+
+
+def test_an_unfinished_token_is_capped() -> None:
+    reader = Reader()
+    reader.feed(b'<edXML:edXML xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016"><x a="')
+    with pytest.raises(errors.EdxmlLimitError, match="without a complete XML token"):
+        for _ in range(100):
+            reader.feed(b"y" * (64 << 10))
+    reader = Reader()
+    reader.feed(b'<edXML:edXML xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016"><!--')
+    with pytest.raises(errors.EdxmlLimitError):
+        for _ in range(100):
+            reader.feed(b"z" * (64 << 10))
+    with pytest.raises(errors.EdxmlLimitError):  # and the reader stays failed
+        reader.feed(b"-->")
