@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import EdxmlHeaderError, EdxmlManifestError, EdxmlNotEdxmlError, EdxmlUnsafeNameError
-from .tree import EDXML_NS, Element
+from .tree import Element
 
 UTC7 = _dt.timezone(_dt.timedelta(hours=7))
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -263,13 +263,12 @@ class Package:
         if not root.is_("edXML"):
             raise EdxmlNotEdxmlError(f"root element {{{root.ns}}}{root.name}")
         w: list[FieldWarning] = []
-        envelope = root.child("edXMLEnvelope")
-        if envelope is None:
-            raise EdxmlHeaderError("no edXMLEnvelope")
-        header = envelope.child("edXMLHeader")
-        mh = header.child("MessageHeader") if header is not None else None
-        if header is None or mh is None:
-            raise EdxmlHeaderError("no edXMLHeader/MessageHeader")
+        envelope = _only(root, "edXMLEnvelope", "edXML")
+        header = _only(envelope, "edXMLHeader", "edXMLEnvelope")
+        mh = _only(header, "MessageHeader", "edXMLHeader")
+        for name in ("From", "StatusCode", "DocumentId"):
+            if len(list(mh.all(name))) > 1:
+                raise EdxmlHeaderError(f"MessageHeader holds {name} twice (which one is meant?)")
         refs = _references(envelope, w)
         atts = tuple(attachments)
         att_elements = attachment_elements(root)
@@ -294,6 +293,14 @@ class Package:
             edoc = _edoc(mh, header, refs, w)
         extra = tuple(extra_warnings)
         return cls(root, kind, edoc, status, atts, extra + tuple(w), extra)
+
+
+def _only(parent: Element, name: str, where: str) -> Element:
+    """The one ``name`` child: a second one would be read by some systems and not others."""
+    found = list(parent.all(name))
+    if len(found) != 1:
+        raise EdxmlHeaderError(f"{where} holds {len(found)} {name} elements, expected 1")
+    return found[0]
 
 
 def _has_elements(el: Element | None) -> bool:
@@ -659,6 +666,8 @@ def _status(mh: Element, w: list[FieldWarning]) -> Status:
     if from_ is None:
         raise EdxmlHeaderError("a status package needs a From (the agency reporting)")
     sender = _org(from_, "MessageHeader/From", w, required=True)
+    if len(list(mh.all("ResponseFor"))) > 1:
+        raise EdxmlHeaderError("a status package answers one ResponseFor, this one has several")
     rf = mh.child("ResponseFor")
     response_for = _response_for(rf) if rf is not None else ResponseFor("")
     if not response_for.organ_id:
@@ -680,7 +689,3 @@ def _status(mh: Element, w: list[FieldWarning]) -> Status:
         description=mh.value("Description"),
         timestamp=mh.value("Timestamp"),
     )
-
-
-def is_edxml(el: Element, name: str) -> bool:
-    return el.ns == EDXML_NS and el.name == name

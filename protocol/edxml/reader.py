@@ -56,6 +56,7 @@ from .zipstream import AttachmentDecoder
 
 TEXT_BUFFER_CHARS = 1 << 16
 _WS = b" \t\r\n"
+_NS_SEP = "\x01"
 _CTE_NAME = b"ContentTransferEncoded"
 _TAIL = len(_CTE_NAME) - 1
 _ASCII_COMPATIBLE = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1"})
@@ -218,7 +219,8 @@ class Reader:
     def __init__(self, limits: Limits = DEFAULT_LIMITS, *, fast_lane: bool = True) -> None:
         """``fast_lane`` False sends every byte through expat (the tests compare both ways)."""
         self._limits = limits
-        p = expat.ParserCreate(encoding=None, namespace_separator=" ")
+        # \x01 cannot occur in a namespace URI (XML 1.0 forbids it even as &#1;); a space can.
+        p = expat.ParserCreate(encoding=None, namespace_separator=_NS_SEP)
         p.namespace_prefixes = True
         p.ordered_attributes = True
         p.buffer_text = True
@@ -266,7 +268,7 @@ class Reader:
         self._att: _Attachment | None = None  # inside a ContentTransferEncoded
         self._att_index = 0
         self._att_infos: list[AttachmentInfo] = []
-        self._pending_info: dict[int, tuple[int, int, str, bytes, bytes]] = {}
+        self._pending_info: dict[int, tuple[int, str, bytes, bytes]] = {}
         self._warnings: list[FieldWarning] = []
         self._header: Package | None = None
         self._error: EdxmlError | None = None
@@ -436,7 +438,7 @@ class Reader:
     def _split(self, qname: str) -> tuple[str, str, str]:
         if len(qname) > self._limits.max_name_chars:
             raise EdxmlLimitError(f"a name longer than {self._limits.max_name_chars} characters")
-        parts = qname.split(" ")
+        parts = qname.split(_NS_SEP)
         if len(parts) == 1:
             return "", parts[0], ""
         if len(parts) == 2:
@@ -544,7 +546,6 @@ class Reader:
                 self._warnings.append(FieldWarning(f"{where}/ContentTransferEncoded", what))
             self._pending_info[att.index] = (
                 att.size,
-                att.decoded,
                 att.decoder.wrapper,
                 att.sha.digest(),
                 att.head,
@@ -577,7 +578,7 @@ class Reader:
         facts = self._pending_info.pop(index, None)
         if facts is None:
             raise EdxmlManifestError(f"Attachment {index + 1} has no ContentTransferEncoded")
-        size, _decoded, wrapper, digest, head = facts
+        size, wrapper, digest, head = facts
         content_id, name, declared, description = _meta(element.children)
         if self._header is not None and self._header.edoc is not None:
             refs = {r.content_id for r in self._header.edoc.references}

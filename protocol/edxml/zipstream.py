@@ -111,7 +111,6 @@ class AttachmentDecoder:
         self.warnings: list[str] = []
         self._entries = 0
         self._cd_entries = 0
-        self._first_name = ""
         self._inflated_total = 0
         self._compressed_total = 0
         # current entry
@@ -151,7 +150,6 @@ class AttachmentDecoder:
             if header is None:
                 return out  # wait for the whole first local header to decide
             entry_name, usable = header
-            self._first_name = entry_name
             if usable and is_wrapper_name(entry_name, self._name):
                 self._mode = _Mode.UNWRAP
                 self.wrapper = entry_name

@@ -308,6 +308,34 @@ def test_generated_big_hostile_cases() -> None:
     assert len(read_package(gen.many_attachments(40))[1]) == 40
 
 
+def test_namespace_floods_and_doubled_header_parts_are_refused() -> None:
+    decls = " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(70))
+    with pytest.raises(errors.EdxmlLimitError, match="namespace"):
+        read_package(f'<edXML:edXML xmlns:edXML="{gen.NS}" {decls}/>'.encode())
+    second_from = gen.org("From", "X", "Y").encode()
+    twice = corpus_file("vnpt-zipped").replace(b"<edXML:MessageHeader>", b"<edXML:MessageHeader>" + second_from)
+    with pytest.raises(errors.EdxmlHeaderError, match="From twice"):
+        read_package(twice)
+    envelope = gen.edoc_with([]).replace(b"<edXML:AttachmentEncoded>", b"<edXML:edXMLEnvelope/><edXML:AttachmentEncoded>")
+    with pytest.raises(errors.EdxmlHeaderError, match="2 edXMLEnvelope"):
+        read_package(envelope)
+    rf = b"<edXML:ResponseFor><edXML:OrganId>A</edXML:OrganId><edXML:DocumentId>B</edXML:DocumentId></edXML:ResponseFor>"
+    with pytest.raises(errors.EdxmlHeaderError, match="several"):
+        read_package(gen.status(3).replace(b"<edXML:StaffInfo>", rf + b"<edXML:StaffInfo>"))
+
+
+def test_stored_wrapper_is_unwrapped_and_odd_namespace_uris_survive() -> None:
+    file = gen.pdf("stored", 700)
+    wrapped = gen.zip_files([(f"{gen.WRAP_UUID}.pdf", file)], stream=False, method=zipfile.ZIP_STORED)
+    pkg, files = read_package(gen.edoc_with([("a.pdf", "application/zip", wrapped)]))
+    assert files == [file] and pkg.attachments[0].wrapper == f"{gen.WRAP_UUID}.pdf"
+    odd = gen.edoc_with([], message_extra='<q:X xmlns:q="urn:a&#10;b c" q:k="v">t</q:X>')
+    pkg, _ = read_package(odd)
+    x = next(c for c in pkg.root.walk() if c.name == "X")
+    assert x.ns == "urn:a\nb c" and x.attr("k", "urn:a\nb c") == "v"
+    assert read_package(write_bytes(pkg))[0] == pkg
+
+
 def test_zip_bomb_caps_are_parameters() -> None:
     wrapped = gen.zip_files([(f"{gen.WRAP_UUID}.pdf", gen.payload("cap", 300_000))])
     data = gen.edoc_with([("a.pdf", "application/zip", wrapped)])
