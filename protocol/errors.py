@@ -261,3 +261,74 @@ def error_class(code: str) -> type[TrucError]:
         if cls.code == code:
             return cls
     return TrucError
+
+
+# --- edXML ---------------------------------------------------------------------
+# A package from an agency's document system (protocol/edxml). Every one is a
+# RemoteError: the bytes came from outside; nothing of the package is kept.
+
+
+class EdxmlError(RemoteError):
+    """The edXML package is not valid"""
+
+    code = "edxml"
+
+
+class EdxmlSyntaxError(EdxmlError):
+    """The edXML package is not well-formed XML"""
+
+    code = "edxml_syntax"
+
+
+class EdxmlForbiddenError(EdxmlError):
+    """The edXML package uses a DTD or entities, which are refused for safety (no DOCTYPE is allowed)"""
+
+    code = "edxml_forbidden"
+
+
+class EdxmlLimitError(EdxmlError):
+    """The edXML package exceeds a size or count limit"""
+
+    code = "edxml_limit"
+
+
+class EdxmlNotEdxmlError(EdxmlError):
+    """This is not an edXML package: the root must be edXML in the namespace http://www.mic.gov.vn/TBT/QCVN_102_2016"""
+
+    code = "edxml_not_edxml"
+
+
+class EdxmlHeaderError(EdxmlError):
+    """The edXML header lacks a required element or has an invalid value"""
+
+    code = "edxml_header"
+
+
+class EdxmlManifestError(EdxmlError):
+    """The manifest (edXMLManifest) and the attachments (AttachmentEncoded) do not match"""
+
+    code = "edxml_manifest"
+
+
+class EdxmlBase64Error(EdxmlError):
+    """An attachment's ContentTransferEncoded is not valid base64"""
+
+    code = "edxml_base64"
+
+
+class EdxmlUnsafeNameError(EdxmlError):
+    """A file name in the edXML package is unsafe (path separator, '..', NUL or control character)"""
+
+    code = "edxml_unsafe_name"
+
+
+class EdxmlZipError(EdxmlError):
+    """A zipped attachment is corrupt, truncated, encrypted or not a form this codec can read"""
+
+    code = "edxml_zip"
+
+
+class EdxmlZipBombError(EdxmlZipError):
+    """A zipped attachment inflates beyond the allowed size or compression ratio (zip bomb)"""
+
+    code = "edxml_zip_bomb"
