@@ -126,6 +126,8 @@ async def run_node(
             f"{config_path(root)}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
         )
     store = Store(home.path(cfg.store))
+    if store.dead_blocks_removed:
+        log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
     try:
         directory, chain = load_directory(home, authority, store)
         if directory.net != cfg.network:
