@@ -84,7 +84,7 @@ class Store:
                 damaged = self.table_damage()
                 if damaged:
                     raise StoreCorruptError(damaged[0])
-            self.owner = self._meta(fresh, owner, adopt, rng)
+            self.owner = self._meta(fresh, owner, adopt, rng, write=not offline)
             epoch_raw = self._get(k.META + b"epoch")
             if epoch_raw is None:
                 raise StoreCorruptError(f"{self.path} has no epoch record")
@@ -160,8 +160,8 @@ class Store:
                 out.append(f"{table} is {actual} bytes, LevelDB wrote {int(size)}: the table file was cut short or overwritten")
         return out
 
-    def _meta(self, fresh: bool, owner: Owner | None, adopt: bool, rng: Rng) -> Owner | None:
-        """Check the format and the owner; make a new store's metadata; migrate format 1."""
+    def _meta(self, fresh: bool, owner: Owner | None, adopt: bool, rng: Rng, *, write: bool) -> Owner | None:
+        """Check the format and the owner; make a new store's metadata; migrate format 1 (when ``write``)."""
         fmt = self._get(k.META + b"format")
         b = self.batch()
         if fmt is None:
@@ -185,7 +185,7 @@ class Store:
                 )
             b.put(k.META + b"owner", owner.encode())
             stored = owner
-        if len(b):
+        if len(b) and write:
             self.write(b, sync=True)
         return stored
 

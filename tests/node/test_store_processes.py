@@ -123,3 +123,28 @@ def test_corruption_met_while_running_stops_the_node_and_keeps_it_stopped(tmp_pa
         assert "Traceback" not in h01.log()
         # Restarted (systemd would): it refuses at once, and says why.
         refused(run_once(homes["h01"]), "truc store check", "found damaged")
+
+
+@pytest.mark.timeout(120)
+def test_a_replaced_node_key_is_adopted_only_on_purpose(tmp_path: Path) -> None:
+    from identity.keys import NodeKey, load_node_key, save_node_key
+
+    homes = provision(tmp_path, {"g22": [G22]})
+    Daemon("g22", homes["g22"]).start().stop(signal.SIGTERM)
+    old = load_node_key(homes["g22"] / "node.key").peer_id
+    (homes["g22"] / "node.key").unlink()
+    save_node_key(homes["g22"] / "node.key", NodeKey(os.urandom(32)))
+    new = load_node_key(homes["g22"] / "node.key").peer_id
+    refused(run_once(homes["g22"]), "another node", old, new, "truc store adopt")
+    adopt = subprocess.run(
+        [sys.executable, "-m", "cli", "store", "adopt", "--home", str(homes["g22"])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert adopt.returncode == 0 and old in adopt.stdout and new in adopt.stdout, adopt.stdout + adopt.stderr
+    node = Daemon("g22", homes["g22"]).start()  # not in the directory yet, but its own store again
+    node.stop(signal.SIGTERM)
+    assert node.proc is not None and node.proc.returncode == 0
