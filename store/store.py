@@ -43,6 +43,7 @@ PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log re
 VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
 DAMAGED_FILE = "TRUC-DAMAGED"  # written when a read met damage; the node refuses to start while it exists
 LEVELDB_START_FILES = frozenset({"LOCK", "LOG", "LOG.old"})  # what LevelDB writes before any data
+TRANSIENT = ("Too many open files", "Cannot allocate memory", "No space left on device")  # not damage
 Rng = Callable[[int], bytes]
 _TABLE = re.compile(rb"^\s*(\d+):(\d+)\[", re.M)
 
@@ -235,8 +236,14 @@ class Store:
 
     # --- small helpers ---------------------------------------------------------------
 
-    def _corrupt(self, exc: plyvel.Error) -> StoreCorruptError:
-        """LevelDB met damage: remember it beside the data, tell the owner, and return the error to raise."""
+    def _corrupt(self, exc: plyvel.Error) -> StoreError:
+        """A read failed: if it is damage, remember it beside the data and tell the owner. Returns the error to raise.
+
+        A shortage of the process or the machine (file descriptors, memory,
+        disk space) is not damage: it is a StoreError and leaves no mark.
+        """
+        if isinstance(exc, plyvel.IOError) and any(m in _message(exc) for m in TRANSIENT):
+            return StoreError(f"{self.path}: {_message(exc)}")
         err = StoreCorruptError(f"{self.path}: {_message(exc)}")
         try:
             (self.path / DAMAGED_FILE).write_text(err.detail + "\n", "utf-8")

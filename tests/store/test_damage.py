@@ -239,3 +239,12 @@ def test_an_unwritable_store_is_not_reported_as_in_use(tmp_path: Path) -> None:
         assert "not writable" in out.stdout and str(db) in out.stdout
     finally:
         shutil.rmtree(base)
+
+
+def test_running_out_of_file_descriptors_is_not_called_damage(tmp_path: Path) -> None:
+    """Damage stops the node and keeps it stopped; a shortage of the process must not do that."""
+    with Store(tmp_path / "db") as s:
+        err = s._corrupt(plyvel.IOError(b"IO error: /x/000012.ldb: Too many open files"))
+        assert type(err) is StoreError and not (tmp_path / "db" / "TRUC-DAMAGED").exists()
+        err = s._corrupt(plyvel.IOError(b"IO error: /x/000012.ldb: Input/output error"))
+        assert isinstance(err, StoreCorruptError) and (tmp_path / "db" / "TRUC-DAMAGED").exists()
