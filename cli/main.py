@@ -241,13 +241,13 @@ def _store_tool(command: str, home: Path | None, **kw: Any) -> dict[str, Any]:
 @home_option
 @json_option
 def store_check(home: Path | None, as_json: bool) -> None:
-    """Read every record with checksums verified and follow every reference; exit 1 if damaged or incomplete."""
+    """Read every record with checksums verified and follow every reference; exit 0 sound, 1 damaged."""
     r = _store_tool("check", home)
     if as_json:
         output.emit_json(r)
     else:
         _print_check(r, home)
-    sys.exit(0 if r["clean"] else 1)
+    sys.exit(0 if r["sound"] else 1)
 
 
 def _print_check(r: dict[str, Any], home: Path | None, *, title: str = "store") -> None:
@@ -286,6 +286,8 @@ def _print_check(r: dict[str, Any], home: Path | None, *, title: str = "store") 
         click.echo(f"          {r['inflight_blocks']} blocks of a submit a crash cut short: the node removes them when it starts")
     if r["clean"]:
         click.echo("verdict   sound")
+    elif r["sound"]:
+        click.echo("verdict   sound; the lost envelopes come back from peers that still keep them (catch-up)")
     else:
         click.echo(f"verdict   damaged: truc store repair{h} (read docs/operations.md, 'The store is damaged', first)")
 

@@ -69,8 +69,14 @@ class Report:
     errors: set[str] = field(default_factory=set)
 
     @property
+    def sound(self) -> bool:
+        """Nothing damaged: the node works right on it (lost references are its peers' to fill)."""
+        return self.opened and not self.damage_count
+
+    @property
     def clean(self) -> bool:
-        return self.opened and not self.damage_count and not self.lost_count
+        """Sound, and every reference found what it refers to."""
+        return self.sound and not self.lost_count
 
     def damaged(self, text: str, fix: str = "", key: bytes = b"") -> None:
         self.damage_count += 1
@@ -90,6 +96,7 @@ class Report:
             "opened": self.opened,
             "format": self.format,
             "owner": self.owner,
+            "sound": self.sound,
             "clean": self.clean,
             "records": dict(self.records),
             "record_bytes": dict(self.record_bytes),

@@ -124,8 +124,9 @@ def test_inconsistencies_are_found_and_repair_makes_the_store_consistent(tmp_pat
     out = sc.repair(db, now=NOW, backup=tmp_path / "backup")
     assert (tmp_path / "backup" / "CURRENT").exists()
     assert out.repaired and out.after is not None and out.cursors_reset
-    assert out.after.damage_count == 0, out.after.damage
-    assert out.after.lost_count == 2, "what the store does not have, repair cannot invent: peers resend it"
+    assert out.after.damage_count == 0 and out.after.sound, out.after.damage
+    assert out.after.lost_count == 2 and not out.after.clean, "what the store does not have, repair cannot invent"
+    assert not (db / DAMAGED_FILE).exists(), "sound after the repair: the node may start (and fetch what is lost)"
     fixes = {"refetch", "doc_without_envelope", "inbox_index", "reschedule", "stray_awaiting", "delete", "unknown"}
     assert fixes <= set(out.fixed), out.fixed
     with Store(db, offline=True) as s:
