@@ -1,12 +1,14 @@
 """The daemon entry points: the only part of cli/ that hands over to node/ and simnet/.
 
 Imported lazily by ``truc run`` so that admin commands load fast and never
-touch the store (which the running daemon holds anyway).
+touch the store (which the running daemon holds anyway); ``truc store ...``
+opens it here, offline, with the node stopped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def run(home: Path) -> int:
@@ -82,3 +84,11 @@ def simnet_run(
         )
         print(f"report: {', '.join(str(p) for p in written)}")
     return 0 if outcome.ok else 1
+
+
+def store_tool(command: str, home: Path, **kw: Any) -> dict[str, Any]:
+    """``truc store COMMAND``: check, gc, repair or adopt (node/maintenance.py); the node must be stopped."""
+    from node import maintenance
+
+    result: dict[str, Any] = getattr(maintenance, command)(home, **kw)
+    return result

@@ -37,7 +37,16 @@ from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
-from protocol.errors import ConfigError, DirectoryError, KeyFileError, TrucError
+from protocol.errors import (
+    ConfigError,
+    DirectoryError,
+    KeyFileError,
+    StoreCorruptError,
+    StoreForeignError,
+    StoreNotWritableError,
+    TrucError,
+)
+from store.records import Owner
 from store.store import Store
 
 from . import http, systemd
@@ -52,6 +61,8 @@ from .p2p import P2POverlay
 from .upload import ReadPaths, Spool
 
 SHUTDOWN_GRACE_S = 10.0
+# Exit 2: the operator must fix something before the node can run (the unit does not restart on it).
+OPERATOR_ERRORS = (ConfigError, KeyFileError, DirectoryError, StoreCorruptError, StoreForeignError, StoreNotWritableError)
 
 
 @dataclass
@@ -130,7 +141,10 @@ async def run_node(
         raise ConfigError(
             f"{config_path(root)}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
         )
-    store = Store(home.path(cfg.store))
+    store = Store(home.path(cfg.store), owner=Owner(cfg.network, node_key.peer_id))
+    if store.dead_blocks_removed:
+        log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
+    corrupt: list[StoreCorruptError] = []
     try:
         directory, chain = load_directory(home, authority, store)
         if directory.net != cfg.network:
@@ -187,6 +201,7 @@ async def run_node(
         engine_ref.append(engine)
         ipc = ipc_server(home, engine, log, metrics)
         async with trio.open_nursery() as nursery:
+            _stop_on_corruption(store, nursery, corrupt, log)
             await nursery.start(overlay.run)
             await nursery.start(engine.run)
             await nursery.start(ipc.run)
@@ -201,6 +216,26 @@ async def run_node(
             nursery.start_soon(_status_line, engine)
     finally:
         store.close()
+    if corrupt:
+        raise corrupt[0]
+
+
+def _stop_on_corruption(store: Store, nursery: trio.Nursery, found: list[StoreCorruptError], log: Log) -> None:
+    """Damage met by any read (in the event loop or a worker thread, answering anyone) stops the node.
+
+    Whoever read gets the error too; the node then exits with it (exit 2,
+    one line), and the mark the store left keeps it from starting again
+    until ``truc store check`` finds the store sound.
+    """
+    token = trio.lowlevel.current_trio_token()
+
+    def stop(exc: StoreCorruptError) -> None:
+        if not found:
+            found.append(exc)
+            log.error("store.corrupt", detail=exc.detail[:300], fix="stop the node and run: truc store check")
+            token.run_sync_soon(nursery.cancel_scope.cancel)
+
+    store.on_corruption = stop
 
 
 def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcServer:
@@ -248,7 +283,7 @@ def main(root: Path) -> int:
         if exc is None:
             raise
         print(f"truc run: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError | KeyFileError | DirectoryError) else 1
+        return 2 if isinstance(exc, OPERATOR_ERRORS) else 1
     except KeyboardInterrupt:
         return 130
     return 0

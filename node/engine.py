@@ -51,7 +51,7 @@ from protocol.errors import (
 from protocol.ids import Digest
 from protocol.status import HistoryItem, Role, StatusCode, ThreadState, check_author, replay, transition
 from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
-from store.store import Batch, Store
+from store.store import Batch, InflightBlocks, Store
 
 from .batcher import GossipBatcher
 from .committer import GroupCommitter, Offload
@@ -875,11 +875,26 @@ class Engine:
                 self.metrics.inc("submits_idempotent")
                 return existing
             self._idempotency[slot] = trio.Event()
+        new_blocks = self.store.inflight_blocks(SEAL_WRITE_BLOCKS)
         try:
-            return await self._submit(keys, to, targets, meta, files, idempotency_key)
+            return await self._submit(keys, to, targets, meta, files, idempotency_key, new_blocks)
+        except BaseException:
+            self._discard_blocks(new_blocks)
+            raise
         finally:
             if idempotency_key is not None:
                 self._idempotency.pop((sender, idempotency_key)).set()
+
+    def _discard_blocks(self, new_blocks: InflightBlocks) -> None:
+        """A submit failed: remove the blocks it wrote, unless its document's commit already took them over.
+
+        Once settled, the commit either lands (the blocks are the document's)
+        or fails and stops the node, whose next start sweeps the marks.
+        """
+        n = new_blocks.discard()
+        if n:
+            self.metrics.inc("blocks_discarded", n)
+            self.log.info("submit.blocks_discarded", blocks=n)
 
     async def _submit(
         self,
@@ -889,7 +904,9 @@ class Engine:
         meta: DocumentMeta,
         files: Sequence[FileSource],
         key: str | None,
+        new_blocks: InflightBlocks,
     ) -> Digest:
+        """Seal and commit; blocks go to ``new_blocks`` as they are made, and the commit settles them."""
         from identity.sealing import describe_files
 
         entries = await self.offload(describe_files, files)
@@ -898,15 +915,8 @@ class Engine:
             raise TooLargeError(
                 f"the attachments are {total} bytes, this node accepts documents up to {self.config.max_document_bytes} bytes"
             )
-        blocks_batch = [self.store.batch()]
 
-        def on_block(h: Digest, block: bytes) -> None:  # runs in the sealing thread
-            blocks_batch[0].put_block(h, block)
-            if len(blocks_batch[0]) >= SEAL_WRITE_BLOCKS:
-                self.store.write(blocks_batch[0], sync=False)
-                blocks_batch[0] = self.store.batch()
-
-        def seal() -> tuple[Envelope, DocumentMeta]:
+        def seal() -> tuple[Envelope, DocumentMeta]:  # runs in a worker thread
             env, full = seal_document(
                 meta,
                 files,
@@ -915,10 +925,10 @@ class Engine:
                 recipients=targets,
                 at=self.clock(),
                 rng=self.rng,
-                on_block=on_block,
+                on_block=new_blocks.put,
                 entries=entries,
             )
-            self.store.write(blocks_batch[0], sync=False)
+            new_blocks.flush()
             return env, full
 
         env, full = await self.offload(seal)
@@ -974,6 +984,7 @@ class Engine:
                     None,
                 )
         b.put_doc(env.id, rec)
+        new_blocks.settle(b)
         await self.committer.commit(b)
         self.metrics.inc("documents_submitted")
         self.log.info(

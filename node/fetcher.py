@@ -70,7 +70,7 @@ class BlockFetcher:
                     window = trio.Semaphore(WINDOW)
                     for index in missing:
                         await window.acquire()
-                        nursery.start_soon(self._one, h, index, window, failed)
+                        nursery.start_soon(self._one, doc_id, h, index, window, failed)
                 if failed:
                     self._stalled(doc_id, len(failed))
                     return
@@ -94,11 +94,13 @@ class BlockFetcher:
         e.random.shuffle(others)
         return first + others
 
-    async def _one(self, h: MessageHeader, index: int, window: trio.Semaphore, failed: list[int]) -> None:
+    async def _one(self, doc_id: Digest, h: MessageHeader, index: int, window: trio.Semaphore, failed: list[int]) -> None:
         e = self.e
         digest = h.body.blocks[index]
         try:
             for peer in self._sources(h):
+                if not e.store.has_doc(doc_id):
+                    return  # dropped meanwhile (retention at a relay): its blocks are not wanted
                 try:
                     data = await e.overlay.request(
                         peer,
@@ -121,6 +123,13 @@ class BlockFetcher:
                 b = e.store.batch()
                 b.put_block(digest, block)
                 e.store.write(b, sync=False)  # made durable by the commit that completes the document
+                if not e.store.has_doc(doc_id):
+                    # Retention dropped the document (with the blocks it had) while this one was on its
+                    # way. Checked after the write: a drop that lands later deletes this block itself.
+                    b = e.store.batch()
+                    b.delete_block(digest)
+                    e.store.write(b, sync=False)
+                    return
                 e.metrics.inc("blocks_fetched")
                 e.metrics.inc("block_bytes_fetched", len(block))
                 return

@@ -52,9 +52,22 @@ def info(e: Engine) -> dict[str, Any]:
         "private_network": "psk_file" if e.config.psk_file else "psk" if e.config.psk else "off",
         "store_bytes": e.store.disk_bytes(),
         "store_path": str(e.store.path),
+        **_garbage(e),
         "shards": sorted(e.interested_shards()),
         "pending_deliveries": sum(1 for _ in e.store.pending()),
         "awaiting_blocks": len(e.store.awaiting()),
+    }
+
+
+def _garbage(e: Engine) -> dict[str, Any]:
+    """Blocks no document refers to: counted by the last ``truc store check`` (the node keeps none of its own)."""
+    audit = e.store.audit()
+    return {
+        "garbage_blocks": audit.garbage_blocks if audit else None,
+        "garbage_bytes": audit.garbage_bytes if audit else None,
+        "garbage_checked_at": audit.at if audit else None,
+        "dead_blocks_removed": e.store.dead_blocks_removed,
+        "dead_bytes_removed": e.store.dead_bytes_removed,
     }
 
 

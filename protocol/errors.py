@@ -200,6 +200,24 @@ class StoreLockedError(StoreError):
     code = "store_locked"
 
 
+class StoreNotWritableError(StoreError):
+    """The store directory is not writable by this user (run the node as the store's owner, or fix its owner and mode)"""
+
+    code = "store_not_writable"
+
+
+class StoreCorruptError(StoreError):
+    """The store is damaged: stop the node and run truc store check (docs/operations.md, "The store is damaged")"""
+
+    code = "store_corrupt"
+
+
+class StoreForeignError(StoreError):
+    """This store belongs to another node or network: point [node] store at this node's own store"""
+
+    code = "store_foreign"
+
+
 class NotFoundError(TrucError):
     """Nothing with this id is known here"""
 

@@ -1,4 +1,4 @@
-"""Key layout of the node's LevelDB store (``docs/storage.md``, format 1).
+"""Key layout of the node's LevelDB store (``docs/storage.md``, format 2).
 
 Every key starts with a one-byte keyspace tag (a printable letter, so a raw
 dump is readable), followed by fixed-width fields; integers are unsigned
@@ -25,7 +25,8 @@ libp2p identity multihash.
 | S   | S doc32 status32                      | empty: status parked until its doc   |
 | X   | X id32                                | u64 ms: envelope dropped (tombstone) |
 | Y   | Y serial8                             | directory link envelope              |
-| M   | M name                                | store metadata (format, epoch)       |
+| W   | W hash32                              | u32 size: block of an uncommitted doc|
+| M   | M name                                | store metadata (format, epoch, owner)|
 """
 
 from __future__ import annotations
@@ -50,7 +51,30 @@ AWAITING = b"A"
 PARKED = b"S"
 TOMBSTONE = b"X"
 DIRECTORY = b"Y"
+INFLIGHT = b"W"  # a block written for a document not committed yet (format 2)
 META = b"M"
+
+# Every keyspace and what it holds, for the checker and its reports.
+KEYSPACES = {
+    ENVELOPE: "envelopes",
+    BLOCK: "blocks",
+    DOC: "documents",
+    INBOX: "inbox",
+    INBOX_BY_ID: "inbox index",
+    OUTBOX: "outbox",
+    PENDING: "pending index",
+    RETRY: "retry schedule",
+    HISTORY: "status history",
+    IDEMPOTENCY: "idempotency keys",
+    LOG: "sync log",
+    CURSOR: "sync cursors",
+    AWAITING: "awaiting blocks",
+    PARKED: "parked statuses",
+    TOMBSTONE: "tombstones",
+    DIRECTORY: "directory links",
+    INFLIGHT: "in-flight blocks",
+    META: "metadata",
+}
 
 PEER_BYTES = 38
 _U64 = struct.Struct(">Q")
@@ -67,6 +91,10 @@ def read_u64(b: bytes, offset: int = 0) -> int:
 
 def u32(n: int) -> bytes:
     return _U32.pack(n)
+
+
+def read_u32(b: bytes, offset: int = 0) -> int:
+    return int(_U32.unpack_from(b, offset)[0])
 
 
 def code(c: AgencyCode) -> bytes:

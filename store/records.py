@@ -126,3 +126,25 @@ class Cursor(Record):
 
     epoch: bytes  # the peer store's epoch; a new epoch restarts from 0
     seq: int
+
+
+@dataclass(frozen=True)
+class Owner(Record):
+    """Whose store this is (``M owner``): written when the store is made, compared by the node at every start."""
+
+    network: str
+    peer_id: str  # the node's libp2p peer id, text form
+
+    def describe(self) -> str:
+        return f"node {self.peer_id} on network {self.network}"
+
+
+@dataclass(frozen=True)
+class Audit(Record):
+    """What the last full check (``truc store check``, ``gc``, ``repair``) counted (``M audit``)."""
+
+    at: int  # ms
+    blocks: int
+    block_bytes: int
+    garbage_blocks: int  # stored, referenced by no stored document
+    garbage_bytes: int

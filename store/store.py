@@ -10,56 +10,190 @@ up during the previous fsync to a single call). Data is durable once
 Sequence numbers (inbox order, sync log order) are allocated in memory when a
 batch is built, from counters loaded at open; a batch that is never written
 leaves a gap, which readers tolerate. Build batches from one thread.
+
+Damage is never read as data: LevelDB runs with ``paranoid_checks`` and
+every read verifies block checksums (the cost is measured in
+docs/performance.md); any error LevelDB reports on a read becomes
+:class:`StoreCorruptError`, is remembered in a file beside the data
+(``TRUC-DAMAGED``) so the node does not start on it again until
+``truc store check`` finds the store sound, and is handed to
+``on_corruption`` so the node can stop.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import plyvel
 
 from protocol.agency import AgencyCode
-from protocol.errors import StoreError, StoreLockedError
+from protocol.errors import StoreCorruptError, StoreError, StoreForeignError, StoreLockedError, StoreNotWritableError
 from protocol.ids import Digest
 
 from . import keys as k
-from .records import Cursor, DeliveryRecord, DeliveryState, DocRecord, HistoryRecord, InboxEntry
+from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, HistoryRecord, InboxEntry, Owner
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: M owner, keyspace W (in-flight blocks); a format-1 store is migrated at open
 EPOCH_BYTES = 16
+PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log replay, compactions, table opens)
+VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
+DAMAGED_FILE = "TRUC-DAMAGED"  # written when a read met damage; the node refuses to start while it exists
+LEVELDB_START_FILES = frozenset({"LOCK", "LOG", "LOG.old"})  # what LevelDB writes before any data
+TRANSIENT = ("Too many open files", "Cannot allocate memory", "No space left on device")  # not damage
 Rng = Callable[[int], bytes]
+_TABLE = re.compile(rb"^\s*(\d+):(\d+)\[", re.M)
 
 
 class Store:
-    def __init__(self, path: Path | str, *, rng: Rng = os.urandom, create: bool = True) -> None:
-        """Open (or create) the store; raises StoreLockedError if another process has it."""
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        rng: Rng = os.urandom,
+        create: bool = True,
+        owner: Owner | None = None,
+        adopt: bool = False,
+        offline: bool = False,
+    ) -> None:
+        """Open the store, or create it in an absent or empty directory.
+
+        ``owner`` (the node): recorded in a new store or one of an older
+        format, compared otherwise; ``adopt`` records it over another.
+        ``offline`` (truc store check, gc, repair): never created, opened
+        despite a damage mark or a damaged table (the caller looks), nothing
+        swept. Raises StoreLockedError, StoreNotWritableError,
+        StoreCorruptError, StoreForeignError or StoreError.
+        """
         self.path = Path(path)
-        try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=create, max_open_files=256)
-        except plyvel.IOError as exc:
-            if "lock" in str(exc).lower():
-                raise StoreLockedError(str(self.path)) from None
-            raise StoreError(f"{self.path}: {exc}") from None
-        except plyvel.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from None
-        fmt = self._db.get(k.META + b"format")
-        if fmt is None:
-            epoch = rng(EPOCH_BYTES)
-            with self._db.write_batch(transaction=True, sync=True) as wb:
-                wb.put(k.META + b"format", k.u64(FORMAT_VERSION))
-                wb.put(k.META + b"epoch", epoch)
-        elif k.read_u64(fmt) != FORMAT_VERSION:
-            self._db.close()
-            raise StoreError(f"{self.path} has store format {k.read_u64(fmt)}; this version reads format {FORMAT_VERSION}")
-        epoch_raw = self._db.get(k.META + b"epoch")
-        assert epoch_raw is not None
-        self.epoch: bytes = epoch_raw
+        self.on_corruption: Callable[[StoreCorruptError], None] | None = None
+        self.dead_blocks_removed = 0  # blocks of documents that never committed, removed since open
+        self.dead_bytes_removed = 0
         self._inbox_seq: dict[AgencyCode, int] = {}
         self._log_seq: dict[str, int] = {}
         self._heads: dict[str, int] | None = None  # committed log heads, kept up to date by write()
+        fresh = self._prepare_directory(create=create and not offline, offline=offline)
+        try:
+            self._db = plyvel.DB(str(self.path), create_if_missing=fresh, paranoid_checks=PARANOID_CHECKS, max_open_files=256)
+        except plyvel.Error as exc:
+            raise self._open_error(exc) from None
+        try:
+            if not offline:
+                damaged = self.table_damage()
+                if damaged:
+                    raise StoreCorruptError(damaged[0])
+            self.owner = self._meta(fresh, owner, adopt, rng, write=not offline)
+            epoch_raw = self._get(k.META + b"epoch")
+            if epoch_raw is None:
+                raise StoreCorruptError(f"{self.path} has no epoch record")
+            self.epoch: bytes = epoch_raw
+            if not offline:
+                self.sweep_inflight_blocks()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # --- opening -------------------------------------------------------------------
+
+    def _prepare_directory(self, *, create: bool, offline: bool) -> bool:
+        """Whether LevelDB may create the store here: only in an absent or empty directory."""
+        mark = self.path / DAMAGED_FILE
+        if not offline and mark.exists():
+            what = mark.read_text("utf-8", errors="replace").strip().splitlines()
+            raise StoreCorruptError(f"{self.path} was found damaged: {what[0] if what else '(no detail)'}")
+        try:
+            names = {p.name for p in self.path.iterdir()}
+        except FileNotFoundError:
+            names = set()
+        except NotADirectoryError:
+            raise StoreError(f"{self.path} is not a directory") from None
+        except PermissionError:
+            raise StoreNotWritableError(f"{self.path} cannot even be listed by this user") from None
+        if "CURRENT" in names:
+            return False
+        if not names - LEVELDB_START_FILES - {DAMAGED_FILE}:
+            if not create:
+                raise StoreError(f"{self.path} does not exist or holds no store")
+            return True
+        if any(n.endswith((".ldb", ".sst", ".log")) or n.startswith("MANIFEST-") for n in names):
+            raise StoreCorruptError(
+                f"{self.path} holds LevelDB files but no CURRENT file (which names the manifest to read); "
+                "a new store is never made over them"
+            )
+        raise StoreError(f"{self.path} is not empty and holds no store; a store is made only in an absent or empty directory")
+
+    def _open_error(self, exc: plyvel.Error) -> StoreError:
+        msg = _message(exc)
+        low = msg.lower()
+        if isinstance(exc, plyvel.IOError):
+            if "already held by process" in low or "temporarily unavailable" in low:
+                return StoreLockedError(str(self.path))
+            if "permission denied" in low or "operation not permitted" in low or "read-only file system" in low:
+                return StoreNotWritableError(f"{self.path}: {msg}")
+            if "no such file" in low:
+                return StoreCorruptError(f"{self.path}: {msg}")
+        if isinstance(exc, plyvel.CorruptionError):
+            return StoreCorruptError(f"{self.path}: {msg}")
+        return StoreError(f"{self.path}: {msg}")
+
+    def table_damage(self) -> list[str]:
+        """Table files whose size differs from what LevelDB's manifest recorded (truncated, overwritten).
+
+        O(tables): one stat per file, no reads. LevelDB itself refuses to
+        open when a table is missing, but finds a shortened one only when it
+        reads it.
+        """
+        out = []
+        listing = self._db.get_property(b"leveldb.sstables") or b""
+        for number, size in _TABLE.findall(listing):
+            table = self.path / f"{int(number):06d}.ldb"
+            if not table.exists():
+                table = table.with_suffix(".sst")
+            try:
+                actual = table.stat().st_size
+            except OSError as exc:
+                out.append(f"{table}: {exc.strerror}")
+                continue
+            if actual != int(size):
+                out.append(f"{table} is {actual} bytes, LevelDB wrote {int(size)}: the table file was cut short or overwritten")
+        return out
+
+    def _meta(self, fresh: bool, owner: Owner | None, adopt: bool, rng: Rng, *, write: bool) -> Owner | None:
+        """Check the format and the owner; make a new store's metadata; migrate format 1 (when ``write``)."""
+        fmt = self._get(k.META + b"format")
+        b = self.batch()
+        if fmt is None:
+            if not fresh and self._first_key() is not None:
+                raise StoreForeignError(f"{self.path} is a LevelDB database without a Trục format record")
+            b.put(k.META + b"format", k.u64(FORMAT_VERSION))
+            b.put(k.META + b"epoch", rng(EPOCH_BYTES))
+        elif k.read_u64(fmt) == 1:
+            b.put(k.META + b"format", k.u64(FORMAT_VERSION))  # format 2 only adds: M owner, keyspace W
+        elif k.read_u64(fmt) != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path} has store format {k.read_u64(fmt)}; this version reads format {FORMAT_VERSION} (and migrates 1)"
+            )
+        raw = self._get(k.META + b"owner")
+        stored = Owner.decode(raw) if raw is not None else None
+        if owner is not None and stored != owner:
+            if stored is not None and not adopt:
+                raise StoreForeignError(
+                    f"{self.path} belongs to {stored.describe()}; this is {owner.describe()} "
+                    "(if this node's key was replaced on purpose: truc store adopt)"
+                )
+            b.put(k.META + b"owner", owner.encode())
+            stored = owner
+        if len(b) and write:
+            self.write(b, sync=True)
+        return stored
+
+    def _first_key(self) -> bytes | None:
+        for key, _ in self._scan(b"\x00", stop=b"\xff"):
+            return key
+        return None
 
     def close(self) -> None:
         if not self._db.closed:
@@ -90,8 +224,10 @@ class Store:
                             wb.delete(key)
                         else:
                             wb.put(key, value)
+        except plyvel.CorruptionError as exc:
+            raise self._corrupt(exc) from None
         except plyvel.Error as exc:
-            raise StoreError(f"write failed: {exc}") from None
+            raise StoreError(f"write failed: {_message(exc)}") from None
         if self._heads is not None:
             for b in batches:
                 for shard, seq in b.log_appends:
@@ -100,18 +236,74 @@ class Store:
 
     # --- small helpers ---------------------------------------------------------------
 
+    def _corrupt(self, exc: plyvel.Error) -> StoreError:
+        """A read failed: if it is damage, remember it beside the data and tell the owner. Returns the error to raise.
+
+        A shortage of the process or the machine (file descriptors, memory,
+        disk space) is not damage: it is a StoreError and leaves no mark.
+        """
+        if isinstance(exc, plyvel.IOError) and any(m in _message(exc) for m in TRANSIENT):
+            return StoreError(f"{self.path}: {_message(exc)}")
+        err = StoreCorruptError(f"{self.path}: {_message(exc)}")
+        try:
+            (self.path / DAMAGED_FILE).write_text(err.detail + "\n", "utf-8")
+        except OSError:
+            pass  # the error still stops whoever reads; the mark only keeps the node from restarting on it
+        if self.on_corruption is not None:
+            self.on_corruption(err)
+        return err
+
     def _get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+        try:
+            value: bytes | None = self._db.get(key, verify_checksums=VERIFY_CHECKSUMS)
+        except plyvel.Error as exc:
+            raise self._corrupt(exc) from None
         return value
 
-    def _scan(self, prefix: bytes, *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iterator(
-            start=start if start is not None else prefix,
-            stop=k.prefix_end(prefix),
-            reverse=reverse,
-        )
-        with it:
-            yield from it
+    def _scan(
+        self,
+        prefix: bytes,
+        *,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        fill_cache: bool = True,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys from ``start`` (default ``prefix``) to the end of ``prefix``, in order or reversed.
+
+        A raw iterator, because plyvel's plain iterator ends quietly when
+        LevelDB cannot read a table: damage would look like missing records.
+        """
+        lo = start if start is not None else prefix
+        hi = stop if stop is not None else k.prefix_end(prefix)
+        try:
+            it = self._db.raw_iterator(verify_checksums=VERIFY_CHECKSUMS, fill_cache=fill_cache)
+            try:
+                if reverse:
+                    it.seek(hi)
+                    if it.valid():
+                        it.prev()
+                    else:
+                        it.seek_to_last()
+                    while it.valid():
+                        key = it.key()
+                        if key < lo:
+                            break
+                        if key < hi:
+                            yield key, it.value()
+                        it.prev()
+                else:
+                    it.seek(lo)
+                    while it.valid():
+                        key = it.key()
+                        if key >= hi:
+                            break
+                        yield key, it.value()
+                        it.next()
+            finally:
+                it.close()
+        except plyvel.Error as exc:
+            raise self._corrupt(exc) from None
 
     def _last_key(self, prefix: bytes) -> bytes | None:
         for key, _ in self._scan(prefix, reverse=True):
@@ -148,6 +340,9 @@ class Store:
 
     def has_block(self, h: bytes) -> bool:
         return self._get(k.BLOCK + h) is not None
+
+    def has_doc(self, doc_id: bytes) -> bool:
+        return self._get(k.DOC + doc_id) is not None
 
     def doc(self, doc_id: bytes) -> DocRecord | None:
         raw = self._get(k.DOC + doc_id)
@@ -283,10 +478,121 @@ class Store:
     def directory_links(self) -> list[bytes]:
         return [v for _, v in self._scan(k.DIRECTORY)]
 
-    # --- size ----------------------------------------------------------------------
+    # --- blocks of documents not committed yet (keyspace W) ---------------------------
+
+    def inflight_blocks(self, write_every: int) -> InflightBlocks:
+        """A writer for the blocks of a document being made (see :class:`InflightBlocks`)."""
+        return InflightBlocks(self, write_every)
+
+    def sweep_inflight_blocks(self) -> int:
+        """Delete every block still marked in flight, with its mark; returns how many.
+
+        Run at open, before anything is written: a mark left over means its
+        document never committed (the node died mid-submit). O(marks), never
+        a scan of the blocks.
+        """
+        b = self.batch()
+        n = size = 0
+        for key, value in self._scan(k.INFLIGHT):
+            b.delete(k.BLOCK + key[1:])
+            b.delete(key)
+            n += 1
+            size += k.read_u32(value)
+        if n:
+            self.write(b, sync=False)  # lost in a crash: swept again next time
+            self.dead_blocks_removed += n
+            self.dead_bytes_removed += size
+        return n
+
+    def discard_inflight(self, hashes: Iterable[bytes]) -> int:
+        """Delete these in-flight blocks, those still marked, with their marks; returns how many.
+
+        A block no longer marked was settled by its document's commit and is
+        left alone. If the delete cannot be written, the marks stay and the
+        next open sweeps them.
+        """
+        b = self.batch()
+        n = size = 0
+        for h in hashes:
+            mark = self._get(k.INFLIGHT + h)
+            if mark is not None:
+                b.delete(k.BLOCK + h)
+                b.delete(k.INFLIGHT + h)
+                n += 1
+                size += k.read_u32(mark)
+        if n:
+            try:
+                self.write(b, sync=False)
+            except StoreCorruptError:
+                raise
+            except StoreError:
+                return 0
+            self.dead_blocks_removed += n
+            self.dead_bytes_removed += size
+        return n
+
+    # --- size and audit ----------------------------------------------------------------
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def audit(self) -> Audit | None:
+        """What the last full check counted (``truc store check``), if one ran."""
+        raw = self._get(k.META + b"audit")
+        return Audit.decode(raw) if raw is not None else None
+
+
+class InflightBlocks:
+    """The blocks of one document being made, written as they come, each with a mark (keyspace W).
+
+    Sealing writes blocks before the document exists (memory stays at a few
+    blocks whatever its size). Each block goes to the store with a mark in
+    the same atomic batch. The batch that commits the document deletes the
+    marks (:meth:`settle`); a failure before that removes the blocks
+    (:meth:`discard`); a crash leaves the marks, and the next open removes
+    what they mark. Use from one thread at a time.
+    """
+
+    def __init__(self, store: Store, write_every: int) -> None:
+        self.store = store
+        self.write_every = write_every
+        self.hashes: list[bytes] = []
+        self.settled = False
+        self._batch = store.batch()
+
+    def put(self, h: bytes, block: bytes) -> None:
+        assert not self.settled, "blocks added after the document's commit was built"
+        self._batch.put(k.BLOCK + h, block)
+        self._batch.put(k.INFLIGHT + h, k.u32(len(block)))
+        self.hashes.append(bytes(h))
+        if len(self._batch) >= 2 * self.write_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the blocks not written yet (not durable: the document's commit makes them so)."""
+        if len(self._batch):
+            self.store.write(self._batch, sync=False)
+            self._batch = self.store.batch()
+
+    def settle(self, b: Batch) -> None:
+        """Put the end of the marks into ``b``, the batch that commits the document; from here on it owns them."""
+        self.flush()
+        for h in self.hashes:
+            b.delete(k.INFLIGHT + h)
+        self.settled = True
+
+    def discard(self) -> int:
+        """The document will not be committed: remove its blocks (a no-op once settled). Returns how many."""
+        self._batch = self.store.batch()
+        if self.settled:
+            return 0
+        return self.store.discard_inflight(self.hashes)
+
+
+def _message(exc: BaseException) -> str:
+    """plyvel's errors carry LevelDB's status as bytes."""
+    arg = exc.args[0] if exc.args else ""
+    return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
 class Batch:

@@ -23,6 +23,7 @@ def test_unit_runs_the_daemon_as_systemd_expects() -> None:
     s = unit()["Service"]
     assert s["Type"] == "notify" and s["NotifyAccess"] == "main"  # node/systemd.py sends READY/WATCHDOG/STOPPING
     assert int(s["WatchdogSec"]) > 0 and s["Restart"] == "on-failure"
+    assert s["RestartPreventExitStatus"] == "2"  # node/daemon.py OPERATOR_ERRORS: restarting cannot fix them
     assert s["User"] == "truc" and s["StateDirectory"] == "truc" and s["RuntimeDirectory"] == "truc"
     assert s["ExecStart"].endswith("truc run --home /var/lib/truc")
     assert s["NoNewPrivileges"] == "yes" and s["ProtectSystem"] == "strict"

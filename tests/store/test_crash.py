@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from protocol.agency import AgencyCode
+from store import keys as k
 from store.store import Store
 from tests.store.crash_writer import round_id
+from tests.store.seal_writer import round_id as sealed_id
 
 ROOT = Path(__file__).resolve().parents[2]
 H01, G22 = AgencyCode.parse("H01"), AgencyCode.parse("G22")
@@ -87,3 +89,41 @@ def test_sigkill_loses_nothing_reported_durable_and_batches_are_all_or_nothing(t
     with Store(db) as store:
         inbox = store.inbox(H01, limit=1 << 30)
         assert [e.id for _, e in inbox] == [round_id(i) for i in range(next_round)], "inbox lost or reordered entries"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_sigkill_while_blocks_are_written_leaves_only_blocks_of_committed_documents(tmp_path: Path) -> None:
+    """Blocks written ahead of their document (sealing) never outlive a crash without it."""
+    rnd = random.Random(20261201)
+    db = tmp_path / "db"
+    committed: dict[int, list[bytes]] = {}
+    for run in range(ROUNDS):
+        start = run * 1_000_000  # each writer its own round numbers: a round cut before its report is never redone
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.store.seal_writer", str(db), str(start)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            time.sleep(rnd.uniform(0.15, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        reported = [int(line) for line in out.decode().split()]
+        with Store(db) as store:  # opening sweeps what the kill left in flight
+            assert not list(store._scan(k.INFLIGHT)), "marks survived the open"
+            lists = {key[1:]: [v[i : i + 32] for i in range(0, len(v), 32)] for key, v in store._scan(k.ENVELOPE)}
+            listed = {h for hashes in lists.values() for h in hashes}
+            stored = {key[1:] for key, _ in store._scan(k.BLOCK)}
+            assert stored <= listed, f"{len(stored - listed)} blocks of uncommitted documents survived"
+            assert stored == listed, "a committed document lost blocks"
+            for n in reported:
+                assert bytes(sealed_id(n)) in lists, f"round {n} was reported durable and is missing"
+                committed[n] = lists[bytes(sealed_id(n))]
+    assert len(committed) > ROUNDS, f"the writer made too little progress ({len(committed)} documents)"

@@ -172,3 +172,41 @@ def test_log_heads_show_only_written_entries(store: Store) -> None:
     assert store.log_shards() == {"H01": 1} and store.log_head("H01") == 1
     store.write(pending)
     assert store.log_shards() == {"H01": 2, "G22": 1} and store.log_head("G22") == 1
+
+
+def test_inflight_blocks_are_settled_by_their_commit_or_discarded(store: Store) -> None:
+    made = store.inflight_blocks(2)
+    for n in range(5):
+        made.put(did(n), bytes([n]) * 100)
+    made.flush()
+    assert all(store.has_block(did(n)) for n in range(5)) and len(list(store._scan(k.INFLIGHT))) == 5
+    b = store.batch()
+    b.put_envelope(did(99), b"the document")
+    made.settle(b)
+    store.write(b)
+    assert made.discard() == 0, "settled blocks belong to their document"
+    assert all(store.has_block(did(n)) for n in range(5)) and not list(store._scan(k.INFLIGHT))
+
+    failed = store.inflight_blocks(2)
+    for n in range(10, 13):
+        failed.put(did(n), b"x" * 10)
+    assert store.has_block(did(11)) and not store.has_block(did(12)), "written two at a time"
+    assert failed.discard() == 2, "the third never reached the store"
+    assert not any(store.has_block(did(n)) for n in range(10, 13)) and not list(store._scan(k.INFLIGHT))
+    assert store.dead_blocks_removed == 2 and store.dead_bytes_removed == 20
+
+
+def test_marks_left_by_a_crash_are_swept_at_open(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    kept = s.inflight_blocks(1)
+    kept.put(did(1), b"committed")
+    b = s.batch()
+    kept.settle(b)
+    s.write(b)
+    cut = s.inflight_blocks(1)
+    cut.put(did(2), b"never committed")
+    s.close()  # as if the process died here
+    with Store(tmp_path / "db") as s:
+        assert s.has_block(did(1)) and not s.has_block(did(2))
+        assert (s.dead_blocks_removed, s.dead_bytes_removed) == (1, 15)
+        assert not list(s._scan(k.INFLIGHT))

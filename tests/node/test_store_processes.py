@@ -1,0 +1,150 @@
+"""Real `truc run` processes on a damaged or foreign store: one line, exit 2, nothing destroyed (issue 10, item 5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import plyvel
+import pytest
+
+from protocol.errors import NodeNotRunningError, TrucError
+from tests.procs import ROOT, Daemon, provision, running, wait_for
+
+pytestmark = pytest.mark.slow
+G22, H01 = "000.00.00.G22", "000.00.00.H01"
+
+
+def run_once(home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`truc run` that is expected to refuse to start (a node that starts would time out here)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--home", str(home)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, f"exit {proc.returncode}: {err}"
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("truc run: "), err
+    for needle in needles:
+        assert needle in err, err
+
+
+def delivered(d: Daemon, doc: str) -> bool:
+    track: Any = d.call("document.track", id=doc)
+    return all(r["state"] == "delivered" for r in track["recipients"])
+
+
+def data_files(store: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in store.iterdir() if p.suffix in (".ldb", ".log") or p.name.startswith("MANIFEST")}
+
+
+@pytest.mark.timeout(180)
+def test_a_node_refuses_a_damaged_or_foreign_store_with_one_line(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22], "h01": [H01]})
+    with running(homes) as nodes:
+        doc: Any = nodes["g22"].call(
+            "submit",
+            **{"from": G22, "to": [H01], "subject": "Kế hoạch", "files": [{"name": "a.bin", "data": os.urandom(3 << 20)}]},
+        )
+        wait_for(lambda: delivered(nodes["g22"], doc["id"]), 60, "the receipt")
+        for d in nodes.values():
+            d.stop(signal.SIGTERM)
+    g22_store, h01_store = homes["g22"] / "store", homes["h01"] / "store"
+
+    # Another node's store (a copied home, a wrong path in config.toml).
+    cfg = homes["h01"] / "config.toml"
+    text = cfg.read_text()
+    cfg.write_text(text.replace('store = "store"', f'store = "{g22_store}"'))
+    refused(run_once(homes["h01"]), "another node", str(g22_store))
+    cfg.write_text(text)
+
+    # CURRENT deleted: LevelDB would start an empty store and delete the old tables.
+    before = data_files(h01_store)
+    current = (h01_store / "CURRENT").read_bytes()
+    (h01_store / "CURRENT").unlink()
+    refused(run_once(homes["h01"]), "truc store check", "CURRENT")
+    assert data_files(h01_store) == before, "the refused start changed the store's files"
+    (h01_store / "CURRENT").write_bytes(current)
+
+    # A truncated table.
+    Daemon("h01", homes["h01"]).start().stop(signal.SIGTERM)  # a start turns the log into a table
+    table = max(h01_store.glob("*.ldb"), key=lambda p: p.stat().st_size)
+    os.truncate(table, table.stat().st_size // 2)
+    refused(run_once(homes["h01"]), "truc store check", table.name)
+
+
+@pytest.mark.timeout(180)
+def test_corruption_met_while_running_stops_the_node_and_keeps_it_stopped(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22], "h01": [H01]})
+    payload = os.urandom(3 << 20)
+    with running(homes) as nodes:
+        doc: Any = nodes["g22"].call(
+            "submit", **{"from": G22, "to": [H01], "subject": "Kế hoạch", "files": [{"name": "a.bin", "data": payload}]}
+        )
+        wait_for(lambda: delivered(nodes["g22"], doc["id"]), 60, "the receipt")
+        nodes["h01"].stop(signal.SIGTERM)
+        # Flip one bit inside a stored block, where it sits in a table file.
+        store = homes["h01"] / "store"
+        db = plyvel.DB(str(store))
+        db.compact_range()
+        # Not the first block: a scan of the keyspace before B ('A') reads that one at start.
+        block = max((v for _, v in list(db.iterator(prefix=b"B"))[1:]), key=len)
+        db.close()
+        for table in store.glob("*.ldb"):
+            at = table.read_bytes().find(block[:64])
+            if at >= 0:
+                with open(table, "r+b") as f:
+                    f.seek(at + 5000)
+                    byte = f.read(1)
+                    f.seek(at + 5000)
+                    f.write(bytes([byte[0] ^ 0x01]))
+                break
+        else:
+            raise AssertionError("the block is not in a table file")
+        h01 = nodes["h01"].start()  # a flip inside a value is invisible until it is read
+        with pytest.raises((TrucError, NodeNotRunningError, OSError)), h01.client() as c:
+            c.get_document(doc["id"], tmp_path / "out")
+        assert h01.proc is not None
+        h01.proc.wait(timeout=30)
+        lines = h01.log().strip().splitlines()
+        assert h01.proc.returncode == 2, lines[-5:]
+        assert lines[-1].startswith("truc run: ") and "truc store check" in lines[-1], lines[-5:]
+        assert "Traceback" not in h01.log()
+        # Restarted (systemd would): it refuses at once, and says why.
+        refused(run_once(homes["h01"]), "truc store check", "found damaged")
+
+
+@pytest.mark.timeout(120)
+def test_a_replaced_node_key_is_adopted_only_on_purpose(tmp_path: Path) -> None:
+    from identity.keys import NodeKey, load_node_key, save_node_key
+
+    homes = provision(tmp_path, {"g22": [G22]})
+    Daemon("g22", homes["g22"]).start().stop(signal.SIGTERM)
+    old = load_node_key(homes["g22"] / "node.key").peer_id
+    (homes["g22"] / "node.key").unlink()
+    save_node_key(homes["g22"] / "node.key", NodeKey(os.urandom(32)))
+    new = load_node_key(homes["g22"] / "node.key").peer_id
+    refused(run_once(homes["g22"]), "another node", old, new, "truc store adopt")
+    adopt = subprocess.run(
+        [sys.executable, "-m", "cli", "store", "adopt", "--home", str(homes["g22"])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert adopt.returncode == 0 and old in adopt.stdout and new in adopt.stdout, adopt.stdout + adopt.stderr
+    node = Daemon("g22", homes["g22"]).start()  # not in the directory yet, but its own store again
+    node.stop(signal.SIGTERM)
+    assert node.proc is not None and node.proc.returncode == 0
