@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from identity.directory import Directory, apply_link
+from identity.directory import Directory, apply_link, verify_link
 from identity.keys import AgencyKeys, Rng
 from identity.sealing import FileSource, read_document, read_status_note, seal_document, seal_status
 from identity.trust import Trust
@@ -727,8 +727,22 @@ class Engine:
             self.spawn(self.overlay.subscribe, shard_topic(self.trust.net, shard), self._gossip_validate, self._gossip_handle)
 
     async def publish_directory(self, envs: Sequence[Envelope]) -> int:
-        """Apply directory links handed in by an operator and gossip them to the network."""
+        """Apply directory links handed in by an operator and gossip them to the network.
+
+        Every link of the file must be the pinned authority's, and the newer
+        ones must apply; otherwise DirectoryError says which link and why
+        (``apply_directory`` only logs, as for links from peers).
+        """
         before = self.trust.directory.serial
+        current = self.trust.directory
+        for env in sorted(envs, key=lambda e: e.header.serial if isinstance(e.header, DirectoryHeader) else 0):
+            serial = env.header.serial if isinstance(env.header, DirectoryHeader) else 0
+            try:
+                h = verify_link(env, self.trust.authority)
+                if h.serial > current.serial and (h.is_snapshot or h.base == current.serial):
+                    current = apply_link(current, env, self.trust.authority)
+            except TrucError as exc:
+                raise DirectoryError(f"serial {serial} of the file: {exc.message}") from None
         if not await self.apply_directory(envs, source="local"):
             raise DirectoryError(f"the links do not continue this node's serial {before}")
         if self.trust.directory.serial == before:
