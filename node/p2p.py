@@ -33,7 +33,13 @@ tests/node/test_p2p.py:
     with no connection under it: requests fail and it is never redialled (the
     95-process full mesh stalled at 87-94 of 94 peers that way). Who is
     connected is therefore read from the swarm's live connection table, on
-    every notification and every second.
+    every notification and every second;
+17. SO_REUSEPORT off: 0.8.1 sets it on every TCP listener (for hole punching,
+    which we do not use), so a second node on a taken port started and the
+    kernel split inbound connections between the two. Its private
+    ``_set_reuse_flags`` is replaced (checked to exist at import) by one that
+    sets SO_REUSEADDR only; and ``Swarm.listen`` only logs a failed listen,
+    so every configured address is checked after start (ConfigError).
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -43,11 +49,14 @@ when the directory changes, connections to peers no longer listed are closed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
+import socket
 from collections.abc import Callable, Sequence
 
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.transport.tcp.tcp as libp2p_tcp
 import multiaddr
 import trio
 from libp2p import new_host
@@ -79,6 +88,18 @@ from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, To
 RPC_QUEUE_RPCS = 1024
 RPC_MAX_BYTES = 4 << 20
 rpc_queue.RpcQueue.__init__.__defaults__ = (RPC_QUEUE_RPCS, RPC_MAX_BYTES)
+
+
+def _reuse_addr_only(sock: object) -> None:  # 17
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+if not callable(getattr(libp2p_tcp, "_set_reuse_flags", None)):  # the workaround must not silently stop applying
+    raise ImportError("py-libp2p changed: libp2p.transport.tcp.tcp._set_reuse_flags is gone; see pitfall 17 in node/p2p.py")
+libp2p_tcp._set_reuse_flags = _reuse_addr_only
 
 MAX_PEERS = 4096
 INBOUND_QUEUE = 4096
@@ -234,6 +255,7 @@ class P2POverlay:
                 background_trio_service(self.router),
                 trio.open_nursery() as nursery,
             ):
+                self._check_listening()
                 self._nursery = nursery
                 for _ in range(INBOUND_WORKERS):
                     nursery.start_soon(self._inbound_worker)
@@ -246,6 +268,13 @@ class P2POverlay:
             with trio.CancelScope(shield=True):
                 await self.host.close()  # 11
             self.pubsub.seen_messages.stop()  # 11
+
+    def _check_listening(self) -> None:
+        """Raise ConfigError for a configured address nothing listens on (17: the swarm only logs it)."""
+        listening = self.host.get_network().listeners
+        for addr in self.listen:
+            if str(addr) not in listening:
+                raise ConfigError(f"listen {addr}: {_why_not_listening(addr)}")
 
     async def publish(self, topic: str, data: bytes) -> None:
         try:
@@ -419,3 +448,23 @@ class P2POverlay:
             self.log.debug("peer.dial_failed", peer=peer[:16], reason=f"{type(exc).__name__}: {exc}"[:200], retry_in_s=delay)
         finally:
             self._dialing.discard(peer)
+
+
+def _why_not_listening(addr: multiaddr.Multiaddr) -> str:
+    """Words for a failed listen: bind the address ourselves (only to name the reason; the library's bind decided)."""
+    try:
+        host = addr.value_for_protocol("ip6") if "ip6" in {p.name for p in addr.protocols()} else addr.value_for_protocol("ip4")
+        port = int(addr.value_for_protocol("tcp"))
+        family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+    except Exception:
+        return "not an address this node can listen on (use /ip4/ADDRESS/tcp/PORT)"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(host), port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"the address is already in use (another node or program listens on port {port}; stop it or choose another port)"
+            )
+        return f"cannot listen there: {exc.strerror}"
+    return 'the node could not listen there (run with log_level = "debug" for the library\'s reason)'
