@@ -30,7 +30,15 @@ from typing import TextIO
 import trio
 
 from identity.directory import Directory, apply_link, load_directory_file
-from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, load_agency_keys, load_authority_public, load_node_key
+from identity.keys import (
+    AgencyKeys,
+    AuthorityPublic,
+    NodeKey,
+    check_private_dir,
+    load_agency_keys,
+    load_authority_public,
+    load_node_key,
+)
 from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
@@ -87,6 +95,7 @@ def agency_key_path(home: Home, code: AgencyCode) -> Path:
 
 def load_keys(home: Home) -> tuple[NodeKey, dict[AgencyCode, AgencyKeys]]:
     node_key = load_node_key(home.root / "node.key")
+    check_private_dir(home.root / "keys")
     hosted = {}
     for code in home.config.codes:
         path = agency_key_path(home, code)
@@ -143,6 +152,9 @@ async def run_node(
                 log.error(
                     "agency.hosted_elsewhere", code=str(code), node=rec.node, fix="the directory says another node hosts it"
                 )
+        # What can fail for want of a port or a directory fails now, with one line, before anything listens.
+        check_socket_dir(home.socket)
+        metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen)) if cfg.metrics_listen else []
         metrics = Metrics()
         engine_ref: list[Engine] = []
 
@@ -184,10 +196,9 @@ async def run_node(
             await nursery.start(overlay.run)
             await nursery.start(engine.run)
             await nursery.start(ipc.run)
-            if cfg.metrics_listen:
-                host, port = cfg.metrics_listen.rsplit(":", 1)
-                bound = await nursery.start(http.serve, host.strip("[]"), int(port), metrics.render, lambda: True)
-                log.info("metrics.listening", address=f"{host}:{bound}")
+            if metrics_listeners:
+                bound = await nursery.start(http.serve, metrics_listeners, metrics.render, lambda: True)
+                log.info("metrics.listening", address=f"{cfg.metrics_listen.rsplit(':', 1)[0]}:{bound}")
             nursery.start_soon(systemd.watchdog, engine)
             systemd.notify(f"READY=1\nSTATUS=serving {', '.join(str(c) for c in cfg.codes)}; directory serial {directory.serial}")
             log.info("node.ready", socket=str(home.socket), peer=node_key.peer_id)
@@ -195,6 +206,22 @@ async def run_node(
             nursery.start_soon(_status_line, engine)
     finally:
         store.close()
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def check_socket_dir(socket: Path) -> None:
+    """Create the IPC socket's directory if needed; raises ConfigError when it cannot be created or written."""
+    parent = socket.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"ipc_socket {socket}: cannot create its directory {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"ipc_socket {socket}: this user cannot create files in {parent}")
 
 
 async def _status_line(engine: Engine) -> None:

@@ -7,7 +7,9 @@ others can read.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +70,36 @@ def test_a_second_node_on_a_taken_listen_port_exits_with_one_line(tmp_path: Path
         assert not (homes["h01"] / "truc.sock").exists(), "nothing of the second node was left serving"
         # The first node still has the port to itself and answers.
         assert nodes["g22"].call("node.info")["codes"] == [G22]
+
+
+@pytest.mark.timeout(120)
+def test_a_metrics_port_in_use_exits_with_one_line(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22]})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        set_config(homes["g22"], 'metrics_listen = ""', f'metrics_listen = "127.0.0.1:{taken}"')
+        err = one_line(run_until_exit(homes["g22"]))
+    assert "metrics_listen" in err and f"127.0.0.1:{taken}" in err and "already in use" in err, err
+    assert not (homes["g22"] / "truc.sock").exists()
+
+
+@pytest.mark.timeout(120)
+def test_an_ipc_socket_directory_that_cannot_be_created_exits_with_one_line(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22]})
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the socket's directory should be")
+    set_config(homes["g22"], 'ipc_socket = "truc.sock"', f'ipc_socket = "{blocker}/run/truc.sock"')
+    err = one_line(run_until_exit(homes["g22"]))
+    assert "ipc_socket" in err and str(blocker) in err, err
+
+
+@pytest.mark.timeout(120)
+def test_a_keys_folder_others_can_read_is_refused_like_the_key_files(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22]})
+    keys = homes["g22"] / "keys"
+    assert (os.stat(keys).st_mode & 0o777) == 0o700, "truc init makes it 0700"
+    os.chmod(keys, 0o755)
+    err = one_line(run_until_exit(homes["g22"]))
+    assert str(keys) in err and "chmod 700" in err and "0755" in err, err
