@@ -106,6 +106,7 @@ INBOUND_QUEUE = 4096
 INBOUND_WORKERS = 4
 DIAL_TIMEOUT_S = 10.0
 REDIAL_S = (1.0, 60.0)
+REFUSED_LOG_EVERY_S = 600.0  # a refused peer is logged at once, then at most once per 10 min with a count
 Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
 
@@ -191,8 +192,7 @@ class P2POverlay:
         async def gated_add_conn(muxed_conn: object, direction: str = "unknown") -> object:
             peer = muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
             if not self.is_member(peer):
-                self.metrics.inc("connections_refused", reason="not_in_directory")
-                self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory", direction=direction)
+                self._refused(peer, direction=direction)
                 try:
                     await muxed_conn.close()  # type: ignore[attr-defined]
                 finally:
@@ -232,6 +232,7 @@ class P2POverlay:
         self._inbound_recv: trio.MemoryReceiveChannel[tuple[TopicHandler, str, str, bytes]]
         self._inbound, self._inbound_recv = trio.open_memory_channel(INBOUND_QUEUE)
         self._next_dial: dict[str, tuple[float, float]] = {}
+        self._refusals: dict[str, tuple[float, int]] = {}  # peer -> (last logged, refusals not logged since)
         self._dialing: set[str] = set()
         self.host.get_network().register_notifee(_Notifee(self))
 
@@ -401,11 +402,29 @@ class P2POverlay:
             if self._on_down is not None:
                 self._spawn(self._on_down, peer)
 
+    def _refused(self, peer: str, **fields: str) -> None:
+        """Count every refusal; log a peer's first, then at most one line per REFUSED_LOG_EVERY_S with the count between."""
+        self.metrics.inc("connections_refused", reason="not_in_directory")
+        now = trio.current_time()
+        last = self._refusals.get(peer)
+        if last is not None and now - last[0] < REFUSED_LOG_EVERY_S:
+            self._refusals[peer] = (last[0], last[1] + 1)
+            return
+        if len(self._refusals) > 4 * MAX_PEERS:  # outsiders cycling keys must not grow it forever
+            self._refusals.clear()
+        self._refusals[peer] = (now, 0)
+        self.log.warning(
+            "peer.refused",
+            peer=peer[:16],
+            reason="not a node of the directory",
+            suppressed=last[1] if last is not None else 0,
+            **fields,
+        )
+
     async def _on_connected(self, pid: ID) -> None:
         peer = self._name(pid)
         if not self.is_member(peer):
-            self.metrics.inc("connections_refused", reason="not_in_directory")
-            self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory")
+            self._refused(peer)
             self._spawn(self._close, pid)
             return
         self._reconcile()
