@@ -62,6 +62,7 @@ from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 
 Clock = Callable[[], int]
 Post = list[Callable[[], None]]
+Rejections = dict[str, list[Any]]  # reason -> [count, first detail, first envelope id]
 HEADER_CACHE = 4096
 RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
 SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
@@ -237,12 +238,21 @@ class Engine:
         raw = self.store.get_envelope(env_id)
         return Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) if raw is not None else None
 
-    def _reject(self, path: str, peer: str, exc: TrucError, env_id: Digest | None) -> None:
+    def _reject(self, path: str, peer: str, exc: TrucError, env_id: Digest | None, tally: Rejections | None = None) -> None:
+        """Count a refused envelope; log it now, or once per reason for the batch when ``tally`` is given."""
         self.metrics.inc("envelopes_rejected", reason=exc.code, path=path)
+        if tally is not None:
+            first = tally.setdefault(exc.code, [0, exc.detail, env_id])
+            first[0] += 1
+            return
+        self._log_rejected(path, peer, exc.code, 1, exc.detail, env_id)
+
+    def _log_rejected(self, path: str, peer: str, reason: str, count: int, detail: str, env_id: Digest | None) -> None:
         self.log.warning(
             "envelope.rejected",
-            reason=exc.code,
-            detail=exc.detail[:200],
+            reason=reason,
+            count=count,
+            detail=detail[:200],
             path=path,
             peer=peer[:16],
             id=env_id.short() if env_id else "",
@@ -263,11 +273,13 @@ class Engine:
         results: list[m.PushResult] = []
         mine: list[Digest] = []
         waits: list[trio.Event] = []
+        # One log line per reason per batch (a push of 50,000 junk envelopes is one line); metrics per envelope.
+        tally: Rejections = {}
         for raw in raws:
             try:
                 env = Envelope.decode(raw, max_bytes=MAX_ENVELOPE_BYTES)
             except RemoteError as exc:
-                self._reject(path, peer, exc, None)
+                self._reject(path, peer, exc, None, tally)
                 results.append(m.PushResult(Digest.of(raw), exc.code, exc.message))
                 continue
             eid = env.id
@@ -289,13 +301,15 @@ class Engine:
                 self.trust.verify(env, now, check_age=path != "sync")
                 self._accept(env, raw, batch, now, post)
             except TrucError as exc:
-                self._reject(path, peer, exc, eid)
+                self._reject(path, peer, exc, eid, tally)
                 results.append(m.PushResult(eid, exc.code, exc.message))
                 continue
             self._inflight[eid] = trio.Event()
             mine.append(eid)
             self.metrics.inc("envelopes_accepted", kind=env.kind.value, path=path)
             results.append(m.PushResult(eid, m.OK))
+        for reason, (count, detail, first_id) in tally.items():
+            self._log_rejected(path, peer, reason, count, detail, first_id)
         try:
             if len(batch):
                 await self.committer.commit(batch)
