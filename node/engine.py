@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -43,6 +43,7 @@ from protocol.errors import (
     NotAuthorizedError,
     NotFoundError,
     NotHostedError,
+    ParkedLimitError,
     RemoteError,
     SchemaError,
     TooLargeError,
@@ -66,6 +67,10 @@ Rejections = dict[str, list[Any]]  # reason -> [count, first detail, first envel
 HEADER_CACHE = 4096
 RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
 SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
+# A status that arrives before its document waits ("parked") until the document does. Statuses about
+# documents that never come must not pile up: at most this many wait per author agency (more are
+# refused, too_many_parked), and one older than the trust policy's age window (30 days) is dropped.
+MAX_PARKED_PER_SENDER = 10_000
 
 
 class Engine:
@@ -106,6 +111,7 @@ class Engine:
         # visible to other batches being built meanwhile (building is synchronous).
         self._pending_docs: dict[Digest, MessageHeader] = {}
         self._parking: dict[Digest, set[Digest]] = {}
+        self._parked_by: Counter[AgencyCode] = Counter()  # parked statuses per author, counted at start
         # Outbox records in batches not yet written. Every read-modify-write of
         # the outbox reads through this, and every write goes through the
         # committer in build order, so a receipt marked DELIVERED is never
@@ -144,6 +150,7 @@ class Engine:
             self._nursery = nursery
             await nursery.start(self.committer.run)
             await nursery.start(self.batcher.run)
+            self._parked_by = await self.offload(self._count_parked)
             await self.reissue_stale()
             self.overlay.set_request_handler(PUSH, self._on_push, max_request_bytes=m.MAX_PUSH_BYTES, max_response_bytes=1 << 20)
             self.overlay.set_request_handler(
@@ -184,6 +191,7 @@ class Engine:
                     fix="ask the network authority for a newer directory",
                 )
             await self.offload(self.retention_sweep, now)
+            await self.expire_parked(now)
             await trio.sleep(3600 if now <= self.trust.directory.valid_until else 60)
 
     def emit(self, kind: str, **fields: Any) -> None:
@@ -508,10 +516,62 @@ class Engine:
         b.put_envelope(env.id, raw)
         b.append_log(h.to[0].shard, env.id)
         if doc is None:
+            # The document is in the recipient's shard (the author's, or the 13's target): if this node
+            # neither hosts nor relays that shard, the document never comes here; keep the status only.
+            doc_shard = (h.to[0] if h.code is StatusCode.TAKEBACK_REQUESTED else h.sender).shard
+            if doc_shard not in self.interested_shards():
+                return
+            if self._parked_by[h.sender] >= MAX_PARKED_PER_SENDER:
+                raise ParkedLimitError(
+                    f"{h.sender} has {self._parked_by[h.sender]} statuses waiting here for documents not seen yet "
+                    f"(limit {MAX_PARKED_PER_SENDER})"
+                )
             b.park(h.doc, env.id)  # applied when the document arrives
             self._parking.setdefault(h.doc, set()).add(env.id)
+            self._parked_by[h.sender] += 1
             return
         self._record_status(env, h, doc, b, now, post)
+
+    def _count_parked(self) -> Counter[AgencyCode]:
+        counts: Counter[AgencyCode] = Counter()
+        for _, sid in self.store.parked_all():
+            env = self.envelope(sid)
+            if env is not None and isinstance(env.header, MessageHeader):
+                counts[env.header.sender] += 1
+        return counts
+
+    async def expire_parked(self, now: int) -> int:
+        """Drop parked statuses older than the age window (their document never came); returns how many."""
+        max_age = self.trust.policy.max_age_ms
+
+        def sweep() -> Counter[AgencyCode]:
+            b = self.store.batch()
+            dropped: Counter[AgencyCode] = Counter()
+            for doc_id, sid in self.store.parked_all():
+                env = self.envelope(sid)
+                h = env.header if env is not None else None
+                if h is not None and isinstance(h, MessageHeader) and h.at + max_age >= now:
+                    continue
+                b.unpark(doc_id, sid)
+                if h is not None and isinstance(h, MessageHeader):
+                    b.drop_envelope(sid, now)  # a tombstone: a copy arriving later stays a duplicate
+                    dropped[h.sender] += 1
+            if len(b):
+                self.store.write(b, sync=True)
+            return dropped
+
+        dropped = await self.offload(sweep)
+        self._parked_by.subtract(dropped)
+        total = sum(dropped.values())
+        if total:
+            self.metrics.inc("parked_statuses_expired", total)
+            self.log.warning(
+                "status.parked_expired",
+                count=total,
+                by=",".join(f"{c.short()}:{n}" for c, n in dropped.most_common(10)),
+                fix="statuses about documents that never arrived, older than the age window, were dropped",
+            )
+        return total
 
     def _record_status(self, env: Envelope, h: MessageHeader, doc: MessageHeader, b: Batch, now: int, post: Post) -> None:
         assert h.doc is not None and h.code is not None
@@ -605,6 +665,7 @@ class Engine:
             env = self.envelope(sid)
             if env is None or not isinstance(env.header, MessageHeader):
                 continue
+            self._parked_by[env.header.sender] -= 1
             try:
                 self._record_status(env, env.header, doc, b, now, post)
             except NotAuthorizedError as exc:

@@ -167,6 +167,12 @@ class IllegalTransitionError(RemoteError):
     code = "illegal_transition"
 
 
+class ParkedLimitError(RemoteError):
+    """Too many statuses from this agency are waiting here for documents this node does not have"""
+
+    code = "too_many_parked"
+
+
 # --- local configuration and files --------------------------------------------
 
 
