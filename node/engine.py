@@ -943,6 +943,8 @@ class Engine:
         if sender in to:
             raise SchemaError(f"{sender} cannot send a document to itself")
         targets = [self.trust.recipient(c) for c in to]  # UnknownAgencyError
+        if meta.ref is not None:
+            self._check_ref(sender, meta)
         if idempotency_key is not None:
             slot = (sender, idempotency_key)
             while slot in self._idempotency:
@@ -957,6 +959,24 @@ class Engine:
         finally:
             if idempotency_key is not None:
                 self._idempotency.pop((sender, idempotency_key)).set()
+
+    def _check_ref(self, sender: AgencyCode, meta: DocumentMeta) -> None:
+        """A revoke, update or replace must name a document ``sender`` sent or received through this node.
+
+        The recipient's node stays lenient (the target may reach it after the
+        change, by another path); the sender's node has the target, or it is a typo.
+        """
+        assert meta.ref is not None
+        target = self.doc_header(meta.ref)
+        if target is None:
+            raise NotFoundError(
+                f"the {meta.business.value} document refers to {meta.ref}, which {sender} neither sent nor received here"
+            )
+        if sender != target.sender and sender not in target.to:
+            raise NotAuthorizedError(
+                f"{sender} is not a party to {meta.ref.short()} (from {target.sender}): "
+                f"only its sender or a recipient may {meta.business.value} it"
+            )
 
     async def _submit(
         self,

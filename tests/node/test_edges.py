@@ -1,4 +1,4 @@
-"""Wrong answers at the edges: junk floods, statuses about documents nobody has.
+"""Wrong answers at the edges: junk floods, statuses about documents nobody has, references to nothing.
 
 Real engines, stores and crypto on the virtual wire, in virtual time.
 """
@@ -18,7 +18,9 @@ from identity.sealing import FileSource, seal_document, seal_status
 from identity.trust import TimePolicy
 from node.log import Log
 from protocol import messages as m
+from protocol.document import BusinessType
 from protocol.envelope import Envelope
+from protocol.errors import NotAuthorizedError, NotFoundError
 from protocol.ids import Digest
 from protocol.status import StatusCode
 from simnet.cluster import wait_until
@@ -137,3 +139,29 @@ def test_statuses_about_documents_nobody_has_are_bounded_per_sender_and_expire(
             n.cancel_scope.cancel()
 
     run_virtual(main, limit_s=86_400)
+
+
+def test_a_revoke_update_or_replace_must_name_a_document_this_node_sent_or_received(tmp_path: Path) -> None:
+    c = cluster(tmp_path, {"g22": [G22], "h01": [H01], "h29": [H29]})
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            g22 = c.node("g22").e()
+            nowhere = Digest.of(b"a document nobody sent")
+            for business in (BusinessType.REVOKE, BusinessType.UPDATE, BusinessType.REPLACE):
+                with pytest.raises(NotFoundError, match=str(nowhere)):
+                    await g22.submit(C(G22), [C(H01)], meta(business=business, ref=nowhere), [])
+            # A document between two other agencies is not G22's to revoke, even if G22's node holds a copy.
+            theirs = await send(c, H01, [H29], 10)
+            await wait_until(lambda: g22.store.has_envelope(theirs), timeout=60)
+            with pytest.raises(NotAuthorizedError, match="not a party"):
+                await g22.submit(C(G22), [C(H29)], meta(business=BusinessType.REVOKE, ref=theirs), [])
+            # Its own document it can revoke, update and replace.
+            mine = await send(c, G22, [H01], 10)
+            await wait_until(lambda: delivered(c, G22, mine), timeout=60)
+            revoke = await g22.submit(C(G22), [C(H01)], meta(business=BusinessType.REVOKE, ref=mine), [])
+            await wait_until(lambda: delivered(c, G22, revoke), timeout=60)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
