@@ -28,7 +28,7 @@ from identity.trust import Trust
 from protocol import messages as m
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig
-from protocol.document import DocumentMeta, FileBytes, FileDone
+from protocol.document import MAX_NOTE_CHARS, DocumentMeta, FileBytes, FileDone, check_attachments
 from protocol.envelope import (
     MAX_DIRECTORY_ENVELOPE_BYTES,
     MAX_ENVELOPE_BYTES,
@@ -38,6 +38,7 @@ from protocol.envelope import (
     MessageHeader,
 )
 from protocol.errors import (
+    DecodeError,
     DecryptError,
     DirectoryError,
     NotAuthorizedError,
@@ -50,7 +51,7 @@ from protocol.errors import (
     TrucError,
 )
 from protocol.ids import Digest
-from protocol.status import HistoryItem, Role, StatusCode, ThreadState, replay, transition
+from protocol.status import HistoryItem, Phase, Role, StatusCode, ThreadState, replay, transition
 from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 from store.store import Batch, Store
 
@@ -71,6 +72,10 @@ SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many
 # documents that never come must not pile up: at most this many wait per author agency (more are
 # refused, too_many_parked), and one older than the trust policy's age window (30 days) is dropped.
 MAX_PARKED_PER_SENDER = 10_000
+# How a delivery that the recipient refused for good reads in last_error, the event and the queues.
+REFUSED_BY_RECIPIENT = "refused by the recipient: "
+REFUSALS_SHOWN_MS = 7 * 86_400_000  # truc queues lists refused deliveries this long after the refusal
+MAX_REFUSALS_SHOWN = 10_000  # ... and at most this many (the latest)
 
 
 class Engine:
@@ -112,6 +117,9 @@ class Engine:
         self._pending_docs: dict[Digest, MessageHeader] = {}
         self._parking: dict[Digest, set[Digest]] = {}
         self._parked_by: Counter[AgencyCode] = Counter()  # parked statuses per author, counted at start
+        # Deliveries the recipient refused for good, recently: (sender, envelope id, recipient) -> when. For the
+        # queues view (the outbox has no index of failed records); filled at start by reissue_stale's scan.
+        self.refusals: dict[tuple[AgencyCode, bytes, AgencyCode], int] = {}
         # Outbox records in batches not yet written. Every read-modify-write of
         # the outbox reads through this, and every write goes through the
         # committer in build order, so a receipt marked DELIVERED is never
@@ -340,7 +348,8 @@ class Engine:
 
         This heals any loss of a receipt on the sender's side (a crash before
         it stored it, a restore from backup) without a new signature: the
-        same signed 01 travels again.
+        same signed 01 travels again (or the 02 refusing a document that did
+        not open: the node's own first status is always seq 1).
         """
         h = env.header
         assert isinstance(h, MessageHeader)
@@ -348,7 +357,7 @@ class Engine:
             if code not in self.hosted:
                 continue
             for _, sid, rec in self.store.history(env.id, code):
-                if rec.code != StatusCode.ARRIVED or rec.author != str(code):
+                if rec.seq != 1 or rec.author != str(code):
                     continue
                 d = self.delivery_record(code, sid, h.sender)
                 if d is not None and d.state is DeliveryState.DELIVERED and now - d.delivered_at > RESEND_RECEIPT_AFTER_MS:
@@ -359,14 +368,17 @@ class Engine:
                     b.after_write.append(self.delivery.kick)
 
     def _reapply_receipt(self, env: Envelope, b: Batch, now: int, post: Post) -> None:
-        """A receipt we already store arrives again: make sure our outbox reflects it (idempotent)."""
+        """A receipt (or a refusal) we already store arrives again: make sure our outbox reflects it (idempotent)."""
         h = env.header
-        if not isinstance(h, MessageHeader) or h.code is not StatusCode.ARRIVED or h.doc is None or h.to[0] not in self.hosted:
+        if not isinstance(h, MessageHeader) or h.seq != 1 or h.doc is None or h.to[0] not in self.hosted:
+            return
+        if h.code not in (StatusCode.ARRIVED, StatusCode.REJECTED):
             return
         doc = self.doc_header(h.doc)
         if doc is None or doc.sender != h.to[0] or h.sender not in doc.to:
             return
-        self._apply_status_effects(env.id, h, h.doc, doc, Role.RECIPIENT, h.sender, b, now, post)
+        note = next((r.note for _, sid, r in self.store.history(h.doc, h.sender) if sid == env.id), "")
+        self._apply_status_effects(env.id, h, h.doc, doc, Role.RECIPIENT, h.sender, b, now, post, note=note)
 
     def _accept(self, env: Envelope, raw: bytes, b: Batch, now: int, post: Post) -> None:
         header = env.header
@@ -433,9 +445,17 @@ class Engine:
         """
         if isinstance(opened, RemoteError):
             self.metrics.inc("documents_unreadable", reason=opened.code)
+            refuse = isinstance(opened, DecodeError | DecryptError)
             self.log.error(
-                "document.unreadable", id=doc_id.short(), sender=str(h.sender), reason=opened.code, detail=opened.detail
+                "document.unreadable",
+                id=doc_id.short(),
+                sender=str(h.sender),
+                reason=opened.code,
+                detail=opened.detail,
+                refused=refuse,
             )
+            if refuse:
+                self._refuse(doc_id, h, opened, b, now, post)
             return dataclasses.replace(rec, complete=True, problem=opened.message)
         meta = opened
         for code in h.to:
@@ -464,6 +484,30 @@ class Engine:
             ref=bytes(meta.ref) if meta.ref else b"",
             problem="",
         )
+
+    def _refuse(self, doc_id: Digest, h: MessageHeader, why: RemoteError, b: Batch, now: int, post: Post) -> None:
+        """The document does not open as the sender signed it: answer with a signed 02 giving the reason.
+
+        Only for what the signed envelope alone decides (a manifest or layout
+        no recipient accepts, a content key that does not open): sending it
+        again cannot help, so the sender's node marks the delivery failed
+        with this reason instead of retrying for weeks. A hash mismatch is
+        not refused: it may be a damaged block in this node's own store.
+        Like the 01 it replaces, this 02 is the node's own, seq 1.
+        """
+        note = f"{why.code}: {why.message}"[:MAX_NOTE_CHARS]
+        for code in h.to:
+            if code not in self.hosted or any(r.seq == 1 for _, _, r in self.store.history(doc_id, code)):
+                continue
+            self._author_status(
+                code, doc_id, h, StatusCode.REJECTED, note=note, seq=1, to=h.sender, role=Role.RECIPIENT, b=b, now=now, post=post
+            )
+            self.metrics.inc("documents_refused", reason=why.code)
+            post.append(
+                lambda code=code: self.log.warning(
+                    "document.refused", id=doc_id.short(), sender=str(h.sender), to=str(code), reason=why.code
+                )
+            )
 
     def _author_status(
         self,
@@ -502,7 +546,7 @@ class Engine:
             self.put_delivery(
                 b, author, env.id, to, DeliveryRecord("status", DeliveryState.DELIVERED, first_at=now, delivered_at=now), None
             )
-            self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post)
+            self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post, note=note)
         else:
             self.put_delivery(
                 b, author, env.id, to, DeliveryRecord("status", DeliveryState.PENDING, next_at=now, first_at=now), None
@@ -583,7 +627,7 @@ class Engine:
             except RemoteError as exc:
                 note = f"(note unreadable: {exc.code})"
         b.add_history(h.doc, thread, env.id, HistoryRecord(int(h.code), role.value, str(h.sender), h.seq, h.at, now, note))
-        self._apply_status_effects(env.id, h, h.doc, doc, role, thread, b, now, post)
+        self._apply_status_effects(env.id, h, h.doc, doc, role, thread, b, now, post, note=note)
         if h.to[0] in self.hosted:
             post.append(
                 lambda: (
@@ -611,7 +655,14 @@ class Engine:
         b: Batch,
         now: int,
         post: Post,
+        *,
+        note: str = "",
     ) -> None:
+        if h.code is StatusCode.REJECTED and h.seq == 1 and role is Role.RECIPIENT and doc.sender in self.hosted:
+            # The recipient's node refused the document before any 01 (it does not open): final.
+            old = self.delivery_record(doc.sender, doc_id, thread)
+            if old is not None and old.state is DeliveryState.PENDING:
+                self.delivery_refused(b, doc.sender, doc_id, thread, old, note or "(no reason given)", now, post)
         if h.code is StatusCode.ARRIVED and role is Role.RECIPIENT and doc.sender in self.hosted:
             old = self.delivery_record(doc.sender, doc_id, thread)
             if old is not None and old.state is not DeliveryState.DELIVERED:
@@ -628,6 +679,33 @@ class Engine:
                         self.emit("receipt.received", doc=str(doc_id), recipient=str(thread), at=now),
                     )
                 )
+
+    def delivery_refused(
+        self,
+        b: Batch,
+        sender: AgencyCode,
+        env_id: Digest,
+        recipient: AgencyCode,
+        old: DeliveryRecord,
+        reason: str,
+        now: int,
+        post: Post,
+    ) -> None:
+        """The recipient refused this envelope for good: fail the delivery with its reason (no more retries)."""
+        failed = dataclasses.replace(old, state=DeliveryState.FAILED, last_error=REFUSED_BY_RECIPIENT + reason, last_at=now)
+        self.put_delivery(b, sender, env_id, recipient, failed, old)
+        self.metrics.inc("deliveries_failed")
+        self.metrics.inc("deliveries_refused")
+        key = (sender, bytes(env_id), recipient)
+
+        def tell() -> None:
+            self.refusals[key] = now
+            if len(self.refusals) > MAX_REFUSALS_SHOWN:  # a flood of refusals must not grow it forever
+                del self.refusals[min(self.refusals, key=self.refusals.__getitem__)]
+            self.log.warning("delivery.failed", id=env_id.short(), recipient=str(recipient), reason=failed.last_error[:300])
+            self.emit("delivery.failed", id=str(env_id), recipient=str(recipient), reason=failed.last_error)
+
+        post.append(tell)
 
     async def complete_document(self, doc_id: Digest) -> None:
         """Every block is here: check the document opens, then deliver it (inbox + 01) in one durable commit."""
@@ -866,6 +944,9 @@ class Engine:
         for code, keys in self.hosted.items():
             for env_id, recipient, rec in list(self.store.outbox(code)):
                 if rec.state is not DeliveryState.PENDING:
+                    # The one full scan of the outbox at start: note recent refusals for the queues view.
+                    if rec.last_error.startswith(REFUSED_BY_RECIPIENT) and now - rec.last_at < REFUSALS_SHOWN_MS:
+                        self.refusals[(code, bytes(env_id), recipient)] = rec.last_at
                     continue
                 env = self.envelope(env_id)
                 if env is None or not isinstance(env.header, MessageHeader) or env.header.kid == keys.signing.kid:
@@ -934,6 +1015,7 @@ class Engine:
         TooLargeError or SchemaError.
         """
         keys = self._keys(sender)
+        check_attachments([(f.name, f.media_type) for f in files])  # the recipient's rules, before any byte is read
         now = self.clock()
         self.trust.check_current(now)
         self.check_own_key(sender)  # a revoked key: ask the authority for a new one
@@ -1130,6 +1212,11 @@ class Engine:
         if code is StatusCode.ARRIVED:
             raise NotAuthorizedError("01 is sent by the node itself when the document is stored")
         state, _, top = self.thread_state(doc_id, thread)
+        if code is StatusCode.REJECTED and state.phase is Phase.SENT:
+            raise NotAuthorizedError(
+                f"{doc_id.short()} has not arrived here yet: a 02 before the 01 is the node's own, "
+                "sent when a document does not open"
+            )
         transition(state, code, role)  # IllegalTransitionError names what is allowed now
         b = self.store.batch()
         post: Post = []
