@@ -54,7 +54,7 @@ from .log import Log, capture_library_logs
 from .metrics import Metrics
 from .p2p import P2POverlay
 
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = 10.0  # in-flight work gets this long after SIGTERM (systemd's TimeoutStopSec is 30 s)
 
 
 @dataclass
@@ -233,6 +233,22 @@ async def _status_line(engine: Engine) -> None:
         )
 
 
+async def shutdown(engine: Engine, grace_s: float) -> bool:
+    """Stop taking work and wait for the work in flight, at most ``grace_s``; True if it all finished.
+
+    In flight: IPC requests being answered (a submit being sealed and
+    committed, ...), ingests and their commits, documents being completed.
+    New IPC requests and pushes are refused meanwhile (``shutting_down``),
+    and no delivery attempt starts. The caller cancels what is left.
+    """
+    engine.begin_shutdown()
+    with trio.move_on_after(grace_s):
+        await engine.wait_idle()
+        return True
+    engine.log.warning("node.grace_expired", grace_s=grace_s, in_flight=engine.in_flight, fix="what was left is cancelled")
+    return False
+
+
 def main(root: Path) -> int:
     """Run the node in the foreground until SIGTERM or SIGINT; returns the exit code."""
 
@@ -241,9 +257,11 @@ def main(root: Path) -> int:
             async with trio.open_nursery() as nursery:
                 engine = await nursery.start(run_node, root)
                 async for signum in signals:
-                    engine.log.info("node.stopping", signal=signal.Signals(signum).name)
+                    engine.log.info(
+                        "node.stopping", signal=signal.Signals(signum).name, in_flight=engine.in_flight, grace_s=SHUTDOWN_GRACE_S
+                    )
                     systemd.notify("STOPPING=1")
-                    nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+                    await shutdown(engine, SHUTDOWN_GRACE_S)
                     nursery.cancel_scope.cancel()
                     break
         engine.log.info("node.stopped")

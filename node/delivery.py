@@ -57,6 +57,8 @@ class DeliveryWorker:
         async with trio.open_nursery() as nursery:
             flush_s = self.e.config.gossip_flush_ms / 1000
             while True:
+                if self.e.stopping:  # shutting down: no new attempt (what is due stays due for the next start)
+                    await trio.sleep_forever()
                 groups, busy = self._take_due()
                 for peer, items in groups.items():
                     nursery.start_soon(self._attempt, peer, items)

@@ -13,11 +13,13 @@ the whole batch, then side effects (events, block fetches, deliveries).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
@@ -47,6 +49,7 @@ from protocol.errors import (
     ParkedLimitError,
     RemoteError,
     SchemaError,
+    ShuttingDownError,
     TooLargeError,
     TrucError,
 )
@@ -76,6 +79,26 @@ MAX_PARKED_PER_SENDER = 10_000
 REFUSED_BY_RECIPIENT = "refused by the recipient: "
 REFUSALS_SHOWN_MS = 7 * 86_400_000  # truc queues lists refused deliveries this long after the refusal
 MAX_REFUSALS_SHOWN = 10_000  # ... and at most this many (the latest)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _work(fn: Callable[Concatenate[Engine, P], Awaitable[R]]) -> Callable[Concatenate[Engine, P], Awaitable[R]]:
+    """Count an operation as in-flight work: on SIGTERM the node lets it finish (within the grace) before stopping.
+
+    For work that peers and the node itself start (ingest, completing a
+    document); integrators' requests are counted whole, answer included, by
+    the IPC server (node/ipc.py), so submit and the like are not counted twice.
+    """
+
+    @functools.wraps(fn)
+    async def counted(self: Engine, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.work():
+            return await fn(self, *args, **kwargs)
+
+    return counted
 
 
 class Engine:
@@ -126,6 +149,11 @@ class Engine:
         # overwritten by bookkeeping that read the record before it.
         self._outbox: dict[tuple[AgencyCode, bytes, AgencyCode], DeliveryRecord] = {}
         self._nursery: trio.Nursery | None = None
+        # Shutdown (node/daemon.py): once stopping, no new work is taken; the daemon waits for the work
+        # in flight to reach zero (or the grace to run out) before it cancels everything.
+        self.stopping = False
+        self.in_flight = 0
+        self._idle = trio.Event()
         self.last_seen: dict[str, int] = {}
         self.started_at = clock()
         # Workers are created here so tests can reach them; they start in run().
@@ -182,6 +210,33 @@ class Engine:
                 directory_serial=self.trust.directory.serial,
             )
             task_status.started()
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        """Count the block as in-flight work (callers refuse new work themselves once ``stopping``)."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self.stopping and not self.in_flight:
+                self._idle.set()
+
+    def check_accepting(self) -> None:
+        """Raise ShuttingDownError once the node is stopping (new IPC requests are refused)."""
+        if self.stopping:
+            raise ShuttingDownError()
+
+    def begin_shutdown(self) -> None:
+        """Take no new work: IPC requests and pushes are refused, no new delivery starts."""
+        self.stopping = True
+        self.delivery.kick()
+        if not self.in_flight:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no work is in flight (after :meth:`begin_shutdown`)."""
+        await self._idle.wait()
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None, "engine not running"
@@ -276,6 +331,7 @@ class Engine:
 
     # --- ingest: every envelope from the network goes through here --------------------------
 
+    @_work
     async def ingest(self, raws: Sequence[bytes], *, peer: str, path: str) -> list[m.PushResult]:
         """Store what is new and valid, durably, then act on it.
 
@@ -707,6 +763,7 @@ class Engine:
 
         post.append(tell)
 
+    @_work
     async def complete_document(self, doc_id: Digest) -> None:
         """Every block is here: check the document opens, then deliver it (inbox + 01) in one durable commit."""
         h = self.doc_header(doc_id)
@@ -728,6 +785,7 @@ class Engine:
         for action in post:
             action()
 
+    @_work
     async def _unpark(self, doc_id: Digest) -> None:
         for sid in list(self._parking.get(doc_id, ())):
             if sid in self._inflight:
@@ -758,6 +816,8 @@ class Engine:
     async def _on_push(self, peer: str, data: bytes) -> bytes:
         if not self.trust.is_member(peer):
             return m.ErrorResponse("not_authorized", "peer is not in the directory").encode()
+        if self.stopping:  # the sender keeps it in its outbox and pushes again later
+            return m.ErrorResponse(ShuttingDownError.code, ShuttingDownError().message).encode()
         try:
             batch = m.EnvelopeBatch.decode(data)
         except RemoteError as exc:

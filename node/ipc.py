@@ -10,6 +10,7 @@ and is logged.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -154,8 +155,11 @@ class IpcServer:
         try:
             if handler is None:
                 raise SchemaError(f"unknown method {req.method!r}; methods: {', '.join(ipc.METHODS)}")
-            result = await handler(conn, req.id, req.params)
-            await conn.send(ipc.response(req.id, result))
+            self.e.check_accepting()  # ShuttingDownError once SIGTERM came
+            # In flight until answered: SIGTERM waits for it (a subscription is not work, it just ends).
+            with contextlib.nullcontext() if req.method == "events.subscribe" else self.e.work():
+                result = await handler(conn, req.id, req.params)
+                await conn.send(ipc.response(req.id, result))
         except TrucError as exc:
             await conn.send(ipc.error_response(req.id, exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -230,6 +230,12 @@ class InternalError(TrucError):
     code = "internal"
 
 
+class ShuttingDownError(TrucError):
+    """The node is shutting down and takes no new work; send it again once the node is back"""
+
+    code = "shutting_down"
+
+
 def error_class(code: str) -> type[TrucError]:
     """The error type for a wire ``code`` (TrucError for unknown codes)."""
 
