@@ -2,8 +2,11 @@
 
 One wiring function, :func:`run_node`, builds the whole object graph in
 dependency order: config → log → keys → authority → store → directory →
-trust → metrics → overlay → engine → IPC → metrics endpoint → systemd
-readiness. Read it and you know the daemon.
+trust → what could fail for want of a port or directory (the IPC socket's
+directory, the metrics address) → metrics → overlay → engine → IPC →
+metrics endpoint → systemd readiness. Read it and you know the daemon.
+SIGTERM: :func:`shutdown` (refuse new work, let what is in flight finish
+within ``SHUTDOWN_GRACE_S``), then cancel.
 
 A node's home (``truc init`` creates it)::
 
@@ -135,6 +138,7 @@ async def run_node(
             f"{config_path(root)}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
         )
     store = Store(home.path(cfg.store))
+    metrics_listeners: list[trio.SocketListener] = []
     try:
         directory, chain = load_directory(home, authority, store)
         if directory.net != cfg.network:
@@ -154,7 +158,8 @@ async def run_node(
                 )
         # What can fail for want of a port or a directory fails now, with one line, before anything listens.
         check_socket_dir(home.socket)
-        metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen)) if cfg.metrics_listen else []
+        if cfg.metrics_listen:
+            metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen))
         metrics = Metrics()
         engine_ref: list[Engine] = []
 
@@ -205,6 +210,8 @@ async def run_node(
             task_status.started(engine)
             nursery.start_soon(_status_line, engine)
     finally:
+        for listener in metrics_listeners:  # if the node stopped before serving them
+            listener.socket.close()
         store.close()
 
 
@@ -213,15 +220,15 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_socket_dir(socket: Path) -> None:
+def check_socket_dir(path: Path) -> None:
     """Create the IPC socket's directory if needed; raises ConfigError when it cannot be created or written."""
-    parent = socket.parent
+    parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"ipc_socket {socket}: cannot create its directory {parent}: {exc.strerror}") from None
+        raise ConfigError(f"ipc_socket {path}: cannot create its directory {parent}: {exc.strerror}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"ipc_socket {socket}: this user cannot create files in {parent}")
+        raise ConfigError(f"ipc_socket {path}: this user cannot create files in {parent}")
 
 
 async def _status_line(engine: Engine) -> None:
