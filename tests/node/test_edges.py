@@ -92,7 +92,7 @@ def _takeback_about(c: object, keys: object, engine: node.engine.Engine, doc: Di
 def test_statuses_about_documents_nobody_has_are_bounded_per_sender_and_expire(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node.engine, "MAX_PARKED_PER_SENDER", 5, raising=False)
+    monkeypatch.setattr(node.engine, "MAX_PARKED_PER_SENDER", 5)
     streams: dict[str, io.StringIO] = {}
 
     def make_log(name: str) -> Log:

@@ -61,7 +61,7 @@ def test_a_refused_peer_redialling_is_logged_once_then_rate_limited_with_a_count
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import PeerInfo
 
-    monkeypatch.setattr(node.p2p, "REFUSED_LOG_EVERY_S", 2.0, raising=False)
+    monkeypatch.setattr(node.p2p, "REFUSED_LOG_EVERY_S", 2.0)
     a_key, out_key = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
     pa = free_port()
     stream = io.StringIO()
