@@ -187,3 +187,43 @@ def test_a_recipient_cannot_send_02_before_the_document_arrived(tmp_path: Path) 
             n.cancel_scope.cancel()
 
     run_virtual(main)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_through_the_socket_and_the_cli_a_bad_attachment_is_bad_schema_with_the_reason(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from tests.procs import provision, running
+
+    homes = provision(tmp_path, {"g22": [G22], "h01": [H01]})
+    with running(homes) as nodes:
+        g22 = nodes["g22"]
+        for name, mime, why in [("../../etc/passwd", PLAIN, "not a plain file name"), ("a.txt", "", "not a media type")]:
+            with g22.client() as client, pytest.raises(SchemaError, match=why) as err:
+                client.call(
+                    "submit", **{"from": G22, "to": [H01], "subject": "x", "files": [{"name": name, "mime": mime, "data": b"x"}]}
+                )
+            assert err.value.code == "bad_schema"
+        attachment = tmp_path / "bao-cao.txt"
+        attachment.write_text("x")
+        result = CliRunner().invoke(
+            cli,
+            [
+                "send",
+                "--home",
+                str(homes["g22"]),
+                "--from",
+                "G22",
+                "--to",
+                "H01",
+                "--subject",
+                "x",
+                "--mime",
+                "",
+                str(attachment),
+            ],
+        )
+        assert result.exit_code == 2 and "not a media type" in result.output, result.output
+        assert g22.call("documents.list", role="sent") == []
