@@ -764,7 +764,12 @@ def peers(ctx: Ctx, home: Path | None, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def queues(ctx: Ctx, home: Path | None, as_json: bool) -> None:
-    """What waits to be delivered, per recipient, and why it is not delivered yet."""
+    """What waits to be delivered, per recipient, and why it is not delivered yet.
+
+    \b
+    "refused" counts what the recipient refused for good in the last 7 days
+    (not retried; truc track ID shows the reason for each).
+    """
     qs = ctx.call(home, "queues.list")
     if as_json:
         output.emit_json(qs)
@@ -776,13 +781,14 @@ def queues(ctx: Ctx, home: Path | None, as_json: bool) -> None:
                 q["pending"],
                 q["documents"],
                 q["statuses"],
+                q.get("refused", 0),
                 output.age(q["oldest_age_s"]),
                 output.when(q["next_retry"]),
                 q["reason"],
             )
             for q in qs
         ],
-        ["recipient", "pending", "docs", "statuses", "oldest", "next try", "why not delivered yet"],
+        ["recipient", "pending", "docs", "statuses", "refused", "oldest", "next try", "why not delivered yet"],
     )
 
 

@@ -162,14 +162,35 @@ def register(cli: click.Group) -> None:
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="Agency list CSV (code,name,group,evidence) for names.",
     )
+    @click.option(
+        "--move",
+        "allow_move",
+        is_flag=True,
+        help="Allow a request to move an agency already listed to another node or to new keys.",
+    )
     @click.argument("requests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
     def directory_add(
-        auth_dir: Path, dir_file: Path, valid_days: int, names_csv: Path | None, requests: tuple[Path, ...]
+        auth_dir: Path,
+        dir_file: Path,
+        valid_days: int,
+        names_csv: Path | None,
+        allow_move: bool,
+        requests: tuple[Path, ...],
     ) -> None:
-        """List the nodes and agencies of join REQUEST files under a new serial."""
+        """List the nodes and agencies of join REQUEST files under a new serial.
+
+        An agency already listed on another node (or with other keys) is only
+        moved with --move: its documents then go to the new node, encrypted
+        to the new keys, and what its old keys sign is refused.
+        """
         names = {r.code: r.name for r in parse_agency_list(names_csv.read_text("utf-8"))} if names_csv else {}
-        serial, agencies, nodes = add_join_requests(auth_dir, dir_file, list(requests), valid_days=valid_days, names=names)
-        click.echo(f"{dir_file}: serial {serial}, {agencies} agencies on {nodes} nodes added or updated, valid {valid_days} days")
+        res = add_join_requests(auth_dir, dir_file, list(requests), valid_days=valid_days, names=names, allow_move=allow_move)
+        click.echo(
+            f"{dir_file}: serial {res.serial}, {res.agencies} agencies on {res.nodes} nodes added or updated, "
+            f"valid {valid_days} days"
+        )
+        for move in res.moves:
+            click.echo(f"  {move.describe()}")
 
     @directory.command("revoke")
     @click.option("--authority", "auth_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))

@@ -211,6 +211,24 @@ def read_toml_file(path: Path, *, secret: bool, expect_type: str) -> dict[str, A
     return data
 
 
+def check_private_dir(path: Path) -> None:
+    """Raise KeyFileError unless ``path`` (a folder of secret keys) is closed to group and others.
+
+    The key files in it are 0600 already; a folder others can list still
+    tells them which agencies' keys live here, and one they can write lets
+    them swap a key file.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path} does not exist") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"a folder of secret keys must be private: chmod 700 {path}"
+        )
+
+
 def _hex_field(data: dict[str, Any], name: str, path: Path, size: int) -> bytes:
     try:
         raw = bytes.fromhex(str(data[name]))

@@ -186,13 +186,53 @@ def create_node_home(
     return node_key.peer_id, addrs
 
 
+@dataclass(frozen=True)
+class AgencyMove:
+    """An agency already listed that a join request puts on another node or under other keys."""
+
+    code: AgencyCode
+    old_node: str
+    new_node: str
+    new_signing_key: bool
+    new_encryption_key: bool
+
+    def describe(self) -> str:
+        keys = [k for k, changed in (("signing", self.new_signing_key), ("encryption", self.new_encryption_key)) if changed]
+        moved = self.old_node != self.new_node
+        where = f"from node {self.old_node} to node {self.new_node}" if moved else f"on node {self.new_node}"
+        return f"moved {self.code} {where}" + (f" (new {' and new '.join(k + ' key' for k in keys)})" if keys else "")
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    serial: int
+    agencies: int
+    nodes: int
+    moves: tuple[AgencyMove, ...] = ()
+
+
 def add_join_requests(
-    auth_dir: Path, dir_file: Path, requests: list[Path], *, valid_days: int, names: dict[AgencyCode, str]
-) -> tuple[int, int, int]:
-    """List the nodes and agencies of join requests under a new serial; returns (serial, agencies, nodes)."""
+    auth_dir: Path,
+    dir_file: Path,
+    requests: list[Path],
+    *,
+    valid_days: int,
+    names: dict[AgencyCode, str],
+    allow_move: bool = False,
+) -> JoinResult:
+    """List the nodes and agencies of join requests under a new serial.
+
+    An agency the directory already lists on another node, or with other
+    keys, is a *move*: its documents would from then on go to the new node,
+    encrypted to the new keys, and what the old keys sign would be refused.
+    That is refused (DirectoryError naming both nodes) unless ``allow_move``;
+    two requests claiming one agency are always refused. Nothing is written
+    when anything is refused.
+    """
     key, network = load_authority(auth_dir)
     agencies: list[AgencyRecord] = []
     nodes: list[NodeRecord] = []
+    claimed: dict[AgencyCode, Path] = {}
     for path in requests:
         try:
             req = JoinRequest.decode(path.read_bytes())
@@ -200,10 +240,36 @@ def add_join_requests(
             raise DirectoryError(f"{path}: not a valid join request: {exc.message}") from None
         if req.net != network:
             raise DirectoryError(f"{path} is for network {req.net!r}, the authority is for {network!r}")
+        for a in req.agencies:
+            if a.code in claimed:
+                raise DirectoryError(f"{a.code} is claimed by both {claimed[a.code]} and {path}: list it on one node only")
+            claimed[a.code] = path
         nodes.append(req.node)
         agencies.extend(dataclasses.replace(a, name=names.get(a.code, a.name)) for a in req.agencies)
+    current = load_chain(read_chain_file(dir_file), AuthorityPublic(key.public, network)) if dir_file.exists() else None
+    moves = tuple(m for m in (_move(current, a) for a in agencies) if m is not None)
+    if moves and not allow_move:
+        first = moves[0]
+        raise DirectoryError(
+            f"{first.code} is hosted by node {first.old_node}; {claimed[first.code]} asks to list it on node "
+            f"{first.new_node} with {'its own' if first.new_signing_key else 'the same'} keys. With --move, documents to "
+            f"{first.code} go to the new node, encrypted to the new keys, and what the old keys sign is refused"
+            + (f" ({len(moves)} agencies would move)" if len(moves) > 1 else "")
+        )
     delta = DirectoryDelta(put_agencies=tuple(agencies), put_nodes=tuple(nodes))
-    return extend_directory_file(dir_file, key, network, delta, valid_days), len(agencies), len(nodes)
+    serial = extend_directory_file(dir_file, key, network, delta, valid_days)
+    return JoinResult(serial, len(agencies), len(nodes), moves)
+
+
+def _move(current: Directory | None, new: AgencyRecord) -> AgencyMove | None:
+    old = current.agencies.get(new.code) if current is not None else None
+    if old is None:
+        return None
+    signing = {k.kid for k in old.signing_keys} != {k.kid for k in new.signing_keys}
+    encryption = old.encryption_key != new.encryption_key
+    if old.node == new.node and not signing and not encryption:
+        return None
+    return AgencyMove(new.code, old.node, new.node, signing, encryption)
 
 
 def load_authority(auth_dir: Path) -> tuple[SigningKey, str]:

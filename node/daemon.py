@@ -2,8 +2,11 @@
 
 One wiring function, :func:`run_node`, builds the whole object graph in
 dependency order: config → log → keys → authority → store → directory →
-trust → metrics → overlay → engine → IPC → metrics endpoint → systemd
-readiness. Read it and you know the daemon.
+trust → what could fail for want of a port or directory (the IPC socket's
+directory, the metrics address) → metrics → overlay → engine → IPC →
+metrics endpoint → systemd readiness. Read it and you know the daemon.
+SIGTERM: :func:`shutdown` (refuse new work, let what is in flight finish
+within ``SHUTDOWN_GRACE_S``), then cancel.
 
 A node's home (``truc init`` creates it)::
 
@@ -31,7 +34,15 @@ from typing import TextIO
 import trio
 
 from identity.directory import Directory, apply_link, load_directory_file
-from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, load_agency_keys, load_authority_public, load_node_key
+from identity.keys import (
+    AgencyKeys,
+    AuthorityPublic,
+    NodeKey,
+    check_private_dir,
+    load_agency_keys,
+    load_authority_public,
+    load_node_key,
+)
 from identity.psk import configured_psk, load_psk_file
 from identity.trust import Trust
 from protocol.agency import AgencyCode
@@ -60,7 +71,7 @@ from .metrics import Metrics
 from .p2p import P2POverlay
 from .upload import ReadPaths, Spool
 
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = 10.0  # in-flight work gets this long after SIGTERM (systemd's TimeoutStopSec is 30 s)
 # Exit 2: the operator must fix something before the node can run (the unit does not restart on it).
 OPERATOR_ERRORS = (ConfigError, KeyFileError, DirectoryError, StoreCorruptError, StoreForeignError, StoreNotWritableError)
 
@@ -103,6 +114,7 @@ def agency_key_path(home: Home, code: AgencyCode) -> Path:
 
 def load_keys(home: Home) -> tuple[NodeKey, dict[AgencyCode, AgencyKeys]]:
     node_key = load_node_key(home.root / "node.key")
+    check_private_dir(home.root / "keys")
     hosted = {}
     for code in home.config.codes:
         path = agency_key_path(home, code)
@@ -145,6 +157,7 @@ async def run_node(
     if store.dead_blocks_removed:
         log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
     corrupt: list[StoreCorruptError] = []
+    metrics_listeners: list[trio.SocketListener] = []
     try:
         directory, chain = load_directory(home, authority, store)
         if directory.net != cfg.network:
@@ -162,6 +175,10 @@ async def run_node(
                 log.error(
                     "agency.hosted_elsewhere", code=str(code), node=rec.node, fix="the directory says another node hosts it"
                 )
+        # What can fail for want of a port or a directory fails now, with one line, before anything listens.
+        check_socket_dir(home.socket)
+        if cfg.metrics_listen:
+            metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen))
         metrics = Metrics()
         engine_ref: list[Engine] = []
 
@@ -205,16 +222,17 @@ async def run_node(
             await nursery.start(overlay.run)
             await nursery.start(engine.run)
             await nursery.start(ipc.run)
-            if cfg.metrics_listen:
-                host, port = cfg.metrics_listen.rsplit(":", 1)
-                bound = await nursery.start(http.serve, host.strip("[]"), int(port), metrics.render, lambda: True)
-                log.info("metrics.listening", address=f"{host}:{bound}")
+            if metrics_listeners:
+                bound = await nursery.start(http.serve, metrics_listeners, metrics.render, lambda: True)
+                log.info("metrics.listening", address=f"{cfg.metrics_listen.rsplit(':', 1)[0]}:{bound}")
             nursery.start_soon(systemd.watchdog, engine)
             systemd.notify(f"READY=1\nSTATUS=serving {', '.join(str(c) for c in cfg.codes)}; directory serial {directory.serial}")
             log.info("node.ready", socket=str(home.socket), peer=node_key.peer_id)
             task_status.started(engine)
             nursery.start_soon(_status_line, engine)
     finally:
+        for listener in metrics_listeners:  # if the node stopped before serving them
+            listener.socket.close()
         store.close()
     if corrupt:
         raise corrupt[0]
@@ -252,6 +270,22 @@ def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcSer
     return IpcServer(home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy)
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def check_socket_dir(path: Path) -> None:
+    """Create the IPC socket's directory if needed; raises ConfigError when it cannot be created or written."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"ipc_socket {path}: cannot create its directory {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"ipc_socket {path}: this user cannot create files in {parent}")
+
+
 async def _status_line(engine: Engine) -> None:
     while True:
         await trio.sleep(30)
@@ -259,6 +293,22 @@ async def _status_line(engine: Engine) -> None:
             f"STATUS={len(engine.overlay.connected_peers())} peers; "
             f"{sum(1 for _ in engine.store.pending())} pending deliveries; directory serial {engine.trust.directory.serial}"
         )
+
+
+async def shutdown(engine: Engine, grace_s: float) -> bool:
+    """Stop taking work and wait for the work in flight, at most ``grace_s``; True if it all finished.
+
+    In flight: IPC requests being answered (a submit being sealed and
+    committed, ...), ingests and their commits, documents being completed.
+    New IPC requests and pushes are refused meanwhile (``shutting_down``),
+    and no delivery attempt starts. The caller cancels what is left.
+    """
+    engine.begin_shutdown()
+    with trio.move_on_after(grace_s):
+        await engine.wait_idle()
+        return True
+    engine.log.warning("node.grace_expired", grace_s=grace_s, in_flight=engine.in_flight, fix="what was left is cancelled")
+    return False
 
 
 def main(root: Path) -> int:
@@ -269,9 +319,11 @@ def main(root: Path) -> int:
             async with trio.open_nursery() as nursery:
                 engine = await nursery.start(run_node, root)
                 async for signum in signals:
-                    engine.log.info("node.stopping", signal=signal.Signals(signum).name)
+                    engine.log.info(
+                        "node.stopping", signal=signal.Signals(signum).name, in_flight=engine.in_flight, grace_s=SHUTDOWN_GRACE_S
+                    )
                     systemd.notify("STOPPING=1")
-                    nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+                    await shutdown(engine, SHUTDOWN_GRACE_S)
                     nursery.cancel_scope.cancel()
                     break
         engine.log.info("node.stopped")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -57,6 +57,8 @@ class DeliveryWorker:
         async with trio.open_nursery() as nursery:
             flush_s = self.e.config.gossip_flush_ms / 1000
             while True:
+                if self.e.stopping:  # shutting down: no new attempt (what is due stays due for the next start)
+                    await trio.sleep_forever()
                 groups, busy = self._take_due()
                 for peer, items in groups.items():
                     nursery.start_soon(self._attempt, peer, items)
@@ -182,6 +184,7 @@ class DeliveryWorker:
         now = e.clock()
         receipt_wait = int(e.config.retry.receipt_timeout_s * 1000)
         b = e.store.batch()
+        post: list[Callable[[], None]] = []
         for eid, recipient, sender, _claimed in items:
             cur = e.delivery_record(sender, eid, recipient)
             if cur is None or cur.state is not DeliveryState.PENDING:
@@ -193,6 +196,9 @@ class DeliveryWorker:
                 else:
                     new = dataclasses.replace(cur, failures=0, last_error="", next_at=now + receipt_wait)
                 e.log.debug("delivery.pushed", id=eid.short(), recipient=str(recipient), kind=cur.kind, result=r.status)
+            elif r is not None and m.refused_for_good(r.status):
+                e.delivery_refused(b, sender, eid, recipient, cur, f"{r.status}: {r.detail}", now, post)
+                continue
             elif r is not None:
                 new = dataclasses.replace(cur, last_error=f"refused by the recipient's node: {r.status}: {r.detail}")
                 e.log.warning(
@@ -215,6 +221,8 @@ class DeliveryWorker:
             e.put_delivery(b, sender, eid, recipient, new, cur)
         if len(b):
             await e.committer.commit(b)
+        for action in post:
+            action()
 
     async def peer_seen(self, codes: Sequence[AgencyCode]) -> None:
         """A node hosting ``codes`` connected: retry what waits for them now, with the backoff reset."""

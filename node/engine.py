@@ -13,22 +13,24 @@ the whole batch, then side effects (events, block fetches, deliveries).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import random
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
-from identity.directory import Directory, apply_link
+from identity.directory import Directory, apply_link, verify_link
 from identity.keys import AgencyKeys, Rng
 from identity.sealing import FileSource, Recipient, read_document, read_status_note, seal_document, seal_status
 from identity.trust import Trust
 from protocol import messages as m
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig
-from protocol.document import DocumentMeta, FileBytes, FileDone
+from protocol.document import MAX_NOTE_CHARS, DocumentMeta, FileBytes, FileDone, check_attachments
 from protocol.envelope import (
     MAX_DIRECTORY_ENVELOPE_BYTES,
     MAX_ENVELOPE_BYTES,
@@ -38,18 +40,22 @@ from protocol.envelope import (
     MessageHeader,
 )
 from protocol.errors import (
+    DecodeError,
+    DecryptError,
     DirectoryError,
     NotARecipientError,
     NotAuthorizedError,
     NotFoundError,
     NotHostedError,
+    ParkedLimitError,
     RemoteError,
     SchemaError,
+    ShuttingDownError,
     TooLargeError,
     TrucError,
 )
 from protocol.ids import Digest
-from protocol.status import HistoryItem, Role, StatusCode, ThreadState, check_author, replay, transition
+from protocol.status import HistoryItem, Phase, Role, StatusCode, ThreadState, check_author, replay, transition
 from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 from store.store import Batch, InflightBlocks, Store
 
@@ -62,9 +68,38 @@ from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 
 Clock = Callable[[], int]
 Post = list[Callable[[], None]]
+Rejections = dict[str, list[Any]]  # reason -> [count, first detail, first envelope id]
 HEADER_CACHE = 4096
 RESEND_RECEIPT_AFTER_MS = 5_000  # a re-pushed document earlier than this is a race, not a lost receipt
 SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
+# A status that arrives before its document waits ("parked") until the document does. Statuses about
+# documents that never come must not pile up: at most this many wait per author agency (more are
+# refused, too_many_parked), and one older than the trust policy's age window (30 days) is dropped.
+MAX_PARKED_PER_SENDER = 10_000
+# How a delivery that the recipient refused for good reads in last_error, the event and the queues.
+REFUSED_BY_RECIPIENT = "refused by the recipient: "
+REFUSALS_SHOWN_MS = 7 * 86_400_000  # truc queues lists refused deliveries this long after the refusal
+MAX_REFUSALS_SHOWN = 10_000  # ... and at most this many (the latest)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _work(fn: Callable[Concatenate[Engine, P], Awaitable[R]]) -> Callable[Concatenate[Engine, P], Awaitable[R]]:
+    """Count an operation as in-flight work: on SIGTERM the node lets it finish (within the grace) before stopping.
+
+    For work that peers and the node itself start (ingest, completing a
+    document); integrators' requests are counted whole, answer included, by
+    the IPC server (node/ipc.py), so submit and the like are not counted twice.
+    """
+
+    @functools.wraps(fn)
+    async def counted(self: Engine, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.work():
+            return await fn(self, *args, **kwargs)
+
+    return counted
 
 
 class Engine:
@@ -105,12 +140,21 @@ class Engine:
         # visible to other batches being built meanwhile (building is synchronous).
         self._pending_docs: dict[Digest, MessageHeader] = {}
         self._parking: dict[Digest, set[Digest]] = {}
+        self._parked_by: Counter[AgencyCode] = Counter()  # parked statuses per author, counted at start
+        # Deliveries the recipient refused for good, recently: (sender, envelope id, recipient) -> when. For the
+        # queues view (the outbox has no index of failed records); filled at start by reissue_stale's scan.
+        self.refusals: dict[tuple[AgencyCode, bytes, AgencyCode], int] = {}
         # Outbox records in batches not yet written. Every read-modify-write of
         # the outbox reads through this, and every write goes through the
         # committer in build order, so a receipt marked DELIVERED is never
         # overwritten by bookkeeping that read the record before it.
         self._outbox: dict[tuple[AgencyCode, bytes, AgencyCode], DeliveryRecord] = {}
         self._nursery: trio.Nursery | None = None
+        # Shutdown (node/daemon.py): once stopping, no new work is taken; the daemon waits for the work
+        # in flight to reach zero (or the grace to run out) before it cancels everything.
+        self.stopping = False
+        self.in_flight = 0
+        self._idle = trio.Event()
         self.last_seen: dict[str, int] = {}
         self.started_at = clock()
         # Workers are created here so tests can reach them; they start in run().
@@ -143,6 +187,7 @@ class Engine:
             self._nursery = nursery
             await nursery.start(self.committer.run)
             await nursery.start(self.batcher.run)
+            self._parked_by = await self.offload(self._count_parked)
             await self.reissue_stale()
             self.overlay.set_request_handler(PUSH, self._on_push, max_request_bytes=m.MAX_PUSH_BYTES, max_response_bytes=1 << 20)
             self.overlay.set_request_handler(
@@ -167,6 +212,33 @@ class Engine:
             )
             task_status.started()
 
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        """Count the block as in-flight work (callers refuse new work themselves once ``stopping``)."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self.stopping and not self.in_flight:
+                self._idle.set()
+
+    def check_accepting(self) -> None:
+        """Raise ShuttingDownError once the node is stopping (new IPC requests are refused)."""
+        if self.stopping:
+            raise ShuttingDownError()
+
+    def begin_shutdown(self) -> None:
+        """Take no new work: IPC requests and pushes are refused, no new delivery starts."""
+        self.stopping = True
+        self.delivery.kick()
+        if not self.in_flight:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no work is in flight (after :meth:`begin_shutdown`)."""
+        await self._idle.wait()
+
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None, "engine not running"
         self._nursery.start_soon(fn, *args)
@@ -183,6 +255,7 @@ class Engine:
                     fix="ask the network authority for a newer directory",
                 )
             await self.offload(self.retention_sweep, now)
+            await self.expire_parked(now)
             await trio.sleep(3600 if now <= self.trust.directory.valid_until else 60)
 
     def emit(self, kind: str, **fields: Any) -> None:
@@ -237,12 +310,21 @@ class Engine:
         raw = self.store.get_envelope(env_id)
         return Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) if raw is not None else None
 
-    def _reject(self, path: str, peer: str, exc: TrucError, env_id: Digest | None) -> None:
+    def _reject(self, path: str, peer: str, exc: TrucError, env_id: Digest | None, tally: Rejections | None = None) -> None:
+        """Count a refused envelope; log it now, or once per reason for the batch when ``tally`` is given."""
         self.metrics.inc("envelopes_rejected", reason=exc.code, path=path)
+        if tally is not None:
+            first = tally.setdefault(exc.code, [0, exc.detail, env_id])
+            first[0] += 1
+            return
+        self._log_rejected(path, peer, exc.code, 1, exc.detail, env_id)
+
+    def _log_rejected(self, path: str, peer: str, reason: str, count: int, detail: str, env_id: Digest | None) -> None:
         self.log.warning(
             "envelope.rejected",
-            reason=exc.code,
-            detail=exc.detail[:200],
+            reason=reason,
+            count=count,
+            detail=detail[:200],
             path=path,
             peer=peer[:16],
             id=env_id.short() if env_id else "",
@@ -250,6 +332,7 @@ class Engine:
 
     # --- ingest: every envelope from the network goes through here --------------------------
 
+    @_work
     async def ingest(self, raws: Sequence[bytes], *, peer: str, path: str) -> list[m.PushResult]:
         """Store what is new and valid, durably, then act on it.
 
@@ -263,11 +346,13 @@ class Engine:
         results: list[m.PushResult] = []
         mine: list[Digest] = []
         waits: list[trio.Event] = []
+        # One log line per reason per batch (a push of 50,000 junk envelopes is one line); metrics per envelope.
+        tally: Rejections = {}
         for raw in raws:
             try:
                 env = Envelope.decode(raw, max_bytes=MAX_ENVELOPE_BYTES)
             except RemoteError as exc:
-                self._reject(path, peer, exc, None)
+                self._reject(path, peer, exc, None, tally)
                 results.append(m.PushResult(Digest.of(raw), exc.code, exc.message))
                 continue
             eid = env.id
@@ -289,13 +374,15 @@ class Engine:
                 self.trust.verify(env, now, check_age=path != "sync")
                 self._accept(env, raw, batch, now, post)
             except TrucError as exc:
-                self._reject(path, peer, exc, eid)
+                self._reject(path, peer, exc, eid, tally)
                 results.append(m.PushResult(eid, exc.code, exc.message))
                 continue
             self._inflight[eid] = trio.Event()
             mine.append(eid)
             self.metrics.inc("envelopes_accepted", kind=env.kind.value, path=path)
             results.append(m.PushResult(eid, m.OK))
+        for reason, (count, detail, first_id) in tally.items():
+            self._log_rejected(path, peer, reason, count, detail, first_id)
         try:
             if len(batch):
                 await self.committer.commit(batch)
@@ -318,7 +405,8 @@ class Engine:
 
         This heals any loss of a receipt on the sender's side (a crash before
         it stored it, a restore from backup) without a new signature: the
-        same signed 01 travels again.
+        same signed 01 travels again (or the 02 refusing a document that did
+        not open: the node's own first status is always seq 1).
         """
         h = env.header
         assert isinstance(h, MessageHeader)
@@ -326,7 +414,7 @@ class Engine:
             if code not in self.hosted:
                 continue
             for _, sid, rec in self.store.history(env.id, code):
-                if rec.code != StatusCode.ARRIVED or rec.author != str(code):
+                if rec.seq != 1 or rec.author != str(code):
                     continue
                 d = self.delivery_record(code, sid, h.sender)
                 if d is not None and d.state is DeliveryState.DELIVERED and now - d.delivered_at > RESEND_RECEIPT_AFTER_MS:
@@ -337,14 +425,17 @@ class Engine:
                     b.after_write.append(self.delivery.kick)
 
     def _reapply_receipt(self, env: Envelope, b: Batch, now: int, post: Post) -> None:
-        """A receipt we already store arrives again: make sure our outbox reflects it (idempotent)."""
+        """A receipt (or a refusal) we already store arrives again: make sure our outbox reflects it (idempotent)."""
         h = env.header
-        if not isinstance(h, MessageHeader) or h.code is not StatusCode.ARRIVED or h.doc is None or h.to[0] not in self.hosted:
+        if not isinstance(h, MessageHeader) or h.seq != 1 or h.doc is None or h.to[0] not in self.hosted:
+            return
+        if h.code not in (StatusCode.ARRIVED, StatusCode.REJECTED):
             return
         doc = self.doc_header(h.doc)
         if doc is None or doc.sender != h.to[0] or h.sender not in doc.to:
             return
-        self._apply_status_effects(env.id, h, h.doc, doc, Role.RECIPIENT, h.sender, b, now, post)
+        note = next((r.note for _, sid, r in self.store.history(h.doc, h.sender) if sid == env.id), "")
+        self._apply_status_effects(env.id, h, h.doc, doc, Role.RECIPIENT, h.sender, b, now, post, note=note)
 
     def _accept(self, env: Envelope, raw: bytes, b: Batch, now: int, post: Post) -> None:
         header = env.header
@@ -411,9 +502,17 @@ class Engine:
         """
         if isinstance(opened, RemoteError):
             self.metrics.inc("documents_unreadable", reason=opened.code)
+            refuse = isinstance(opened, DecodeError | DecryptError)
             self.log.error(
-                "document.unreadable", id=doc_id.short(), sender=str(h.sender), reason=opened.code, detail=opened.detail
+                "document.unreadable",
+                id=doc_id.short(),
+                sender=str(h.sender),
+                reason=opened.code,
+                detail=opened.detail,
+                refused=refuse,
             )
+            if refuse:
+                self._refuse(doc_id, h, opened, b, now, post)
             return dataclasses.replace(rec, complete=True, problem=opened.message)
         meta = opened
         for code in h.to:
@@ -442,6 +541,30 @@ class Engine:
             ref=bytes(meta.ref) if meta.ref else b"",
             problem="",
         )
+
+    def _refuse(self, doc_id: Digest, h: MessageHeader, why: RemoteError, b: Batch, now: int, post: Post) -> None:
+        """The document does not open as the sender signed it: answer with a signed 02 giving the reason.
+
+        Only for what the signed envelope alone decides (a manifest or layout
+        no recipient accepts, a content key that does not open): sending it
+        again cannot help, so the sender's node marks the delivery failed
+        with this reason instead of retrying for weeks. A hash mismatch is
+        not refused: it may be a damaged block in this node's own store.
+        Like the 01 it replaces, this 02 is the node's own, seq 1.
+        """
+        note = f"{why.code}: {why.message}"[:MAX_NOTE_CHARS]
+        for code in h.to:
+            if code not in self.hosted or any(r.seq == 1 for _, _, r in self.store.history(doc_id, code)):
+                continue
+            self._author_status(
+                code, doc_id, h, StatusCode.REJECTED, note=note, seq=1, to=h.sender, role=Role.RECIPIENT, b=b, now=now, post=post
+            )
+            self.metrics.inc("documents_refused", reason=why.code)
+            post.append(
+                lambda code=code: self.log.warning(
+                    "document.refused", id=doc_id.short(), sender=str(h.sender), to=str(code), reason=why.code
+                )
+            )
 
     def _author_status(
         self,
@@ -480,7 +603,7 @@ class Engine:
             self.put_delivery(
                 b, author, env.id, to, DeliveryRecord("status", DeliveryState.DELIVERED, first_at=now, delivered_at=now), None
             )
-            self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post)
+            self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post, note=note)
         else:
             self.put_delivery(
                 b, author, env.id, to, DeliveryRecord("status", DeliveryState.PENDING, next_at=now, first_at=now), None
@@ -494,10 +617,62 @@ class Engine:
         b.put_envelope(env.id, raw)
         b.append_log(h.to[0].shard, env.id)
         if doc is None:
+            # The document is in the recipient's shard (the author's, or the 13's target): if this node
+            # neither hosts nor relays that shard, the document never comes here; keep the status only.
+            doc_shard = (h.to[0] if h.code is StatusCode.TAKEBACK_REQUESTED else h.sender).shard
+            if doc_shard not in self.interested_shards():
+                return
+            if self._parked_by[h.sender] >= MAX_PARKED_PER_SENDER:
+                raise ParkedLimitError(
+                    f"{h.sender} has {self._parked_by[h.sender]} statuses waiting here for documents not seen yet "
+                    f"(limit {MAX_PARKED_PER_SENDER})"
+                )
             b.park(h.doc, env.id)  # applied when the document arrives
             self._parking.setdefault(h.doc, set()).add(env.id)
+            self._parked_by[h.sender] += 1
             return
         self._record_status(env, h, doc, b, now, post)
+
+    def _count_parked(self) -> Counter[AgencyCode]:
+        counts: Counter[AgencyCode] = Counter()
+        for _, sid in self.store.parked_all():
+            env = self.envelope(sid)
+            if env is not None and isinstance(env.header, MessageHeader):
+                counts[env.header.sender] += 1
+        return counts
+
+    async def expire_parked(self, now: int) -> int:
+        """Drop parked statuses older than the age window (their document never came); returns how many."""
+        max_age = self.trust.policy.max_age_ms
+
+        def sweep() -> Counter[AgencyCode]:
+            b = self.store.batch()
+            dropped: Counter[AgencyCode] = Counter()
+            for doc_id, sid in self.store.parked_all():
+                env = self.envelope(sid)
+                h = env.header if env is not None else None
+                if h is not None and isinstance(h, MessageHeader) and h.at + max_age >= now:
+                    continue
+                b.unpark(doc_id, sid)
+                if h is not None and isinstance(h, MessageHeader):
+                    b.drop_envelope(sid, now)  # a tombstone: a copy arriving later stays a duplicate
+                    dropped[h.sender] += 1
+            if len(b):
+                self.store.write(b, sync=True)
+            return dropped
+
+        dropped = await self.offload(sweep)
+        self._parked_by.subtract(dropped)
+        total = sum(dropped.values())
+        if total:
+            self.metrics.inc("parked_statuses_expired", total)
+            self.log.warning(
+                "status.parked_expired",
+                count=total,
+                by=",".join(f"{c.short()}:{n}" for c, n in dropped.most_common(10)),
+                fix="statuses about documents that never arrived, older than the age window, were dropped",
+            )
+        return total
 
     def _record_status(self, env: Envelope, h: MessageHeader, doc: MessageHeader, b: Batch, now: int, post: Post) -> None:
         assert h.doc is not None and h.code is not None
@@ -509,7 +684,7 @@ class Engine:
             except RemoteError as exc:
                 note = f"(note unreadable: {exc.code})"
         b.add_history(h.doc, thread, env.id, HistoryRecord(int(h.code), role.value, str(h.sender), h.seq, h.at, now, note))
-        self._apply_status_effects(env.id, h, h.doc, doc, role, thread, b, now, post)
+        self._apply_status_effects(env.id, h, h.doc, doc, role, thread, b, now, post, note=note)
         if h.to[0] in self.hosted:
             post.append(
                 lambda: (
@@ -537,7 +712,14 @@ class Engine:
         b: Batch,
         now: int,
         post: Post,
+        *,
+        note: str = "",
     ) -> None:
+        if h.code is StatusCode.REJECTED and h.seq == 1 and role is Role.RECIPIENT and doc.sender in self.hosted:
+            # The recipient's node refused the document before any 01 (it does not open): final.
+            old = self.delivery_record(doc.sender, doc_id, thread)
+            if old is not None and old.state is DeliveryState.PENDING:
+                self.delivery_refused(b, doc.sender, doc_id, thread, old, note or "(no reason given)", now, post)
         if h.code is StatusCode.ARRIVED and role is Role.RECIPIENT and doc.sender in self.hosted:
             old = self.delivery_record(doc.sender, doc_id, thread)
             if old is not None and old.state is not DeliveryState.DELIVERED:
@@ -555,6 +737,34 @@ class Engine:
                     )
                 )
 
+    def delivery_refused(
+        self,
+        b: Batch,
+        sender: AgencyCode,
+        env_id: Digest,
+        recipient: AgencyCode,
+        old: DeliveryRecord,
+        reason: str,
+        now: int,
+        post: Post,
+    ) -> None:
+        """The recipient refused this envelope for good: fail the delivery with its reason (no more retries)."""
+        failed = dataclasses.replace(old, state=DeliveryState.FAILED, last_error=REFUSED_BY_RECIPIENT + reason, last_at=now)
+        self.put_delivery(b, sender, env_id, recipient, failed, old)
+        self.metrics.inc("deliveries_failed")
+        self.metrics.inc("deliveries_refused")
+        key = (sender, bytes(env_id), recipient)
+
+        def tell() -> None:
+            self.refusals[key] = now
+            if len(self.refusals) > MAX_REFUSALS_SHOWN:  # a flood of refusals must not grow it forever
+                del self.refusals[min(self.refusals, key=self.refusals.__getitem__)]
+            self.log.warning("delivery.failed", id=env_id.short(), recipient=str(recipient), reason=failed.last_error[:300])
+            self.emit("delivery.failed", id=str(env_id), recipient=str(recipient), reason=failed.last_error)
+
+        post.append(tell)
+
+    @_work
     async def complete_document(self, doc_id: Digest) -> None:
         """Every block is here: check the document opens, then deliver it (inbox + 01) in one durable commit."""
         h = self.doc_header(doc_id)
@@ -576,6 +786,7 @@ class Engine:
         for action in post:
             action()
 
+    @_work
     async def _unpark(self, doc_id: Digest) -> None:
         for sid in list(self._parking.get(doc_id, ())):
             if sid in self._inflight:
@@ -591,6 +802,7 @@ class Engine:
             env = self.envelope(sid)
             if env is None or not isinstance(env.header, MessageHeader):
                 continue
+            self._parked_by[env.header.sender] -= 1
             try:
                 self._record_status(env, env.header, doc, b, now, post)
             except NotAuthorizedError as exc:
@@ -605,6 +817,8 @@ class Engine:
     async def _on_push(self, peer: str, data: bytes) -> bytes:
         if not self.trust.is_member(peer):
             return m.ErrorResponse("not_authorized", "peer is not in the directory").encode()
+        if self.stopping:  # the sender keeps it in its outbox and pushes again later
+            return m.ErrorResponse(ShuttingDownError.code, ShuttingDownError().message).encode()
         try:
             batch = m.EnvelopeBatch.decode(data)
         except RemoteError as exc:
@@ -727,8 +941,22 @@ class Engine:
             self.spawn(self.overlay.subscribe, shard_topic(self.trust.net, shard), self._gossip_validate, self._gossip_handle)
 
     async def publish_directory(self, envs: Sequence[Envelope]) -> int:
-        """Apply directory links handed in by an operator and gossip them to the network."""
+        """Apply directory links handed in by an operator and gossip them to the network.
+
+        Every link of the file must be the pinned authority's, and the newer
+        ones must apply; otherwise DirectoryError says which link and why
+        (``apply_directory`` only logs, as for links from peers).
+        """
         before = self.trust.directory.serial
+        current = self.trust.directory
+        for env in sorted(envs, key=lambda e: e.header.serial if isinstance(e.header, DirectoryHeader) else 0):
+            serial = env.header.serial if isinstance(env.header, DirectoryHeader) else 0
+            try:
+                h = verify_link(env, self.trust.authority)
+                if h.serial > current.serial and (h.is_snapshot or h.base == current.serial):
+                    current = apply_link(current, env, self.trust.authority)
+            except TrucError as exc:
+                raise DirectoryError(f"serial {serial} of the file: {exc.message}") from None
         if not await self.apply_directory(envs, source="local"):
             raise DirectoryError(f"the links do not continue this node's serial {before}")
         if self.trust.directory.serial == before:
@@ -777,6 +1005,9 @@ class Engine:
         for code, keys in self.hosted.items():
             for env_id, recipient, rec in list(self.store.outbox(code)):
                 if rec.state is not DeliveryState.PENDING:
+                    # The one full scan of the outbox at start: note recent refusals for the queues view.
+                    if rec.last_error.startswith(REFUSED_BY_RECIPIENT) and now - rec.last_at < REFUSALS_SHOWN_MS:
+                        self.refusals[(code, bytes(env_id), recipient)] = rec.last_at
                     continue
                 env = self.envelope(env_id)
                 if env is None or not isinstance(env.header, MessageHeader) or env.header.kid == keys.signing.kid:
@@ -830,13 +1061,24 @@ class Engine:
         except KeyError:
             raise NotHostedError(f"{code} (this node hosts {', '.join(str(c) for c in sorted(self.hosted))})") from None
 
-    def check_submit(self, sender: AgencyCode, recipients: Sequence[AgencyCode]) -> list[Recipient]:
+    def check_submit(
+        self,
+        sender: AgencyCode,
+        recipients: Sequence[AgencyCode],
+        meta: DocumentMeta,
+        files: Sequence[tuple[str, str]],
+    ) -> list[Recipient]:
         """What a submit checks before it reads any attachment; returns the recipients sorted, with their keys.
 
-        Raises NotHostedError, DirectoryExpiredError, RevokedKeyError (and the
-        other key errors), SchemaError or UnknownAgencyError.
+        ``files`` are (name, media type): the recipient's own rules for them
+        run here, so nothing a recipient would refuse leaves this node. Raises
+        NotHostedError, DirectoryExpiredError, RevokedKeyError (and the other
+        key errors), SchemaError, UnknownAgencyError, NotFoundError or
+        NotAuthorizedError (a revoke/update/replace of a document the sender
+        has no part in).
         """
         self._keys(sender)
+        check_attachments(list(files))
         self.trust.check_current(self.clock())
         self.check_own_key(sender)  # a revoked key: ask the authority for a new one
         if not recipients:
@@ -845,7 +1087,10 @@ class Engine:
             raise SchemaError("a recipient is listed twice")
         if sender in recipients:
             raise SchemaError(f"{sender} cannot send a document to itself")
-        return [self.trust.recipient(c) for c in sorted(recipients, key=str)]  # UnknownAgencyError
+        targets = [self.trust.recipient(c) for c in sorted(recipients, key=str)]  # UnknownAgencyError
+        if meta.ref is not None:
+            self._check_ref(sender, meta)
+        return targets
 
     async def submit(
         self,
@@ -864,7 +1109,7 @@ class Engine:
         TooLargeError or SchemaError.
         """
         keys = self._keys(sender)
-        targets = self.check_submit(sender, recipients)
+        targets = self.check_submit(sender, recipients, meta, [(f.name, f.media_type) for f in files])
         to = [t.code for t in targets]
         if idempotency_key is not None:
             slot = (sender, idempotency_key)
@@ -895,6 +1140,24 @@ class Engine:
         if n:
             self.metrics.inc("blocks_discarded", n)
             self.log.info("submit.blocks_discarded", blocks=n)
+
+    def _check_ref(self, sender: AgencyCode, meta: DocumentMeta) -> None:
+        """A revoke, update or replace must name a document ``sender`` sent or received through this node.
+
+        The recipient's node stays lenient (the target may reach it after the
+        change, by another path); the sender's node has the target, or it is a typo.
+        """
+        assert meta.ref is not None
+        target = self.doc_header(meta.ref)
+        if target is None:
+            raise NotFoundError(
+                f"the {meta.business.value} document refers to {meta.ref}, which {sender} neither sent nor received here"
+            )
+        if sender != target.sender and sender not in target.to:
+            raise NotAuthorizedError(
+                f"{sender} is not a party to {meta.ref.short()} (from {target.sender}): "
+                f"only its sender or a recipient may {meta.business.value} it"
+            )
 
     async def _submit(
         self,
@@ -1044,6 +1307,11 @@ class Engine:
         else:
             raise NotAuthorizedError(f"{author} is neither the sender nor a recipient of {doc_id.short()}")
         state, _, top = self.thread_state(doc_id, thread)
+        if code is StatusCode.REJECTED and state.phase is Phase.SENT:
+            raise NotAuthorizedError(
+                f"{doc_id.short()} has not arrived here yet: a 02 before the 01 is the node's own, "
+                "sent when a document does not open"
+            )
         transition(state, code, role)  # IllegalTransitionError names what is allowed now
         b = self.store.batch()
         post: Post = []

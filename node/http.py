@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
 import trio
 
+from protocol.errors import ConfigError
+
 MAX_REQUEST_BYTES = 8192
 
 
+async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Bind the metrics address now (before the node serves anything); raises ConfigError naming it."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (another node or program listens there)"
+        raise ConfigError(f"metrics_listen {host}:{port}: {reason}") from None
+
+
 async def serve(
-    host: str,
-    port: int,
+    listeners: list[trio.SocketListener],
     render: Callable[[], str],
     healthy: Callable[[], bool],
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    """Answer on ``listeners`` (from :func:`open_listeners`); ``task_status`` gets the bound port."""
     bound = listeners[0].socket.getsockname()[1]
 
     async def handle(stream: trio.SocketStream) -> None:

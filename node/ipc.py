@@ -21,6 +21,7 @@ flight, and closes that connection only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -395,8 +396,11 @@ class IpcServer:
         try:
             if handler is None:
                 raise SchemaError(f"unknown method {req.method!r}; methods: {', '.join(ipc.METHODS)}")
-            result = await handler(conn, req.id, req.params)
-            await conn.send(ipc.response(req.id, result))
+            self.e.check_accepting()  # ShuttingDownError once SIGTERM came
+            # In flight until answered: SIGTERM waits for it (a subscription is not work, it just ends).
+            with contextlib.nullcontext() if req.method == "events.subscribe" else self.e.work():
+                result = await handler(conn, req.id, req.params)
+                await conn.send(ipc.response(req.id, result))
         except TrucError as exc:
             await self._answer_error(conn, req.id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -84,7 +84,7 @@ class Methods:
     async def _submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.parse_submit(params)
         conn.access.require(p.sender)
-        self.e.check_submit(p.sender, p.recipients)  # before a single attachment byte is taken in
+        self.e.check_submit(p.sender, p.recipients, p.meta, [(f.name, f.media_type) for f in p.files])  # before any byte
         if p.idempotency_key is not None:
             existing = self.e.store.idempotent(p.sender, p.idempotency_key)
             if existing is not None:

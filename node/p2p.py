@@ -44,6 +44,12 @@ tests/node/test_p2p.py:
     and refuses to dial them meanwhile: a node that was down (or a peer not yet
     listening) stayed unreachable for a minute after it came back, whatever our
     1 s … 60 s backoff said. Our dialer lifts that block before each of its dials.
+20. SO_REUSEPORT off: 0.8.1 sets it on every TCP listener (for hole punching,
+    which we do not use), so a second node on a taken port started and the
+    kernel split inbound connections between the two. Its private
+    ``_set_reuse_flags`` is replaced (checked to exist at import) by one that
+    sets SO_REUSEADDR only; and ``Swarm.listen`` only logs a failed listen,
+    so every configured address is checked after start (ConfigError).
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -53,13 +59,16 @@ when the directory changes, connections to peers no longer listed are closed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
+import socket
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import libp2p.identity.identify.identify as identify_module
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.transport.tcp.tcp as libp2p_tcp
 import multiaddr
 import trio
 from libp2p import new_host
@@ -92,11 +101,24 @@ RPC_QUEUE_RPCS = 1024
 RPC_MAX_BYTES = 4 << 20
 rpc_queue.RpcQueue.__init__.__defaults__ = (RPC_QUEUE_RPCS, RPC_MAX_BYTES)
 
+
+def _reuse_addr_only(sock: object) -> None:  # 17
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+if not callable(getattr(libp2p_tcp, "_set_reuse_flags", None)):  # the workaround must not silently stop applying
+    raise ImportError("py-libp2p changed: libp2p.transport.tcp.tcp._set_reuse_flags is gone; see pitfall 17 in node/p2p.py")
+libp2p_tcp._set_reuse_flags = _reuse_addr_only
+
 MAX_PEERS = 4096
 INBOUND_QUEUE = 4096
 INBOUND_WORKERS = 4
 DIAL_TIMEOUT_S = 10.0
 REDIAL_S = (1.0, 60.0)
+REFUSED_LOG_EVERY_S = 600.0  # a refused peer is logged at once, then at most once per 10 min with a count
 Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
 
@@ -217,8 +239,7 @@ class P2POverlay:
         async def gated_add_conn(muxed_conn: object, direction: str = "unknown") -> object:
             peer = muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
             if not self.is_member(peer):
-                self.metrics.inc("connections_refused", reason="not_in_directory")
-                self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory", direction=direction)
+                self._refused(peer, direction=direction)
                 try:
                     await muxed_conn.close()  # type: ignore[attr-defined]
                 finally:
@@ -258,6 +279,7 @@ class P2POverlay:
         self._inbound_recv: trio.MemoryReceiveChannel[tuple[TopicHandler, str, str, bytes]]
         self._inbound, self._inbound_recv = trio.open_memory_channel(INBOUND_QUEUE)
         self._next_dial: dict[str, tuple[float, float]] = {}
+        self._refusals: dict[str, tuple[float, int]] = {}  # peer -> (last logged, refusals not logged since)
         self._dialing: set[str] = set()
         self.host.get_network().register_notifee(_Notifee(self))
 
@@ -281,6 +303,7 @@ class P2POverlay:
                 background_trio_service(self.router),
                 trio.open_nursery() as nursery,
             ):
+                self._check_listening()
                 self._nursery = nursery
                 for _ in range(INBOUND_WORKERS):
                     nursery.start_soon(self._inbound_worker)
@@ -293,6 +316,13 @@ class P2POverlay:
             with trio.CancelScope(shield=True):
                 await self.host.close()  # 11
             self.pubsub.seen_messages.stop()  # 11
+
+    def _check_listening(self) -> None:
+        """Raise ConfigError for a configured address nothing listens on (17: the swarm only logs it)."""
+        listening = self.host.get_network().listeners
+        for addr in self.listen:
+            if str(addr) not in listening:
+                raise ConfigError(f"listen {addr}: {_why_not_listening(addr)}")
 
     async def publish(self, topic: str, data: bytes) -> None:
         try:
@@ -423,11 +453,29 @@ class P2POverlay:
             if self._on_down is not None:
                 self._spawn(self._on_down, peer)
 
+    def _refused(self, peer: str, **fields: str) -> None:
+        """Count every refusal; log a peer's first, then at most one line per REFUSED_LOG_EVERY_S with the count between."""
+        self.metrics.inc("connections_refused", reason="not_in_directory")
+        now = trio.current_time()
+        last = self._refusals.get(peer)
+        if last is not None and now - last[0] < REFUSED_LOG_EVERY_S:
+            self._refusals[peer] = (last[0], last[1] + 1)
+            return
+        if len(self._refusals) > 4 * MAX_PEERS:  # outsiders cycling keys must not grow it forever
+            self._refusals.clear()
+        self._refusals[peer] = (now, 0)
+        self.log.warning(
+            "peer.refused",
+            peer=peer[:16],
+            reason="not a node of the directory",
+            suppressed=last[1] if last is not None else 0,
+            **fields,
+        )
+
     async def _on_connected(self, pid: ID) -> None:
         peer = self._name(pid)
         if not self.is_member(peer):
-            self.metrics.inc("connections_refused", reason="not_in_directory")
-            self.log.warning("peer.refused", peer=peer[:16], reason="not a node of the directory")
+            self._refused(peer)
             self._spawn(self._close, pid)
             return
         self._reconcile()
@@ -471,3 +519,23 @@ class P2POverlay:
             self.log.debug("peer.dial_failed", peer=peer[:16], reason=f"{type(exc).__name__}: {exc}"[:200], retry_in_s=delay)
         finally:
             self._dialing.discard(peer)
+
+
+def _why_not_listening(addr: multiaddr.Multiaddr) -> str:
+    """Words for a failed listen: bind the address ourselves (only to name the reason; the library's bind decided)."""
+    try:
+        host = addr.value_for_protocol("ip6") if "ip6" in {p.name for p in addr.protocols()} else addr.value_for_protocol("ip4")
+        port = int(addr.value_for_protocol("tcp"))
+        family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+    except Exception:
+        return "not an address this node can listen on (use /ip4/ADDRESS/tcp/PORT)"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(host), port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"the address is already in use (another node or program listens on port {port}; stop it or choose another port)"
+            )
+        return f"cannot listen there: {exc.strerror}"
+    return 'the node could not listen there (run with log_level = "debug" for the library\'s reason)'

@@ -92,8 +92,27 @@ def peers(e: Engine) -> list[dict[str, Any]]:
     return out
 
 
+def _queue(recipient: AgencyCode) -> dict[str, Any]:
+    return {
+        "recipient": str(recipient),
+        "pending": 0,
+        "documents": 0,
+        "statuses": 0,
+        "oldest_first_sent": None,
+        "next_retry": None,
+        "last_error": "",
+        "waiting_for_receipt": 0,
+        "refused": 0,
+        "refused_reason": "",
+    }
+
+
 def queues(e: Engine) -> list[dict[str, Any]]:
-    """Outbox per recipient: what is pending, since when, and why it is not delivered yet."""
+    """Outbox per recipient: what is pending, since when, and why it is not delivered yet.
+
+    ``refused`` counts what the recipient refused for good in the last 7
+    days (failed, not retried); ``refused_reason`` is the latest reason.
+    """
     now = e.clock()
     by: dict[AgencyCode, dict[str, Any]] = {}
     connected = e.overlay.connected_peers()
@@ -101,18 +120,7 @@ def queues(e: Engine) -> list[dict[str, Any]]:
         rec = e.store.delivery(sender, eid, recipient)
         if rec is None or rec.state is not DeliveryState.PENDING:
             continue
-        q = by.setdefault(
-            recipient,
-            {
-                "recipient": str(recipient),
-                "pending": 0,
-                "documents": 0,
-                "statuses": 0,
-                "oldest_first_sent": None,
-                "next_retry": None,
-                "last_error": "",
-            },
-        )
+        q = by.setdefault(recipient, _queue(recipient))
         q["pending"] += 1
         q["documents" if rec.kind == "doc" else "statuses"] += 1
         if q["oldest_first_sent"] is None or rec.first_at < q["oldest_first_sent"]:
@@ -120,9 +128,22 @@ def queues(e: Engine) -> list[dict[str, Any]]:
             q["last_error"] = rec.last_error
         if q["next_retry"] is None or rec.next_at < q["next_retry"]:
             q["next_retry"] = rec.next_at
-        q.setdefault("waiting_for_receipt", 0)
         if rec.kind == "doc" and not rec.failures and rec.attempts:
             q["waiting_for_receipt"] += 1
+    from .engine import REFUSALS_SHOWN_MS
+
+    latest: dict[AgencyCode, int] = {}
+    for key, at in sorted(e.refusals.items(), key=lambda kv: kv[1]):
+        sender, eid, recipient = key
+        refused = e.delivery_record(sender, eid, recipient)
+        if now - at > REFUSALS_SHOWN_MS or refused is None or refused.state is not DeliveryState.FAILED:
+            del e.refusals[key]  # old, or delivered after all (a receipt can still come)
+            continue
+        q = by.setdefault(recipient, _queue(recipient))
+        q["refused"] += 1
+        if at >= latest.get(recipient, 0):
+            latest[recipient] = at
+            q["refused_reason"] = refused.last_error
     out = []
     for recipient, q in sorted(by.items()):
         q["oldest_age_s"] = (now - q["oldest_first_sent"]) // 1000 if q["oldest_first_sent"] else 0
@@ -139,6 +160,8 @@ def queues(e: Engine) -> list[dict[str, Any]]:
 
 
 def _reason(q: dict[str, Any]) -> str:
+    if not q["pending"] and q["refused"]:
+        return str(q["refused_reason"])  # "refused by the recipient: <its reason>"
     if q["node"] is None:
         return "the recipient is not in the directory"
     if not q["node_connected"]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import re
 import struct
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,72 @@ from .ids import Digest
 MAX_MANIFEST_BYTES = 256 << 10
 MAX_FILES = 256
 MAX_NOTE_CHARS = 4000
+MAX_FILE_NAME_BYTES = 255  # UTF-8 bytes: what a recipient's file system can take as a name
+MAX_MEDIA_TYPE_CHARS = 127
+# Longest text per manifest field (characters). The decoder and the constructor use the same table,
+# so a sender cannot build a manifest its recipients will refuse.
+TEXT_LIMITS = {
+    "subject": 2000,
+    "number": 32,
+    "notation": 64,
+    "doc_type": 128,
+    "place": 128,
+    "date": 10,
+    "signer": 128,
+    "signer_title": 128,
+    "due": 10,
+}
+# Bidirectional overrides and isolates: they make "invoice\u202efdp.exe" display as "invoiceexe.pdf".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_TOKEN = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"
+_MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=({_TOKEN}|\"[^\"\\\x00-\x1f\x7f]*\"))*$")
+
+
+def check_file_name(name: str) -> str:
+    """Return ``name`` if it is a plain file name every recipient can write; raise SchemaError saying why not.
+
+    One name, not a path (no ``/`` or ``\\``, not ``.`` or ``..``), 1 to 255
+    UTF-8 bytes, no control characters and no bidirectional overrides.
+    Used by the sender's node at submit and by the decoder at every recipient.
+    """
+    if not name:
+        raise SchemaError("an attached file name must not be empty")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise SchemaError(f"{name!r:.80} is not a plain file name (no '/', '\\', '.' or '..')")
+    for ch in name:
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
+            raise SchemaError(f"{name!r:.80} is not a plain file name (control character U+{ord(ch):04X})")
+    if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        raise SchemaError(
+            f"{name[:40]!r}…: a file name is at most {MAX_FILE_NAME_BYTES} bytes in UTF-8, "
+            f"this one is {len(name.encode('utf-8'))}"
+        )
+    return name
+
+
+def check_media_type(media_type: str) -> str:
+    """Return ``media_type`` if it is ``type/subtype`` (RFC 6838, optional ``; name=value`` parameters); else SchemaError."""
+    if len(media_type) > MAX_MEDIA_TYPE_CHARS or not _MEDIA_TYPE.match(media_type):
+        raise SchemaError(
+            f"{media_type!r:.80} is not a media type like application/pdf "
+            f"(type/subtype, at most {MAX_MEDIA_TYPE_CHARS} characters)"
+        )
+    return media_type
+
+
+def check_attachments(files: Sequence[tuple[str, str]]) -> None:
+    """The attachments' names and media types, as a recipient will check them; raises SchemaError.
+
+    Call it before reading any file: every rule that does not need the bytes.
+    """
+    if len(files) > MAX_FILES:
+        raise SchemaError(f"at most {MAX_FILES} files per document")
+    for name, media_type in files:
+        check_file_name(name)
+        check_media_type(media_type)
+    names = [name for name, _ in files]
+    if len(set(names)) != len(names):
+        raise SchemaError("two attached files have the same name")
 
 
 class BusinessType(enum.Enum):
@@ -52,21 +120,29 @@ class FileEntry:
     size: int
     sha256: Digest
 
+    def __post_init__(self) -> None:
+        check_file_name(self.name)
+        check_media_type(self.media_type)
+        if self.size < 0:
+            raise SchemaError(f"{self.name}: a file size cannot be negative")
+
     def to_cbor(self) -> dict[str, Any]:
         return {"name": self.name, "mime": self.media_type, "size": self.size, "sha256": bytes(self.sha256)}
 
     @classmethod
     def from_cbor(cls, value: Any, where: str) -> FileEntry:
         m = cbor.expect_map(value, where, {"name", "mime", "size", "sha256"})
-        name = cbor.get_text(m, "name", where, min_len=1, max_len=255)
-        if "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
-            raise SchemaError(f"{where}.name: {name!r} is not a plain file name")
-        return cls(
-            name=name,
-            media_type=cbor.get_text(m, "mime", where, min_len=1, max_len=127),
-            size=cbor.get_int(m, "size", where),
-            sha256=Digest(cbor.get_bytes(m, "sha256", where, size=32)),
-        )
+        name = cbor.get_text(m, "name", where, max_len=MAX_FILE_NAME_BYTES)
+        mime = cbor.get_text(m, "mime", where, max_len=MAX_MEDIA_TYPE_CHARS)
+        try:
+            return cls(  # __post_init__: the same rules as at the sender's submit
+                name=name,
+                media_type=mime,
+                size=cbor.get_int(m, "size", where),
+                sha256=Digest(cbor.get_bytes(m, "sha256", where, size=32)),
+            )
+        except SchemaError as exc:
+            raise SchemaError(f"{where}: {exc.detail}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +222,18 @@ class DocumentMeta:
             FileEntry.from_cbor(f, f"manifest.files[{i}]")
             for i, f in enumerate(cbor.get_list(m, "files", where, max_len=MAX_FILES))
         )
-        return cls(
-            subject=cbor.get_text(m, "subject", where, max_len=2000),
-            number=cbor.get_text(m, "number", where, max_len=32),
-            notation=cbor.get_text(m, "notation", where, max_len=64),
-            doc_type=cbor.get_text(m, "type", where, max_len=128),
-            place=cbor.get_text(m, "place", where, max_len=128),
-            date=cbor.get_text(m, "date", where, max_len=10),
-            signer=cbor.get_text(m, "signer", where, max_len=128),
-            signer_title=cbor.get_text(m, "stitle", where, max_len=128),
+        limit = TEXT_LIMITS
+        return cls(  # __post_init__ (_check_meta): the same rules as at the sender's submit
+            subject=cbor.get_text(m, "subject", where, max_len=limit["subject"]),
+            number=cbor.get_text(m, "number", where, max_len=limit["number"]),
+            notation=cbor.get_text(m, "notation", where, max_len=limit["notation"]),
+            doc_type=cbor.get_text(m, "type", where, max_len=limit["doc_type"]),
+            place=cbor.get_text(m, "place", where, max_len=limit["place"]),
+            date=cbor.get_text(m, "date", where, max_len=limit["date"]),
+            signer=cbor.get_text(m, "signer", where, max_len=limit["signer"]),
+            signer_title=cbor.get_text(m, "stitle", where, max_len=limit["signer_title"]),
             urgency=Urgency(cbor.get_int(m, "urgency", where, 0, 4)),
-            due=cbor.get_text(m, "due", where, max_len=10),
+            due=cbor.get_text(m, "due", where, max_len=limit["due"]),
             business=business,
             ref=Digest(cbor.get_bytes(m, "ref", where, size=32)) if "ref" in m else None,
             files=files,
@@ -168,11 +245,12 @@ class DocumentMeta:
 
 
 def _check_meta(meta: DocumentMeta) -> None:
-    """Raise SchemaError for metadata the national practice does not allow."""
+    """Raise SchemaError for metadata the national practice does not allow, or a recipient would not decode."""
     if not meta.subject.strip():
         raise SchemaError("the subject (trích yếu) must not be empty")
-    if len(meta.subject) > 2000:
-        raise SchemaError("the subject is longer than 2000 characters")
+    for name, limit in TEXT_LIMITS.items():
+        if len(getattr(meta, name)) > limit:
+            raise SchemaError(f"{name.replace('_', ' ')} is longer than {limit} characters")
     for name in ("date", "due"):
         value = getattr(meta, name)
         if value:
@@ -186,11 +264,7 @@ def _check_meta(meta: DocumentMeta) -> None:
         raise SchemaError("a new document does not reference another one")
     if meta.business is not BusinessType.NEW and meta.ref is None:
         raise SchemaError(f"a {meta.business.value} document must reference its target document")
-    if len(meta.files) > MAX_FILES:
-        raise SchemaError(f"at most {MAX_FILES} files per document")
-    names = [f.name for f in meta.files]
-    if len(set(names)) != len(names):
-        raise SchemaError("two attached files have the same name")
+    check_attachments([(f.name, f.media_type) for f in meta.files])
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,12 @@ class IllegalTransitionError(RemoteError):
     code = "illegal_transition"
 
 
+class ParkedLimitError(RemoteError):
+    """Too many statuses from this agency are waiting here for documents this node does not have"""
+
+    code = "too_many_parked"
+
+
 # --- local configuration and files --------------------------------------------
 
 
@@ -264,6 +270,12 @@ class InternalError(TrucError):
     """The node failed while answering (a bug: see the node's log)"""
 
     code = "internal"
+
+
+class ShuttingDownError(TrucError):
+    """The node is shutting down and takes no new work; send it again once the node is back"""
+
+    code = "shutting_down"
 
 
 def error_class(code: str) -> type[TrucError]:

@@ -64,6 +64,33 @@ class EnvelopeBatch:
         return cls(tuple(_bytes_list(m, "envs", "batch", max_len=100_000)))
 
 
+# Push refusals that depend on the envelope itself (its bytes, signature, key, size against the
+# recipient's limit): pushing it again, to that node or any other, gets the same answer, so the sender
+# marks the delivery failed with the reason. Every other code (unknown_agency, unknown_key,
+# key_not_valid, stale, directory_expired, too_many_parked, codes added later...) depends on the
+# recipient's view of the directory or its clock, and may pass on a later attempt: retried.
+REFUSED_FOR_GOOD = frozenset(
+    {
+        "malformed",
+        "too_large",
+        "bad_schema",
+        "bad_agency_code",
+        "bad_frame",
+        "bad_signature",
+        "hash_mismatch",
+        "cannot_decrypt",
+        "not_authorized",
+        "wrong_network",
+        "revoked_key",
+    }
+)
+
+
+def refused_for_good(status: str) -> bool:
+    """Whether a push result's ``status`` is a refusal that no later attempt can change."""
+    return status in REFUSED_FOR_GOOD
+
+
 @dataclass(frozen=True)
 class PushResult:
     id: Digest

@@ -11,7 +11,8 @@ pair (phase, pending):
   (SENT → ARRIVED(01) → REJECTED(02) | ACCEPTED(03) → ASSIGNED(04) →
   PROCESSING(05, repeatable) → FINISHED(06)), plus WITHDRAWN (the recipient
   agreed to a take-back) and REFUSED (the recipient refused an
-  update/revoke/replace document).
+  update/revoke/replace document). SENT → REJECTED(02) directly is the
+  recipient's node refusing a document that does not open, in place of 01.
 * pending: a question the recipient answers with 15 (agree) or 16 (refuse):
   TAKEBACK (the sender sent 13) or CHANGE (the document itself is an update,
   revoke or replace). A CHANGE is answered before anything else. A TAKEBACK
@@ -111,6 +112,11 @@ TRANSITIONS: dict[tuple[ThreadState, Input], ThreadState] = {
     # The receipt. A change document keeps its question open across it.
     (_st(P.SENT), (StatusCode.ARRIVED, R)): _st(P.ARRIVED),
     (_st(P.SENT, C), (StatusCode.ARRIVED, R)): _st(P.ARRIVED, C),
+    # Instead of the receipt: the recipient's node refuses a document that does not open (its manifest
+    # breaks the rules, its key does not open), with the reason in the note. Nothing was asked yet, so a
+    # change document's question is void; the recipient's node cannot even tell it was one.
+    (_st(P.SENT), (StatusCode.REJECTED, R)): _st(P.REJECTED),
+    (_st(P.SENT, C), (StatusCode.REJECTED, R)): _st(P.REJECTED),
     # Registration or rejection, then the processing chain; it goes on while a
     # take-back question is open (the recipient may not have seen it yet).
     **{(_st(a, q), (code, R)): _st(b, q) for a, code, b in _CHAIN for q in (N, T)},

@@ -190,13 +190,13 @@ class ProcessNetwork:
             self.peer_ids[name] = peer
             self.ports[name] = port
         self.directory = self.auth / "directory.cbor"
-        self.serial, _, _ = add_join_requests(
+        self.serial = add_join_requests(
             self.auth,
             self.directory,
             [n.home / "join-request.cbor" for n in self.nodes.values()],
             valid_days=valid_days,
             names=names or {},
-        )
+        ).serial
         for n in self.nodes.values():
             shutil.copy(self.directory, n.home / "directory.cbor")
 

@@ -360,6 +360,11 @@ class Store:
         """Statuses that arrived before the document they are about."""
         return [Digest(key[33:65]) for key, _ in self._scan(k.PARKED + doc_id)]
 
+    def parked_all(self) -> Iterator[tuple[Digest, Digest]]:
+        """Every parked status: (document id, status id), for expiry and per-sender bounds."""
+        for key, _ in self._scan(k.PARKED):
+            yield Digest(key[1:33]), Digest(key[33:65])
+
     # --- inbox ---------------------------------------------------------------------
 
     def inbox(self, code: AgencyCode, *, after: int = 0, limit: int = 100) -> list[tuple[int, InboxEntry]]:

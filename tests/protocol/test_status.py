@@ -45,6 +45,15 @@ def test_rejection_ends_the_thread() -> None:
         run(BusinessType.NEW, (1, R), (2, R), (3, R))
 
 
+@pytest.mark.parametrize("business", list(BusinessType))
+def test_a_document_that_does_not_open_is_rejected_instead_of_receipted(business: BusinessType) -> None:
+    """The recipient's node answers 02 (with the reason) in place of 01; the thread ends there."""
+    assert run(business, (2, R)) == ThreadState(Phase.REJECTED)
+    for code in (1, 3, 15, 16):
+        with pytest.raises(IllegalTransitionError):
+            run(business, (2, R), (code, R))
+
+
 @pytest.mark.parametrize(
     "steps",
     [
@@ -120,7 +129,10 @@ def test_table_invariants() -> None:
         if code is StatusCode.ARRIVED:
             assert state.phase is Phase.SENT
         if state.pending is Pending.CHANGE and code is not StatusCode.ARRIVED:
-            assert code in (StatusCode.AGREED, StatusCode.REFUSED), "an update/revoke/replace is answered first"
+            refused_unopened = state.phase is Phase.SENT and code is StatusCode.REJECTED  # the node's 02 instead of 01
+            assert code in (StatusCode.AGREED, StatusCode.REFUSED) or refused_unopened, (
+                "an update/revoke/replace is answered first"
+            )
         assert nxt.phase not in (Phase.SENT,)
 
 
