@@ -90,6 +90,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from identity.keys import NodeKey
+from protocol.errors import ConfigError
 
 from . import pnet
 from .log import Log
