@@ -40,7 +40,8 @@ def file_entry(path: Path, *, name: str | None = None, mime: str | None = None) 
     is sent), so the node refuses it if it changes in between.
     """
     name = name or path.name
-    mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if mime is None:
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
     size = path.stat().st_size
     if size <= INLINE_FILE_BYTES:
         return {"name": name, "mime": mime, "data": path.read_bytes()}, None

@@ -267,7 +267,9 @@ def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcSer
     if removed:
         log.info("spool.cleaned", files=removed)
     methods = Methods(engine, spool=spool, read_paths=read_paths, frame_timeout_s=settings.frame_timeout_s)
-    return IpcServer(home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy)
+    return IpcServer(
+        home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy, admission=engine
+    )
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -27,8 +27,9 @@ import math
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -57,6 +58,22 @@ MAX_INFLIGHT = 128  # requests in flight per connection; the node stops reading 
 CLOSE_GRACE_S = 10.0  # after a fault or half-close: how long requests in flight get to answer
 
 Handler = Callable[["Connection", int, dict[str, Any]], Awaitable[Any]]
+
+
+class Admission(Protocol):
+    """Whether the node takes new work, and how it counts work in flight (the engine; SIGTERM's grace)."""
+
+    def check_accepting(self) -> None: ...  # raises ShuttingDownError once the node is stopping
+
+    def work(self) -> AbstractContextManager[None]: ...
+
+
+class _AlwaysOpen:
+    def check_accepting(self) -> None:
+        return None
+
+    def work(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class ByteBudget:
@@ -181,6 +198,7 @@ class IpcServer:
         log: Log,
         metrics: Metrics,
         policy: AccessPolicy | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.path = path
         self.settings = settings
@@ -188,6 +206,7 @@ class IpcServer:
         self.log = log
         self.metrics = metrics
         self.policy = policy or AccessPolicy(settings.clients)
+        self.admission: Admission = admission or _AlwaysOpen()
         self.budget = ByteBudget(BUFFER_BYTES)
         self.connections = 0
         assert set(handlers) == set(ipc.METHODS), set(handlers) ^ set(ipc.METHODS)
@@ -396,9 +415,9 @@ class IpcServer:
         try:
             if handler is None:
                 raise SchemaError(f"unknown method {req.method!r}; methods: {', '.join(ipc.METHODS)}")
-            self.e.check_accepting()  # ShuttingDownError once SIGTERM came
+            self.admission.check_accepting()  # ShuttingDownError once SIGTERM came
             # In flight until answered: SIGTERM waits for it (a subscription is not work, it just ends).
-            with contextlib.nullcontext() if req.method == "events.subscribe" else self.e.work():
+            with contextlib.nullcontext() if req.method == "events.subscribe" else self.admission.work():
                 result = await handler(conn, req.id, req.params)
                 await conn.send(ipc.response(req.id, result))
         except TrucError as exc:

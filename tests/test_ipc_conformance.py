@@ -353,6 +353,7 @@ NOT_CAUSABLE = {
     "internal": "a bug in the node",
     "cannot_decrypt": "needs a damaged store or a recipient key that does not match the directory",
     "access_denied": "needs a second account: tests/node/test_ipc_hostile.py covers it, as root",
+    "shutting_down": "needs a node in its SIGTERM grace: tests/node/test_shutdown.py covers it",
 }
 
 
