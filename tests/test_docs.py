@@ -39,3 +39,12 @@ def test_every_pushed_event_is_documented() -> None:
     text = (DOCS / "ipc.md").read_text("utf-8")
     missing = sorted(e for e in emitted if f"`{e}`" not in text)
     assert not missing, f"docs/ipc.md does not list events: {missing}"
+
+
+def test_every_test_the_security_model_cites_exists() -> None:
+    """docs/security.md names the test behind each check: each name must be a test that exists."""
+    cited = set(re.findall(r"\b(test_[a-z0-9_]+)", (DOCS / "security.md").read_text("utf-8")))
+    assert len(cited) > 30, "the pattern is stale"
+    tests = "".join(p.read_text("utf-8") for p in (DOCS.parent / "tests").rglob("*.py"))
+    defined = set(re.findall(r"def (test_[a-z0-9_]+)", tests)) | {p.stem for p in (DOCS.parent / "tests").rglob("test_*.py")}
+    assert sorted(cited - defined) == []
