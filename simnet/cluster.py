@@ -10,7 +10,6 @@ in tests/node/test_processes.py).
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from protocol.config import NodeConfig, RetryPolicy
 from protocol.envelope import Envelope
 from store.store import Store
 
+from .ports import free_port
 from .virtual import VirtualNetwork
 
 EPOCH_MS = 1_795_000_000_000  # virtual time 0 is this wall-clock instant (2026-11)
@@ -271,13 +271,6 @@ class Cluster:
     def reconfigure(self, name: str, **changes: Any) -> None:
         node = self.nodes[name]
         node.config = dataclasses.replace(node.config, **changes)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now (for directories written before the nodes start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float, step: float = 0.05) -> None:

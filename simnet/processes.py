@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,15 +26,11 @@ from identity.provision import add_join_requests, create_node_home
 from protocol.agency import AgencyCode
 from protocol.errors import NodeNotRunningError
 
+from .ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 FAST_SYNC = {"interval_s = 30": "interval_s = 5"}  # catch-up rounds every 5 s instead of 30
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now (for directories written before the nodes start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ROOT", "NodeProcess", "free_port", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.05) -> float:
