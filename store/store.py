@@ -146,6 +146,19 @@ class Store:
         open when a table is missing, but finds a shortened one only when it
         reads it.
         """
+        # LevelDB compacts in the background from the moment it opens, and
+        # deletes the tables a compaction replaced: a table missing from one
+        # listing may simply be gone from the next. Only what is wrong in two
+        # listings in a row (or in the last of a few) is damage.
+        previous: list[str] | None = None
+        for _ in range(5):
+            out = self._table_damage_once()
+            if not out or out == previous:
+                return out
+            previous = out
+        return out
+
+    def _table_damage_once(self) -> list[str]:
         out = []
         listing = self._db.get_property(b"leveldb.sstables") or b""
         for number, size in _TABLE.findall(listing):
