@@ -21,6 +21,7 @@ A node's home (``truc init`` creates it)::
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -130,6 +131,7 @@ async def run_node(
     store = Store(home.path(cfg.store))
     try:
         directory, chain, cache = load_directory(home, authority, store, node_key)
+        gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
         log.event(
             "directory.loaded",
             "warning" if cache.state is CacheState.DAMAGED or cache.write_error else "info",
