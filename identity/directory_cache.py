@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import cbor
-from protocol.agency import AgencyCode
+from protocol.agency import AgencyCode, intern_codes
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
 from protocol.errors import AgencyCodeError, DecodeError, DirectoryError, TrucError
 
@@ -242,14 +242,16 @@ def _decode_body(body: bytes) -> Directory:
             raise _Unusable(CacheState.DAMAGED, f"column {name} has {len(v)} bytes, expected {n * width}")
         return v
 
-    codes = list(
-        map(
-            AgencyCode,
-            column("letter", 1).decode("ascii"),
-            column("number", 1),
-            column("l2", 1),
-            column("l3", 1),
-            _unpacked(_U16, cbor.get_bytes(m, "l4", w), n, "l4"),
+    codes = intern_codes(
+        list(
+            map(
+                AgencyCode,
+                column("letter", 1).decode("ascii"),
+                column("number", 1),
+                column("l2", 1),
+                column("l3", 1),
+                _unpacked(_U16, cbor.get_bytes(m, "l4", w), n, "l4"),
+            )
         )
     )
     nodes = {}

@@ -96,6 +96,10 @@ def test_absent_then_hit_gives_what_verifying_gives(net: Net, home: Path) -> Non
     same(cold, scratch(net, home))
     same(warm, scratch(net, home))
     assert warm.agency(AgencyCode.parse("H01")).name == "An Giang" and warm.serial == 2
+    # Its codes are the objects parse() gives (as a verified directory's are): lookups by parsed codes short-cut on identity.
+    for code, rec in warm.agencies.items():
+        assert AgencyCode.parse(str(code)) is code and rec.code is code
+        assert rec.parent is None or AgencyCode.parse(str(rec.parent)) is rec.parent
     assert [e.id for e in chain2] == [e.id for e in chain]
     # Private: the directory 0700, the file 0600, nothing else left behind.
     assert stat.S_IMODE((home / "cache").stat().st_mode) == 0o700
