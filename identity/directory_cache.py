@@ -84,7 +84,7 @@ class CacheState(enum.Enum):
 @dataclass(frozen=True)
 class CacheReport:
     state: CacheState
-    detail: str  # why, for people: "HMAC does not verify", "built from serial 3, the chain is now serial 5"
+    detail: str  # why, for people: "no cache file", "HMAC does not verify (...)", "covers serial 3, chain is now serial 5"
     path: Path
     written: bool  # a new file was written for the whole chain
     write_error: str = ""  # why writing failed, if it did (the node runs on; the next start verifies again)
@@ -326,6 +326,9 @@ def read_verified(path: Path, keys: Sequence[bytes], *, mac_key: bytes) -> tuple
     :func:`chain_keys`).
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_CACHE_BYTES:  # checked before reading it all into memory
+            raise _Unusable(CacheState.DAMAGED, f"{size} bytes, limit {MAX_CACHE_BYTES}")
         data = path.read_bytes()
     except FileNotFoundError:
         raise _Unusable(CacheState.ABSENT, "no cache file") from None

@@ -197,6 +197,15 @@ def test_a_forged_cache_is_never_trusted(net: Net, home: Path) -> None:
         same(d, honest)
 
 
+def test_an_oversized_file_is_not_read(net: Net, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import identity.directory_cache as dc
+
+    load_directory_cached(home / "directory.cbor", net.authority_public, home / "cache", mac_key=MAC_KEY)
+    monkeypatch.setattr(dc, "MAX_CACHE_BYTES", 100)
+    _, _, report = load_directory_cached(home / "directory.cbor", net.authority_public, home / "cache", mac_key=MAC_KEY)
+    assert report.state is CacheState.DAMAGED and "limit 100" in report.detail
+
+
 def test_another_version_is_rebuilt(net: Net, home: Path) -> None:
     load_directory_cached(home / "directory.cbor", net.authority_public, home / "cache", mac_key=MAC_KEY)
     path = home / "cache" / CACHE_FILE
