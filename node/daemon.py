@@ -18,11 +18,13 @@ A node's home (``truc init`` creates it)::
     join-request.cbor  what the authority needs to list this node
     store/             LevelDB
     spool/             attachments being received over the socket (0700; emptied at start)
+    cache/             the directory's verified form (0700; safe to delete: rebuilt at start)
     truc.sock          IPC socket (0660) while running
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -33,7 +35,8 @@ from typing import TextIO
 
 import trio
 
-from identity.directory import Directory, apply_link, load_directory_file
+from identity.directory import Directory
+from identity.directory_cache import CacheReport, CacheState, cache_mac_key, load_directory_cached
 from identity.keys import (
     AgencyKeys,
     AuthorityPublic,
@@ -47,7 +50,7 @@ from identity.psk import configured_psk, load_psk_file
 from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
-from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
 from protocol.errors import (
     ConfigError,
     DirectoryError,
@@ -125,19 +128,14 @@ def load_keys(home: Home) -> tuple[NodeKey, dict[AgencyCode, AgencyKeys]]:
     return node_key, hosted
 
 
-def load_directory(home: Home, authority: AuthorityPublic, store: Store) -> tuple[Directory, list[Envelope]]:
-    """The directory file's chain, then any newer links this node received and stored."""
-    directory, chain = load_directory_file(home.path(home.config.directory), authority)
-    for raw in store.directory_links():
-        link = Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES)
-        h = link.header
-        if isinstance(h, DirectoryHeader) and h.serial > directory.serial:
-            try:
-                directory = apply_link(directory, link, authority)
-            except TrucError as exc:
-                raise DirectoryError(f"stored directory link {h.serial}: {exc.message}") from None
-            chain.append(link)
-    return directory, chain
+def load_directory(
+    home: Home, authority: AuthorityPublic, store: Store, node_key: NodeKey
+) -> tuple[Directory, list[Envelope], CacheReport]:
+    """The directory file's chain, then any newer links this node received and stored (verified form in cache/)."""
+    stored = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in store.directory_links()]
+    return load_directory_cached(
+        home.path(home.config.directory), authority, home.root / "cache", mac_key=cache_mac_key(node_key), later=stored
+    )
 
 
 async def run_node(
@@ -159,7 +157,18 @@ async def run_node(
     corrupt: list[StoreCorruptError] = []
     metrics_listeners: list[trio.SocketListener] = []
     try:
-        directory, chain = load_directory(home, authority, store)
+        directory, chain, cache = load_directory(home, authority, store, node_key)
+        gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
+        log.event(
+            "directory.loaded",
+            "warning" if cache.state is CacheState.DAMAGED or cache.write_error else "info",
+            cache=cache.state.value,
+            detail=cache.detail,
+            serial=directory.serial,
+            agencies=len(directory.agencies),
+            written=cache.written,
+            **({"write_error": cache.write_error} if cache.write_error else {}),
+        )
         if directory.net != cfg.network:
             raise ConfigError(f"{home.path(cfg.directory)} is for network {directory.net!r}, this node is on {cfg.network!r}")
         if node_key.peer_id not in directory.nodes:

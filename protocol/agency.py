@@ -141,6 +141,33 @@ class AgencyCode:
         return str(self).encode("ascii")
 
 
+_TWO = tuple(f"{i:02d}" for i in range(100))
+_THREE = tuple(f"{i:03d}" for i in range(1000))
+
+
+def intern_codes(codes: list[AgencyCode]) -> list[AgencyCode]:
+    """``codes`` as the objects :meth:`AgencyCode.parse` returns for their canonical text.
+
+    Where ``parse`` has already made one, that object; otherwise the code
+    given, remembered so that ``parse`` returns it from now on (within its
+    cache's bound). A dict keyed by codes answers fastest when asked with its
+    own key object (no ``__eq__`` call), and codes from envelope headers come
+    from ``parse``: a directory built without parsing text (from its verified
+    form) interns its codes here to get the lookup rate of one that parsed.
+    """
+    out = []
+    for code in codes:
+        # str(code) through tables: a national directory interns 111,000 codes at start.
+        text = f"{_THREE[code.l4]}.{_TWO[code.l3]}.{_TWO[code.l2]}.{code.letter}{_TWO[code.number]}"
+        known = _PARSED.get(text)
+        if known is None:
+            if len(_PARSED) < _PARSED_MAX:
+                _PARSED[text] = code
+            known = code
+        out.append(known)
+    return out
+
+
 def parse_shard(text: str) -> str:
     """Validate a shard name (a level-1 code such as ``G22``)."""
     code = AgencyCode.parse(text)

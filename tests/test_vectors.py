@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from identity.directory import JoinRequest, decode_chain, load_chain
+from identity.directory_cache import cache_mac_key, chain_keys, decode_verified
 from identity.keys import AuthorityPublic, verify_signature
 from identity.sealing import read_document, read_status_note
 from identity.trust import Trust
@@ -71,6 +72,17 @@ def test_pinned_directory_chain_loads_and_revokes() -> None:
         trust.signing_key(f.h29.code, f.h29.signing.kid, AT)
     req = JoinRequest.decode(pinned("join-request"))
     assert req.node.peer_id == f.nodes[1].peer_id
+
+
+def test_pinned_directory_cache_is_the_verified_chain() -> None:
+    f = Fixture()
+    authority = AuthorityPublic(f.authority.public, NET)
+    chain = decode_chain(pinned("directory-chain"))
+    cached, key, links = decode_verified(pinned("directory-cache"), mac_key=cache_mac_key(f.nodes[0].key))
+    verified = load_chain(chain, authority)
+    assert links == 2 and key == chain_keys(chain, authority)[-1]
+    assert cached == verified and list(cached.agencies.items()) == list(verified.agencies.items())
+    assert cached.agency(f.h01.code).name == "UBND tỉnh An Giang" and f.h29.signing.kid in cached.revoked
 
 
 def test_pinned_frame_and_store_sample_decode() -> None:

@@ -146,6 +146,29 @@ def test_diff_then_apply_reaches_the_target(net: Net) -> None:
     assert after.snapshot_cbor() == target.snapshot_cbor()
 
 
+def test_the_hosted_index_is_carried_across_a_delta_not_rebuilt(net: Net) -> None:
+    d = apply_link(None, sign_snapshot(net.directory, net.authority, at=NOW), net.authority_public)
+    g22_node, h01_node, h29_node = (n.peer_id for n in net.nodes)
+    assert d.hosted_by(g22_node) == [AgencyCode.parse(G22), AgencyCode.parse(SUB)]  # built here
+    sub = d.agencies[AgencyCode.parse(SUB)]
+    extra = agency_record(AgencyKeys.generate(AgencyCode.parse("H05"), DeterministicRng(5)), "Tỉnh Bến Tre", h01_node)
+    delta = DirectoryDelta(
+        put_agencies=(dataclasses.replace(sub, node=h01_node), extra),  # SUB moves to H01's node
+        del_agencies=(AgencyCode.parse(H29),),
+        del_nodes=(h29_node,),
+    )
+    after = apply_link(
+        d, sign_delta(delta, net=NET, base=1, serial=2, until=NOW + DAY, key=net.authority, at=NOW), net.authority_public
+    )
+    assert after._hosted is not None, "the index was dropped: the next peer connection rebuilds it"
+    assert after.hosted_by(g22_node) == [AgencyCode.parse(G22)]
+    assert after.hosted_by(h01_node) == [AgencyCode.parse(SUB), AgencyCode.parse(H01), AgencyCode.parse("H05")]  # code order
+    assert after.hosted_by(h29_node) == [] and h29_node not in after._hosted
+    assert d.hosted_by(g22_node) == [AgencyCode.parse(G22), AgencyCode.parse(SUB)]  # the old serial is untouched
+    rebuilt = dataclasses.replace(after, _hosted=None)
+    assert {p: rebuilt.hosted_by(p) for p in after.nodes} == {p: after.hosted_by(p) for p in after.nodes}
+
+
 def test_trust_refuses_unknown_revoked_and_out_of_window_keys(net: Net) -> None:
     env = doc_from(net, H01, [G22])
     net.trust.verify(env, NOW)

@@ -157,3 +157,32 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
         [sys.executable, "-m", "cli", "run", "--home", str(homes["g22"])], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2 and "chmod 600" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_restart_uses_the_directory_cache_and_rebuilds_a_damaged_one(tmp_path: Path) -> None:
+    import json
+
+    homes = provision(tmp_path, {"g22": [G22]})
+    node = Daemon("g22", homes["g22"])
+    cache = homes["g22"] / "cache" / "directory.bin"
+    try:
+        for _ in range(3):
+            node.start()
+            node.stop(signal.SIGTERM)
+            data = bytearray(cache.read_bytes())
+        data[len(data) // 2] ^= 1
+        cache.write_bytes(bytes(data))
+        node.start()
+        node.stop(signal.SIGTERM)
+    finally:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.kill()
+    events = [json.loads(line) for line in node.log_path.read_text().splitlines() if '"directory.loaded"' in line]
+    assert [(e["cache"], e["level"], e["written"]) for e in events] == [
+        ("absent", "info", True),
+        ("hit", "info", False),
+        ("hit", "info", False),
+        ("damaged", "warning", True),
+    ], events
+    assert "HMAC" in events[-1]["detail"] and cache.read_bytes() != bytes(data)

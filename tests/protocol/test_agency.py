@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.agency import AgencyCode, parse_agency_list, parse_shard
+from protocol.agency import AgencyCode, intern_codes, parse_agency_list, parse_shard
 from protocol.errors import AgencyCodeError
 
 DATA = Path(__file__).resolve().parents[2] / "simnet" / "data" / "agencies-level1.csv"
@@ -119,3 +119,18 @@ def test_arbitrary_text_parses_or_raises_agency_code_error(text: str) -> None:
     except AgencyCodeError:
         return
     assert str(code) == text or code.short() == text
+
+
+@given(st.lists(codes, max_size=20))
+def test_interned_codes_are_what_parse_returns(given_codes: list[AgencyCode]) -> None:
+    fresh = [AgencyCode(c.letter, c.number, c.l2, c.l3, c.l4) for c in given_codes]
+    interned = intern_codes(fresh)
+    assert interned == given_codes
+    for code in interned:
+        assert AgencyCode.parse(str(code)) is code  # the identity a dict lookup short-cuts on
+
+
+def test_interning_keeps_what_parse_already_returned() -> None:
+    before = AgencyCode.parse("000.00.07.G22")
+    (after,) = intern_codes([AgencyCode("G", 22, 7)])
+    assert after is before

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from identity.directory import DirectoryDelta, JoinRequest, NodeRecord, encode_chain, sign_delta, sign_snapshot
-from identity.keys import AgencyKeys, NodeKey, SigningKey
+from identity.directory import DirectoryDelta, JoinRequest, NodeRecord, encode_chain, load_chain, sign_delta, sign_snapshot
+from identity.directory_cache import cache_mac_key, chain_keys, encode_verified
+from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
 from identity.provision import DeterministicRng, ProvisionedNode, agency_record, build_directory
 from identity.sealing import FileSource, Recipient, seal_document, seal_status
 from protocol import cbor
@@ -114,6 +115,16 @@ def build() -> dict[str, tuple[str, bytes]]:
     out["directory-chain"] = (
         "directory file: snapshot serial 1 + delta serial 2 (revokes H29's key)",
         encode_chain([snap, link]),
+    )
+    authority = AuthorityPublic(f.authority.public, NET)
+    out["directory-cache"] = (
+        "verified form of directory-chain (HOME/cache/directory.bin), HMAC key from the G22 node's key",
+        encode_verified(
+            load_chain([snap, link], authority),
+            key=chain_keys([snap, link], authority)[-1],
+            links=2,
+            mac_key=cache_mac_key(f.nodes[0].key),
+        ),
     )
     node = f.nodes[1]
     join = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(f.h01, "UBND tỉnh An Giang", node.peer_id),))
