@@ -159,16 +159,6 @@ async def run_node(
     try:
         directory, chain, cache = load_directory(home, authority, store, node_key)
         gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
-        log.event(
-            "directory.loaded",
-            "warning" if cache.state is CacheState.DAMAGED or cache.write_error else "info",
-            cache=cache.state.value,
-            detail=cache.detail,
-            serial=directory.serial,
-            agencies=len(directory.agencies),
-            written=cache.written,
-            **({"write_error": cache.write_error} if cache.write_error else {}),
-        )
         if directory.net != cfg.network:
             raise ConfigError(f"{home.path(cfg.directory)} is for network {directory.net!r}, this node is on {cfg.network!r}")
         if node_key.peer_id not in directory.nodes:
@@ -236,6 +226,17 @@ async def run_node(
                 log.info("metrics.listening", address=f"{cfg.metrics_listen.rsplit(':', 1)[0]}:{bound}")
             nursery.start_soon(systemd.watchdog, engine)
             systemd.notify(f"READY=1\nSTATUS=serving {', '.join(str(c) for c in cfg.codes)}; directory serial {directory.serial}")
+            # Logged once the node serves: a start that fails prints only the one line that says why.
+            log.event(
+                "directory.loaded",
+                "warning" if cache.state is CacheState.DAMAGED or cache.write_error else "info",
+                cache=cache.state.value,
+                detail=cache.detail,
+                serial=directory.serial,
+                agencies=len(directory.agencies),
+                written=cache.written,
+                **({"write_error": cache.write_error} if cache.write_error else {}),
+            )
             log.info("node.ready", socket=str(home.socket), peer=node_key.peer_id)
             task_status.started(engine)
             nursery.start_soon(_status_line, engine)
