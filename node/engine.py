@@ -56,14 +56,16 @@ from protocol.errors import (
 )
 from protocol.ids import Digest
 from protocol.status import HistoryItem, Phase, Role, StatusCode, ThreadState, check_author, replay, transition
-from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from store.records import DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 from store.store import Batch, InflightBlocks, Store
 
 from .batcher import GossipBatcher
 from .committer import GroupCommitter, Offload
+from .delivery import DeliveryWorker
 from .events import Event, EventHub
 from .log import Log
 from .metrics import Metrics
+from .outbox import REFUSALS_SHOWN_MS, REFUSED_BY_RECIPIENT, Outbox
 from .overlay import BLOCKS, PUSH, SYNC, Overlay, directory_topic, shard_topic
 
 Clock = Callable[[], int]
@@ -76,10 +78,6 @@ SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many
 # documents that never come must not pile up: at most this many wait per author agency (more are
 # refused, too_many_parked), and one older than the trust policy's age window (30 days) is dropped.
 MAX_PARKED_PER_SENDER = 10_000
-# How a delivery that the recipient refused for good reads in last_error, the event and the queues.
-REFUSED_BY_RECIPIENT = "refused by the recipient: "
-REFUSALS_SHOWN_MS = 7 * 86_400_000  # truc queues lists refused deliveries this long after the refusal
-MAX_REFUSALS_SHOWN = 10_000  # ... and at most this many (the latest)
 
 
 P = ParamSpec("P")
@@ -141,14 +139,7 @@ class Engine:
         self._pending_docs: dict[Digest, MessageHeader] = {}
         self._parking: dict[Digest, set[Digest]] = {}
         self._parked_by: Counter[AgencyCode] = Counter()  # parked statuses per author, counted at start
-        # Deliveries the recipient refused for good, recently: (sender, envelope id, recipient) -> when. For the
-        # queues view (the outbox has no index of failed records); filled at start by reissue_stale's scan.
-        self.refusals: dict[tuple[AgencyCode, bytes, AgencyCode], int] = {}
-        # Outbox records in batches not yet written. Every read-modify-write of
-        # the outbox reads through this, and every write goes through the
-        # committer in build order, so a receipt marked DELIVERED is never
-        # overwritten by bookkeeping that read the record before it.
-        self._outbox: dict[tuple[AgencyCode, bytes, AgencyCode], DeliveryRecord] = {}
+        self.outbox = Outbox(store, retry=config.retry, random=self.random, log=log, metrics=self.metrics, emit=self.emit)
         self._nursery: trio.Nursery | None = None
         # Shutdown (node/daemon.py): once stopping, no new work is taken; the daemon waits for the work
         # in flight to reach zero (or the grace to run out) before it cancels everything.
@@ -158,11 +149,23 @@ class Engine:
         self.last_seen: dict[str, int] = {}
         self.started_at = clock()
         # Workers are created here so tests can reach them; they start in run().
-        from .delivery import DeliveryWorker
         from .fetcher import BlockFetcher
         from .syncer import Syncer
 
-        self.delivery = DeliveryWorker(self)
+        self.delivery = DeliveryWorker(
+            self.outbox,
+            store=store,
+            committer=self.committer,
+            overlay=overlay,
+            batcher=self.batcher,
+            config=config,
+            locate=self.host_peer,
+            topic_of=lambda code: shard_topic(self.trust.net, code.shard),
+            clock=clock,
+            accepting=lambda: not self.stopping,
+            metrics=self.metrics,
+            log=log,
+        )
         self.fetcher = BlockFetcher(self)
         self.syncer = Syncer(self)
         self.metrics.gauge("directory_serial", lambda: self.trust.directory.serial, "serial of the directory in use")
@@ -231,7 +234,7 @@ class Engine:
     def begin_shutdown(self) -> None:
         """Take no new work: IPC requests and pushes are refused, no new delivery starts."""
         self.stopping = True
-        self.delivery.kick()
+        self.outbox.kick()
         if not self.in_flight:
             self._idle.set()
 
@@ -283,28 +286,7 @@ class Engine:
 
     def delivery_record(self, sender: AgencyCode, env_id: bytes, recipient: AgencyCode) -> DeliveryRecord | None:
         """The latest outbox record, including changes not yet written."""
-        pending = self._outbox.get((sender, bytes(env_id), recipient))
-        return pending if pending is not None else self.store.delivery(sender, env_id, recipient)
-
-    def write_pending(self, sender: AgencyCode, env_id: bytes, recipient: AgencyCode) -> bool:
-        """Whether a change to this outbox record waits in a batch not yet written."""
-        return (sender, bytes(env_id), recipient) in self._outbox
-
-    def put_delivery(
-        self, b: Batch, sender: AgencyCode, env_id: bytes, recipient: AgencyCode, new: DeliveryRecord, old: DeliveryRecord | None
-    ) -> None:
-        """Change an outbox record in ``b`` (to be written through the committer)."""
-        key = (sender, bytes(env_id), recipient)
-        b.put_delivery(sender, env_id, recipient, new, old)
-        self._outbox[key] = new
-
-        def written() -> None:
-            if self._outbox.get(key) is new:
-                del self._outbox[key]
-            if new.state is DeliveryState.PENDING:
-                self.delivery.kick()  # whoever wrote it, the worker sees the new schedule
-
-        b.after_write.append(written)
+        return self.outbox.get(sender, env_id, recipient)
 
     def envelope(self, env_id: Digest) -> Envelope | None:
         raw = self.store.get_envelope(env_id)
@@ -416,13 +398,10 @@ class Engine:
             for _, sid, rec in self.store.history(env.id, code):
                 if rec.seq != 1 or rec.author != str(code):
                     continue
-                d = self.delivery_record(code, sid, h.sender)
+                d = self.outbox.get(code, sid, h.sender)
                 if d is not None and d.state is DeliveryState.DELIVERED and now - d.delivered_at > RESEND_RECEIPT_AFTER_MS:
-                    self.put_delivery(
-                        b, code, sid, h.sender, dataclasses.replace(d, state=DeliveryState.PENDING, next_at=now, failures=0), d
-                    )
+                    self.outbox.reopened(b, (code, bytes(sid), h.sender), d, now)
                     self.metrics.inc("receipts_resent")
-                    b.after_write.append(self.delivery.kick)
 
     def _reapply_receipt(self, env: Envelope, b: Batch, now: int, post: Post) -> None:
         """A receipt (or a refusal) we already store arrives again: make sure our outbox reflects it (idempotent)."""
@@ -600,15 +579,10 @@ class Engine:
         b.add_history(doc_id, thread, env.id, HistoryRecord(int(code), role.value, str(author), seq, now, now, note))
         if to in self.hosted:
             # Both parties on this node: the status is delivered where it is made.
-            self.put_delivery(
-                b, author, env.id, to, DeliveryRecord("status", DeliveryState.DELIVERED, first_at=now, delivered_at=now), None
-            )
+            self.outbox.delivered_here(b, (author, bytes(env.id), to), DeliveryKind.STATUS, now)
             self._apply_status_effects(env.id, env.header, doc_id, doc, role, thread, b, now, post, note=note)
         else:
-            self.put_delivery(
-                b, author, env.id, to, DeliveryRecord("status", DeliveryState.PENDING, next_at=now, first_at=now), None
-            )
-            post.append(self.delivery.kick)
+            self.outbox.queued(b, (author, bytes(env.id), to), DeliveryKind.STATUS, now)
         return env.id
 
     def _accept_status(self, env: Envelope, h: MessageHeader, raw: bytes, b: Batch, now: int, post: Post) -> None:
@@ -715,54 +689,22 @@ class Engine:
         *,
         note: str = "",
     ) -> None:
-        if h.code is StatusCode.REJECTED and h.seq == 1 and role is Role.RECIPIENT and doc.sender in self.hosted:
+        key = (doc.sender, bytes(doc_id), thread)
+        if role is not Role.RECIPIENT or doc.sender not in self.hosted or self.outbox.get(*key) is None:
+            return
+        if h.code is StatusCode.REJECTED and h.seq == 1:
             # The recipient's node refused the document before any 01 (it does not open): final.
-            old = self.delivery_record(doc.sender, doc_id, thread)
-            if old is not None and old.state is DeliveryState.PENDING:
-                self.delivery_refused(b, doc.sender, doc_id, thread, old, note or "(no reason given)", now, post)
-        if h.code is StatusCode.ARRIVED and role is Role.RECIPIENT and doc.sender in self.hosted:
-            old = self.delivery_record(doc.sender, doc_id, thread)
-            if old is not None and old.state is not DeliveryState.DELIVERED:
-                new = dataclasses.replace(
-                    old, state=DeliveryState.DELIVERED, delivered_at=now, receipt=bytes(status_id), last_error=""
+            self.outbox.refused(b, key, note or "(no reason given)", now)
+        if h.code is StatusCode.ARRIVED and self.outbox.receipted(b, key, status_id, now):
+            self.metrics.inc("receipts_received")
+            latency = now - doc.at
+            self.metrics.inc("receipt_latency_ms_sum", latency)
+            post.append(
+                lambda: (
+                    self.log.info("receipt.received", doc=doc_id.short(), recipient=str(thread), latency_ms=latency),
+                    self.emit("receipt.received", doc=str(doc_id), sender=str(doc.sender), recipient=str(thread), at=now),
                 )
-                self.put_delivery(b, doc.sender, doc_id, thread, new, old)
-                self.metrics.inc("receipts_received")
-                latency = now - doc.at
-                self.metrics.inc("receipt_latency_ms_sum", latency)
-                post.append(
-                    lambda: (
-                        self.log.info("receipt.received", doc=doc_id.short(), recipient=str(thread), latency_ms=latency),
-                        self.emit("receipt.received", doc=str(doc_id), sender=str(doc.sender), recipient=str(thread), at=now),
-                    )
-                )
-
-    def delivery_refused(
-        self,
-        b: Batch,
-        sender: AgencyCode,
-        env_id: Digest,
-        recipient: AgencyCode,
-        old: DeliveryRecord,
-        reason: str,
-        now: int,
-        post: Post,
-    ) -> None:
-        """The recipient refused this envelope for good: fail the delivery with its reason (no more retries)."""
-        failed = dataclasses.replace(old, state=DeliveryState.FAILED, last_error=REFUSED_BY_RECIPIENT + reason, last_at=now)
-        self.put_delivery(b, sender, env_id, recipient, failed, old)
-        self.metrics.inc("deliveries_failed")
-        self.metrics.inc("deliveries_refused")
-        key = (sender, bytes(env_id), recipient)
-
-        def tell() -> None:
-            self.refusals[key] = now
-            if len(self.refusals) > MAX_REFUSALS_SHOWN:  # a flood of refusals must not grow it forever
-                del self.refusals[min(self.refusals, key=self.refusals.__getitem__)]
-            self.log.warning("delivery.failed", id=env_id.short(), recipient=str(recipient), reason=failed.last_error[:300])
-            self.emit("delivery.failed", id=str(env_id), recipient=str(recipient), reason=failed.last_error)
-
-        post.append(tell)
+            )
 
     @_work
     async def complete_document(self, doc_id: Digest) -> None:
@@ -973,7 +915,7 @@ class Engine:
         self.log.info("peer.connected", peer=peer[:16], codes=",".join(c.short() for c in codes))
         self.emit("peer.up", peer=peer, codes=[str(c) for c in codes])
         if codes:
-            await self.delivery.peer_seen(codes)
+            self.delivery.peer_seen(codes)
         self.syncer.sync_soon(peer)
 
     async def _peer_down(self, peer: str) -> None:
@@ -1007,21 +949,16 @@ class Engine:
                 if rec.state is not DeliveryState.PENDING:
                     # The one full scan of the outbox at start: note recent refusals for the queues view.
                     if rec.last_error.startswith(REFUSED_BY_RECIPIENT) and now - rec.last_at < REFUSALS_SHOWN_MS:
-                        self.refusals[(code, bytes(env_id), recipient)] = rec.last_at
+                        self.outbox.note_refusal((code, bytes(env_id), recipient), rec.last_at)
                     continue
                 env = self.envelope(env_id)
                 if env is None or not isinstance(env.header, MessageHeader) or env.header.kid == keys.signing.kid:
                     continue
                 h = env.header
                 changed += 1
+                key = (code, bytes(env_id), recipient)
                 if h.kind is Kind.DOCUMENT:
-                    failed = dataclasses.replace(
-                        rec, state=DeliveryState.FAILED, last_error="signed with a key that is no longer current: send it again"
-                    )
-                    self.put_delivery(b, code, env_id, recipient, failed, rec)
-                    self.emit(
-                        "delivery.failed", id=str(env_id), sender=str(code), recipient=str(recipient), reason=failed.last_error
-                    )
+                    self.outbox.reissued(b, key, rec, "signed with a key that is no longer current: send it again")
                     continue
                 assert h.doc is not None and h.code is not None
                 doc = self.doc_header(h.doc)
@@ -1031,8 +968,7 @@ class Engine:
                 thread = recipient if role is Role.SENDER else code
                 notes = [r.note for _, sid, r in self.store.history(h.doc, thread) if sid == env_id]
                 b.delete_history(h.doc, thread, h.seq, env_id)
-                replaced = dataclasses.replace(rec, state=DeliveryState.FAILED, last_error="re-signed with the new key")
-                self.put_delivery(b, code, env_id, recipient, replaced, rec)
+                self.outbox.reissued(b, key, rec, "re-signed with the new key")
                 self._author_status(
                     code,
                     h.doc,
@@ -1220,9 +1156,7 @@ class Engine:
         )
         for code in to:
             if code not in self.hosted:
-                self.put_delivery(
-                    b, keys.code, env.id, code, DeliveryRecord("doc", DeliveryState.PENDING, next_at=now, first_at=now), None
-                )
+                self.outbox.queued(b, (keys.code, bytes(env.id), code), DeliveryKind.DOCUMENT, now)
         local = [c for c in to if c in self.hosted]
         if local:
             # Recipients hosted here too: delivered and receipted in the same commit.
@@ -1230,22 +1164,11 @@ class Engine:
             blocks = env.inline or self._blocks_from(h)
             rec = self._deliver(env.id, h, rec, self._check_open(h, local[0], blocks), b, now, post, receipts)
             for code in local:
-                state = DeliveryState.DELIVERED if code in receipts else DeliveryState.FAILED
-                self.put_delivery(
-                    b,
-                    keys.code,
-                    env.id,
-                    code,
-                    DeliveryRecord(
-                        "doc",
-                        state,
-                        first_at=now,
-                        delivered_at=now,
-                        receipt=bytes(receipts.get(code, b"")),
-                        last_error=rec.problem,
-                    ),
-                    None,
-                )
+                key = (keys.code, bytes(env.id), code)
+                if code in receipts:
+                    self.outbox.delivered_here(b, key, DeliveryKind.DOCUMENT, now, receipt=bytes(receipts[code]))
+                else:
+                    self.outbox.failed_here(b, key, DeliveryKind.DOCUMENT, now, reason=rec.problem)
         b.put_doc(env.id, rec)
         new_blocks.settle(b)
         await self.committer.commit(b)
@@ -1253,7 +1176,6 @@ class Engine:
         self.log.info(
             "document.submitted", id=env.id.short(), sender=str(keys.code), to=",".join(str(c) for c in to), size=h.body.length
         )
-        post.append(self.delivery.kick)
         for action in post:
             action()
         return env.id
@@ -1394,7 +1316,7 @@ class Engine:
             raise NotFoundError(f"document {doc_id}")
         recipients = []
         for code in doc.to:
-            delivery = self.delivery_record(doc.sender, doc_id, code) if doc.sender in self.hosted else None
+            delivery = self.outbox.get(doc.sender, doc_id, code) if doc.sender in self.hosted else None
             state, _, _ = self.thread_state(doc_id, code)
             history = sorted(self.store.history(doc_id, code), key=lambda x: (x[2].seq, x[2].at))
             if delivery is not None:

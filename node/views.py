@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from protocol.agency import AgencyCode
 from protocol.errors import UnknownAgencyError
 from protocol.ids import Digest
-from store.records import DeliveryState, DocRole
+from store.records import DeliveryKind, DeliveryState, DocRole
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -122,22 +122,22 @@ def queues(e: Engine) -> list[dict[str, Any]]:
             continue
         q = by.setdefault(recipient, _queue(recipient))
         q["pending"] += 1
-        q["documents" if rec.kind == "doc" else "statuses"] += 1
+        q["documents" if rec.kind is DeliveryKind.DOCUMENT else "statuses"] += 1
         if q["oldest_first_sent"] is None or rec.first_at < q["oldest_first_sent"]:
             q["oldest_first_sent"] = rec.first_at
             q["last_error"] = rec.last_error
         if q["next_retry"] is None or rec.next_at < q["next_retry"]:
             q["next_retry"] = rec.next_at
-        if rec.kind == "doc" and not rec.failures and rec.attempts:
+        if rec.kind is DeliveryKind.DOCUMENT and not rec.failures and rec.attempts:
             q["waiting_for_receipt"] += 1
-    from .engine import REFUSALS_SHOWN_MS
+    from .outbox import REFUSALS_SHOWN_MS
 
     latest: dict[AgencyCode, int] = {}
-    for key, at in sorted(e.refusals.items(), key=lambda kv: kv[1]):
+    for key, at in sorted(e.outbox.refusals.items(), key=lambda kv: kv[1]):
         sender, eid, recipient = key
         refused = e.delivery_record(sender, eid, recipient)
         if now - at > REFUSALS_SHOWN_MS or refused is None or refused.state is not DeliveryState.FAILED:
-            del e.refusals[key]  # old, or delivered after all (a receipt can still come)
+            del e.outbox.refusals[key]  # old, or delivered after all (a receipt can still come)
             continue
         q = by.setdefault(recipient, _queue(recipient))
         q["refused"] += 1

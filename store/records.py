@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from protocol import cbor
+from protocol.delivery import DeliveryKind, DeliveryState
 from protocol.errors import DecodeError, StoreError
 
 MAX_RECORD_BYTES = 1 << 20
 R = TypeVar("R", bound="Record")
-
-
-class DeliveryState(enum.Enum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
+__all__ = [  # DeliveryKind and DeliveryState are protocol's (the delivery state machine); records carry them
+    "Audit", "Cursor", "DeliveryKind", "DeliveryRecord", "DeliveryState", "DocRecord", "DocRole", "HistoryRecord",
+    "InboxEntry", "Owner", "Record",
+]  # fmt: skip
 
 
 class DocRole(enum.Enum):
@@ -67,8 +66,8 @@ class Record:
 class DeliveryRecord(Record):
     """Outbox: one envelope this node authored, towards one recipient agency."""
 
-    kind: str  # "doc" or "status"
-    state: DeliveryState
+    kind: DeliveryKind
+    state: DeliveryState  # never NEW: that is the state of a record not written yet
     attempts: int = 0  # every attempt so far
     failures: int = 0  # consecutive failures; the backoff grows with it and resets when the peer is seen
     next_at: int = 0  # ms; when the next attempt is due
@@ -77,7 +76,7 @@ class DeliveryRecord(Record):
     last_error: str = ""
     delivered_at: int = 0  # ms; receipt (doc) or transport ack (status)
     receipt: bytes = b""  # id of the 01 status envelope, for documents
-    _enums: ClassVar[dict[str, type[enum.Enum]]] = {"state": DeliveryState}
+    _enums: ClassVar[dict[str, type[enum.Enum]]] = {"kind": DeliveryKind, "state": DeliveryState}
 
 
 @dataclass(frozen=True)

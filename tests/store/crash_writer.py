@@ -13,7 +13,7 @@ import sys
 
 from protocol.agency import AgencyCode
 from protocol.ids import Digest
-from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, InboxEntry
+from store.records import DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, InboxEntry
 from store.store import Store
 
 H01, G22 = AgencyCode.parse("H01"), AgencyCode.parse("G22")
@@ -33,7 +33,7 @@ def main() -> None:
         b.put_doc(rid, DocRecord(DocRole.RECEIVED, str(G22), (str(H01),), n, n, 512, 1, True))
         b.add_inbox(H01, InboxEntry(rid, str(G22), n))
         b.append_log("H01", rid)
-        b.put_delivery(G22, rid, H01, DeliveryRecord("doc", DeliveryState.PENDING, next_at=n), None)
+        b.put_delivery(G22, rid, H01, DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=n), None)
         store.write(b, sync=True)
         sys.stdout.write(f"{n}\n")
         sys.stdout.flush()

@@ -16,7 +16,7 @@ from protocol.errors import StoreCorruptError
 from protocol.ids import Digest
 from store import check as sc
 from store import keys as k
-from store.records import DeliveryRecord, DeliveryState, DocRecord, DocRole, InboxEntry
+from store.records import DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, InboxEntry
 from store.store import DAMAGED_FILE, Store
 from tests.conftest import NET, NOW, Net
 
@@ -53,7 +53,7 @@ def sent_document(store: Store, net: Net, n: int) -> Digest:
     """A document authored here, pending towards H01 (outbox and its two indexes)."""
     doc, _ = stored_document(store, net, 100 + n)
     b = store.batch()
-    b.put_delivery(G22, doc, H01, DeliveryRecord("doc", DeliveryState.PENDING, next_at=NOW + 1000), None)
+    b.put_delivery(G22, doc, H01, DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=NOW + 1000), None)
     store.write(b)
     return doc
 

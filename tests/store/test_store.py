@@ -8,7 +8,7 @@ from protocol.agency import AgencyCode
 from protocol.errors import StoreError, StoreLockedError
 from protocol.ids import Digest
 from store import keys as k
-from store.records import Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from store.records import Cursor, DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 from store.store import Store
 
 G22, H01, H29 = (AgencyCode.parse(c) for c in ("G22", "H01", "H29"))
@@ -64,11 +64,11 @@ def test_inbox_keeps_arrival_order_across_restarts(tmp_path: Path) -> None:
 
 
 def test_outbox_indexes_follow_the_record(store: Store) -> None:
-    pending = DeliveryRecord("doc", DeliveryState.PENDING, attempts=1, next_at=1000)
+    pending = DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, attempts=1, next_at=1000)
     b = store.batch()
     b.put_delivery(G22, did(1), H01, pending, None)
-    b.put_delivery(G22, did(1), H29, DeliveryRecord("doc", DeliveryState.PENDING, next_at=500), None)
-    b.put_delivery(G22, did(2), H01, DeliveryRecord("doc", DeliveryState.PENDING, next_at=3000), None)
+    b.put_delivery(G22, did(1), H29, DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=500), None)
+    b.put_delivery(G22, did(2), H01, DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=3000), None)
     store.write(b)
     assert [(d, i, r) for d, i, r, _ in store.due(1000)] == [(500, did(1), H29), (1000, did(1), H01)]
     assert store.next_due() == 500
@@ -76,19 +76,20 @@ def test_outbox_indexes_follow_the_record(store: Store) -> None:
         [(str(H01), did(1).short()), (str(H01), did(2).short()), (str(H29), did(1).short())]
     )
     # Rescheduled: the old retry slot disappears.
-    later = DeliveryRecord("doc", DeliveryState.PENDING, attempts=2, next_at=5000)
+    later = DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, attempts=2, next_at=5000)
     b = store.batch()
     b.put_delivery(G22, did(1), H01, later, pending)
     store.write(b)
     assert [i for _, i, r, _ in store.due(4000)] == [did(1), did(2)]
     # Delivered: leaves both indexes, keeps the record.
-    done = DeliveryRecord("doc", DeliveryState.DELIVERED, attempts=2, delivered_at=6000, receipt=bytes(did(9)))
+    done = DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.DELIVERED, attempts=2, delivered_at=6000, receipt=bytes(did(9)))
     b = store.batch()
     b.put_delivery(G22, did(1), H01, done, later)
     store.write(b)
     assert [i for _, i, r, _ in store.due(10_000)] == [did(1), did(2)]  # H29's and did(2)'s remain
     assert [(r, i) for r, i, _ in store.pending(H01)] == [(H01, did(2))]
-    assert store.deliveries(G22, did(1)) == {H01: done, H29: DeliveryRecord("doc", DeliveryState.PENDING, next_at=500)}
+    still = DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=500)
+    assert store.deliveries(G22, did(1)) == {H01: done, H29: still}
     # Key order: id bytes, then recipient.
     expected = sorted([(did(1), H01), (did(1), H29), (did(2), H01)], key=lambda p: (bytes(p[0]), str(p[1])))
     assert [(i, r) for i, r, _ in store.outbox(G22)] == expected

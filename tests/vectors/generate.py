@@ -21,7 +21,7 @@ from protocol.framing import frame
 from protocol.ids import Digest
 from protocol.status import StatusCode
 from store import keys as k
-from store.records import Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from store.records import Cursor, DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
 
 HERE = Path(__file__).resolve().parent
 NET = "truc-vectors"
@@ -217,7 +217,7 @@ def store_sample(doc_id: Digest) -> bytes:
         (
             k.OUTBOX + k.code(g22) + doc_id + k.code(h01),
             DeliveryRecord(
-                "doc",
+                DeliveryKind.DOCUMENT,
                 DeliveryState.PENDING,
                 attempts=1,
                 failures=1,
