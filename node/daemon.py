@@ -65,6 +65,7 @@ from store.store import Store
 
 from . import http, systemd
 from .access import AccessPolicy
+from .assemble import DirectoryGate, assemble, node_core
 from .committer import run_in_thread
 from .engine import Engine
 from .ipc import IpcServer
@@ -179,42 +180,32 @@ async def run_node(
         if cfg.metrics_listen:
             metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen))
         metrics = Metrics()
-        engine_ref: list[Engine] = []
-
-        def is_member(peer: str) -> bool:
-            return engine_ref[0].trust.is_member(peer) if engine_ref else peer in directory.nodes
-
-        me = node_key.peer_id
-
-        def targets() -> dict[str, tuple[str, ...]]:
-            d = engine_ref[0].trust.directory if engine_ref else directory
-            return {p: rec.addrs for p, rec in d.nodes.items() if p != me}
-
-        overlay = P2POverlay(
-            key=node_key,
-            listen=cfg.listen,
-            is_member=is_member,
-            targets=targets,
-            log=log,
-            metrics=metrics,
-            psk=configured_psk(cfg.psk, home.path(cfg.psk_file) if cfg.psk_file else None),
-            psk_also_accept=[load_psk_file(home.path(p)) for p in cfg.psk_also_accept],
-            bootstrap=cfg.bootstrap,
-        )
-        engine = Engine(
+        core = node_core(
             config=cfg,
             store=store,
             trust=Trust(directory, authority),
             chain=chain,
             hosted=hosted,
-            overlay=overlay,
+            peer_id=node_key.peer_id,
             clock=lambda: int(time.time() * 1000),
             rng=os.urandom,
             offload=run_in_thread,
             log=log,
             metrics=metrics,
         )
-        engine_ref.append(engine)
+        gate = DirectoryGate(core)
+        overlay = P2POverlay(
+            key=node_key,
+            listen=cfg.listen,
+            is_member=gate.is_member,
+            targets=gate.targets,
+            log=log,
+            metrics=metrics,
+            psk=configured_psk(cfg.psk, home.path(cfg.psk_file) if cfg.psk_file else None),
+            psk_also_accept=[load_psk_file(home.path(p)) for p in cfg.psk_also_accept],
+            bootstrap=cfg.bootstrap,
+        )
+        engine = assemble(core, overlay)
         ipc = ipc_server(home, engine, log, metrics)
         async with trio.open_nursery() as nursery:
             _stop_on_corruption(store, nursery, corrupt, log)
@@ -278,7 +269,7 @@ def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcSer
         log.info("spool.cleaned", files=removed)
     methods = Methods(engine, spool=spool, read_paths=read_paths, frame_timeout_s=settings.frame_timeout_s)
     return IpcServer(
-        home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy, admission=engine
+        home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy, admission=engine.n
     )
 
 

@@ -9,7 +9,7 @@ where it stopped: documents still waiting are listed in keyspace ``A``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -18,10 +18,8 @@ from protocol.envelope import MessageHeader
 from protocol.errors import RemoteError
 from protocol.ids import Digest
 
-from .overlay import BLOCKS, OverlayError
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .core import NodeCore
+from .overlay import BLOCKS, Overlay, OverlayError
 
 BLOCK_TIMEOUT_S = 60.0
 WINDOW = 3  # blocks in flight per document
@@ -30,8 +28,15 @@ RETRY_S = (2.0, 300.0)
 
 
 class BlockFetcher:
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
+    def __init__(self, n: NodeCore, overlay: Overlay, *, complete: Callable[[Digest], Awaitable[None]]) -> None:
+        """``complete`` is called once every block of a document is here (node/inbound.py opens and delivers it)."""
+        self.n = n
+        self.overlay = overlay
+        self.complete = complete
+        self.store = n.store
+        self.metrics = n.metrics
+        self.log = n.log
+        self._nursery: trio.Nursery | None = None
         self._queue: list[Digest] = []
         self._active: set[Digest] = set()
         self._wake = trio.Event()
@@ -44,10 +49,11 @@ class BlockFetcher:
             self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for doc_id in self.e.store.awaiting():
+        for doc_id in self.store.awaiting():
             self.want(doc_id)
         task_status.started()
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             while True:
                 while not self._queue:
                     await self._wake.wait()
@@ -58,12 +64,11 @@ class BlockFetcher:
                 nursery.start_soon(self._fetch, doc_id)
 
     async def _fetch(self, doc_id: Digest) -> None:
-        e = self.e
         try:
-            h = e.doc_header(doc_id)
+            h = self.n.doc_header(doc_id)
             if h is None:
                 return
-            missing = e.document_blocks_missing(h)
+            missing = self.n.blocks_missing(h)
             if missing:
                 failed: list[int] = []
                 async with trio.open_nursery() as nursery:
@@ -75,34 +80,32 @@ class BlockFetcher:
                     self._stalled(doc_id, len(failed))
                     return
             self._stalls.pop(doc_id, None)
-            await e.complete_document(doc_id)
+            await self.complete(doc_id)
         finally:
             self._active.discard(doc_id)
             self._limit.release()
 
     def _sources(self, h: MessageHeader) -> list[str]:
-        e = self.e
-        connected = e.overlay.connected_peers()
+        connected = self.overlay.connected_peers()
         first = []
         try:
-            sender_node = e.host_peer(h.sender)
+            sender_node = self.n.host_peer(h.sender)
             if sender_node in connected:
                 first.append(sender_node)
         except RemoteError:
             pass
-        others = sorted(p for p in connected if p not in first and p != e.peer_id)
-        e.random.shuffle(others)
+        others = sorted(p for p in connected if p not in first and p != self.n.peer_id)
+        self.n.random.shuffle(others)
         return first + others
 
     async def _one(self, doc_id: Digest, h: MessageHeader, index: int, window: trio.Semaphore, failed: list[int]) -> None:
-        e = self.e
         digest = h.body.blocks[index]
         try:
             for peer in self._sources(h):
-                if not e.store.has_doc(doc_id):
+                if not self.store.has_doc(doc_id):
                     return  # dropped meanwhile (retention at a relay): its blocks are not wanted
                 try:
-                    data = await e.overlay.request(
+                    data = await self.overlay.request(
                         peer,
                         BLOCKS,
                         m.BlockRequest((digest,)).encode(),
@@ -117,35 +120,35 @@ class BlockFetcher:
                 if block is None:
                     continue
                 if len(block) != h.body.sealed_size(index) or Digest.of(block) != digest:
-                    e.metrics.inc("blocks_rejected", reason="hash_mismatch")
-                    e.log.warning("block.rejected", reason="hash_mismatch", peer=peer[:16], block=digest.short())
+                    self.metrics.inc("blocks_rejected", reason="hash_mismatch")
+                    self.log.warning("block.rejected", reason="hash_mismatch", peer=peer[:16], block=digest.short())
                     continue
-                b = e.store.batch()
+                b = self.store.batch()
                 b.put_block(digest, block)
-                e.store.write(b, sync=False)  # made durable by the commit that completes the document
-                if not e.store.has_doc(doc_id):
+                self.store.write(b, sync=False)  # made durable by the commit that completes the document
+                if not self.store.has_doc(doc_id):
                     # Retention dropped the document (with the blocks it had) while this one was on its
                     # way. Checked after the write: a drop that lands later deletes this block itself.
-                    b = e.store.batch()
+                    b = self.store.batch()
                     b.delete_block(digest)
-                    e.store.write(b, sync=False)
+                    self.store.write(b, sync=False)
                     return
-                e.metrics.inc("blocks_fetched")
-                e.metrics.inc("block_bytes_fetched", len(block))
+                self.metrics.inc("blocks_fetched")
+                self.metrics.inc("block_bytes_fetched", len(block))
                 return
             failed.append(index)
         finally:
             window.release()
 
     def _stalled(self, doc_id: Digest, missing: int) -> None:
-        e = self.e
         n = self._stalls.get(doc_id, 0) + 1
         self._stalls[doc_id] = n
         delay = min(RETRY_S[1], RETRY_S[0] * 2**n)
-        e.log.info("blocks.stalled", id=doc_id.short(), missing=missing, retry_in_s=round(delay))
+        self.log.info("blocks.stalled", id=doc_id.short(), missing=missing, retry_in_s=round(delay))
 
         async def later() -> None:
             await trio.sleep(delay)
             self.want(doc_id)
 
-        e.spawn(later)
+        assert self._nursery is not None
+        self._nursery.start_soon(later)

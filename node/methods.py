@@ -84,7 +84,9 @@ class Methods:
     async def _submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.parse_submit(params)
         conn.access.require(p.sender)
-        self.e.check_submit(p.sender, p.recipients, p.meta, [(f.name, f.media_type) for f in p.files])  # before any byte
+        self.e.submission.check_submit(
+            p.sender, p.recipients, p.meta, [(f.name, f.media_type) for f in p.files]
+        )  # before any byte
         if p.idempotency_key is not None:
             existing = self.e.store.idempotent(p.sender, p.idempotency_key)
             if existing is not None:
@@ -171,7 +173,7 @@ class Methods:
     async def _inbox_ack(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.Params("inbox.ack", params, {"code", "id"})
         doc = p.digest("id")
-        return {"acked": await self.e.ack(self._recipient_code(conn, p, doc), doc)}
+        return {"acked": await self.e.submission.ack(self._recipient_code(conn, p, doc), doc)}
 
     async def _document_get(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.Params("document.get", params, {"id", "code"})
@@ -278,7 +280,7 @@ class Methods:
                     sf.discard()
         if type(data) is not bytes:
             raise SchemaError("directory.publish: file: expected the bytes of a directory file, or {size} and upload frames")
-        serial = await self.e.publish_directory(decode_chain(data))
+        serial = await self.e.membership.publish_directory(decode_chain(data))
         return {"serial": serial}
 
     async def _receive_whole(self, upload: IncomingUpload | None, size: int) -> SpooledFile:

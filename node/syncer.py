@@ -24,7 +24,7 @@ instead of N(N-1); after a partition, the side with news is never skipped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -35,10 +35,8 @@ from protocol.errors import RemoteError
 from protocol.ids import Digest
 from store.records import Cursor
 
-from .overlay import SYNC, OverlayError
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .core import NodeCore
+from .overlay import SYNC, Overlay, OverlayError
 
 SYNC_TIMEOUT_S = 60.0
 LOG_PAGE = 1000
@@ -47,8 +45,22 @@ MAX_MINE = 2000  # shards: our own heads ride along a heads request up to this m
 
 
 class Syncer:
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
+    def __init__(
+        self,
+        n: NodeCore,
+        overlay: Overlay,
+        *,
+        ingest: Callable[[Sequence[bytes], str], Awaitable[list[m.PushResult]]],
+        apply_directory: Callable[[Sequence[Envelope], str], Awaitable[bool]],
+    ) -> None:
+        """``ingest`` stores what a peer sent (node/inbound.py); ``apply_directory`` applies newer directory links."""
+        self.n = n
+        self.overlay = overlay
+        self.ingest = ingest
+        self.apply_directory = apply_directory
+        self.store = n.store
+        self.metrics = n.metrics
+        self.log = n.log
         self._soon: dict[str, None] = {}  # an ordered set: peers waiting for a round
         self._wake = trio.Event()
         self._active: set[str] = set()
@@ -64,16 +76,15 @@ class Syncer:
     # --- answering -------------------------------------------------------------------
 
     def answer(self, req: m.SyncRequest, peer: str = "") -> bytes:
-        e = self.e
-        store = e.store
+        store = self.store
         if req.op == "heads":
             if req.mine is not None and peer in self._soon and self._nothing_new(peer, req.mine):
                 del self._soon[peer]  # its heads are all read already: our round back would find nothing
                 self.skipped += 1
-                e.metrics.inc("sync_rounds_skipped")
+                self.metrics.inc("sync_rounds_skipped")
             wanted = set(req.shards)
             heads = tuple(sorted((s, n) for s, n in store.log_shards().items() if not wanted or s in wanted))
-            return m.HeadsResponse(store.epoch, heads, e.trust.directory.serial).encode()
+            return m.HeadsResponse(store.epoch, heads, self.n.trust.directory.serial).encode()
         if req.op == "log":
             entries = tuple(store.log_range(req.shard, after=req.after, limit=req.limit))
             return m.LogResponse(store.epoch, entries, store.log_head(req.shard)).encode()
@@ -87,48 +98,49 @@ class Syncer:
                     break  # a shorter answer: the asker requests the rest again
                 out.append(raw)
             return m.EnvelopesResponse(tuple(out)).encode()
-        links = [env.encode() for env in e.chain if isinstance(env.header, DirectoryHeader) and env.header.serial > req.after]
+        links = [
+            env.encode() for env in self.n.chain if isinstance(env.header, DirectoryHeader) and env.header.serial > req.after
+        ]
         return m.EnvelopesResponse(tuple(links)).encode()
 
     def _nothing_new(self, peer: str, mine: m.HeadsResponse) -> bool:
-        e = self.e
-        if mine.serial > e.trust.directory.serial:
+        if mine.serial > self.n.trust.directory.serial:
             return False
-        wanted = e.interested_shards()
+        wanted = self.n.interested_shards()
         key = b58decode(peer)
         for shard, head in mine.heads:
             if head == 0 or shard not in wanted:
                 continue
-            cur = e.store.cursor(shard, key)
+            cur = self.store.cursor(shard, key)
             if cur is None or cur.epoch != mine.epoch or cur.seq < head:
                 return False
         return True
 
     def _mine(self) -> m.HeadsResponse | None:
-        heads = self.e.store.log_shards()
+        heads = self.store.log_shards()
         if len(heads) > MAX_MINE:
             return None  # too big to send along; the peer just runs its own round
-        return m.HeadsResponse(self.e.store.epoch, tuple(sorted(heads.items())), self.e.trust.directory.serial)
+        return m.HeadsResponse(self.store.epoch, tuple(sorted(heads.items())), self.n.trust.directory.serial)
 
     # --- asking ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        interval = self.e.config.sync_interval_s
-        parallel = self.e.config.sync_parallel
+        interval = self.n.config.sync_interval_s
+        parallel = self.n.config.sync_parallel
         next_round = trio.current_time() + interval
         async with trio.open_nursery() as nursery:
             while True:
                 if trio.current_time() >= next_round:
-                    connected = sorted(self.e.overlay.connected_peers())
-                    self.e.random.shuffle(connected)
-                    for peer in connected[: self.e.config.sync_fanout]:
+                    connected = sorted(self.overlay.connected_peers())
+                    self.n.random.shuffle(connected)
+                    for peer in connected[: self.n.config.sync_fanout]:
                         self._soon[peer] = None
                     next_round = trio.current_time() + interval
                 while self._soon and len(self._active) < parallel:
                     peer = next(iter(self._soon))
                     del self._soon[peer]
-                    if peer not in self._active and peer != self.e.peer_id:
+                    if peer not in self._active and peer != self.n.peer_id:
                         self._active.add(peer)
                         self.peak_active = max(self.peak_active, len(self._active))
                         nursery.start_soon(self._round, peer)
@@ -140,14 +152,14 @@ class Syncer:
         try:
             await self.sync_with(peer)
         except (OverlayError, RemoteError) as exc:
-            self.e.metrics.inc("sync_failures")
-            self.e.log.info("sync.failed", peer=peer[:16], reason=str(exc)[:200])
+            self.metrics.inc("sync_failures")
+            self.log.info("sync.failed", peer=peer[:16], reason=str(exc)[:200])
         finally:
             self._active.discard(peer)
             self._wake.set()  # a slot is free
 
     async def _ask(self, peer: str, req: m.SyncRequest) -> bytes:
-        data = await self.e.overlay.request(
+        data = await self.overlay.request(
             peer, SYNC, req.encode(), timeout=SYNC_TIMEOUT_S, max_response_bytes=m.MAX_SYNC_RESPONSE_BYTES
         )
         err = m.peek_error(data)
@@ -157,41 +169,40 @@ class Syncer:
 
     async def sync_with(self, peer: str) -> int:
         """One catch-up round with ``peer``; returns how many envelopes were new."""
-        e = self.e
-        if not e.trust.is_member(peer):
+        if not self.n.trust.is_member(peer):
             return 0
-        wanted = e.interested_shards()
+        wanted = self.n.interested_shards()
         heads = m.HeadsResponse.decode(
             await self._ask(peer, m.SyncRequest("heads", shards=tuple(sorted(wanted)), mine=self._mine()))
         )
-        if heads.serial > e.trust.directory.serial:
+        if heads.serial > self.n.trust.directory.serial:
             await self.pull_directory(peer)
         peer_key = b58decode(peer)
         new = 0
         for shard, head in heads.heads:
             if shard not in wanted:
                 continue
-            cur = e.store.cursor(shard, peer_key)
+            cur = self.store.cursor(shard, peer_key)
             start = cur.seq if cur is not None and cur.epoch == heads.epoch else 0
             while start < head:
                 page = m.LogResponse.decode(await self._ask(peer, m.SyncRequest("log", shard=shard, after=start, limit=LOG_PAGE)))
                 if page.epoch != heads.epoch:
                     break  # the peer's store changed under us; next round starts over
-                ids = [i for _, i in page.entries if i not in e._inflight and not e.store.known(i)]
+                ids = [i for _, i in page.entries if not self.n.known(i)]
                 for n in range(0, len(ids), GET_CHUNK):
                     new += await self._pull(peer, ids[n : n + GET_CHUNK])
                 start = page.entries[-1][0] if page.entries else head
-                b = e.store.batch()
+                b = self.store.batch()
                 b.put_cursor(shard, peer_key, Cursor(heads.epoch, start))
-                e.store.write(b, sync=False)  # a lost cursor only means reading a page again
+                self.store.write(b, sync=False)  # a lost cursor only means reading a page again
                 if not page.entries:
                     break
         self.rounds += 1
         self.pulled += new
-        e.metrics.inc("sync_rounds")
+        self.metrics.inc("sync_rounds")
         if new:
-            e.metrics.inc("sync_envelopes_pulled", new)
-            e.log.info("sync.caught_up", peer=peer[:16], envelopes=new)
+            self.metrics.inc("sync_envelopes_pulled", new)
+            self.log.info("sync.caught_up", peer=peer[:16], envelopes=new)
         return new
 
     async def _pull(self, peer: str, ids: list[Digest]) -> int:
@@ -200,7 +211,7 @@ class Syncer:
             resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("get", ids=tuple(ids))))
             envs = [raw for raw in resp.envs if raw is not None]
             if envs:
-                results = await self.e.ingest(envs, peer=peer, path="sync")
+                results = await self.ingest(envs, peer)
                 got += sum(1 for r in results if r.status == m.OK)
             if len(resp.envs) >= len(ids) or not resp.envs:
                 break
@@ -208,8 +219,7 @@ class Syncer:
         return got
 
     async def pull_directory(self, peer: str) -> None:
-        e = self.e
-        resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("dir", after=e.trust.directory.serial)))
+        resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("dir", after=self.n.trust.directory.serial)))
         envs = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in resp.envs if raw is not None]
         if envs:
-            await e.apply_directory(envs, source=peer)
+            await self.apply_directory(envs, peer)

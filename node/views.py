@@ -13,8 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from protocol.agency import AgencyCode
-from protocol.errors import UnknownAgencyError
+from protocol.errors import NotFoundError, UnknownAgencyError
 from protocol.ids import Digest
+from protocol.status import StatusCode
 from store.records import DeliveryKind, DeliveryState, DocRole
 
 if TYPE_CHECKING:
@@ -45,15 +46,15 @@ def info(e: Engine) -> dict[str, Any]:
             "agencies": len(d.agencies),
             "nodes": len(d.nodes),
         },
-        "started_at": e.started_at,
-        "uptime_s": (now - e.started_at) // 1000,
+        "started_at": e.n.started_at,
+        "uptime_s": (now - e.n.started_at) // 1000,
         "peers_connected": len(e.overlay.connected_peers()),
         # how the overlay port is protected: "psk_file", "psk" (the older inline key) or "off" (no private network)
         "private_network": "psk_file" if e.config.psk_file else "psk" if e.config.psk else "off",
         "store_bytes": e.store.disk_bytes(),
         "store_path": str(e.store.path),
         **_garbage(e),
-        "shards": sorted(e.interested_shards()),
+        "shards": sorted(e.n.interested_shards()),
         "pending_deliveries": sum(1 for _ in e.store.pending()),
         "awaiting_blocks": len(e.store.awaiting()),
     }
@@ -86,7 +87,7 @@ def peers(e: Engine) -> list[dict[str, Any]]:
                 "names": [d.agencies[c].name for c in codes],
                 "addrs": list(rec.addrs),
                 "connected": peer_id in connected,
-                "last_seen": e.clock() if peer_id in connected else e.last_seen.get(peer_id),
+                "last_seen": e.clock() if peer_id in connected else e.membership.last_seen.get(peer_id),
             }
         )
     return out
@@ -148,7 +149,7 @@ def queues(e: Engine) -> list[dict[str, Any]]:
     for recipient, q in sorted(by.items()):
         q["oldest_age_s"] = (now - q["oldest_first_sent"]) // 1000 if q["oldest_first_sent"] else 0
         try:
-            host = e.host_peer(recipient)
+            host = e.n.host_peer(recipient)
             q["node"] = host
             q["node_connected"] = host in connected
         except Exception:
@@ -318,3 +319,64 @@ def stats(e: Engine, *, since: int) -> dict[str, Any]:
         "deliveries": {"delivered": delivered, "pending": pending, "failed": failed},
         "receipt_latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
     }
+
+
+def track(e: Engine, doc_id: Digest) -> dict[str, Any]:
+    """Where a document is: per recipient, its delivery, its processing phase and every status."""
+    rec = e.store.doc(doc_id)
+    doc = e.n.doc_header(doc_id)
+    if rec is None or doc is None:
+        raise NotFoundError(f"document {doc_id}")
+    recipients = []
+    for code in doc.to:
+        delivery = e.outbox.get(doc.sender, doc_id, code) if doc.sender in e.hosted else None
+        state, _, _ = e.statuses.thread_state(doc_id, code)
+        history = sorted(e.store.history(doc_id, code), key=lambda x: (x[2].seq, x[2].at))
+        if delivery is not None:
+            dstate = delivery.state.value
+        else:
+            dstate = "delivered" if any(r.code == StatusCode.ARRIVED for _, _, r in history) else "pending"
+        recipients.append(
+            {
+                "code": str(code),
+                "state": dstate,
+                "phase": state.phase.value,
+                "waiting_for": state.pending.value if state.pending.value != "none" else "",
+                "statuses": [
+                    {
+                        "code": f"{r.code:02d}",
+                        "at": r.at,
+                        "received_at": r.received_at,
+                        "author": r.author,
+                        "note": r.note,
+                        "seq": r.seq,
+                        "id": str(sid),
+                    }
+                    for _, sid, r in history
+                ],
+                "attempts": delivery.attempts if delivery else 0,
+                "last_error": delivery.last_error if delivery else "",
+                "next_retry": delivery.next_at if delivery and delivery.state is DeliveryState.PENDING else None,
+                "first_sent": delivery.first_at if delivery else None,
+                "delivered_at": delivery.delivered_at if delivery and delivery.delivered_at else None,
+            }
+        )
+    return {
+        "id": str(doc_id),
+        "from": str(doc.sender),
+        "subject": rec.subject,
+        "created_at": doc.at,
+        "size": rec.size,
+        "role": rec.role.value,
+        "complete": rec.complete,
+        "problem": rec.problem,
+        "recipients": recipients,
+    }
+
+
+def block_progress(e: Engine, doc_id: Digest) -> tuple[int, int]:
+    """(blocks here, blocks in all) of a document."""
+    h = e.n.doc_header(doc_id)
+    if h is None:
+        return 0, 0
+    return sum(1 for d in h.body.blocks if e.store.has_block(d)), len(h.body.blocks)

@@ -22,7 +22,9 @@ from identity.directory import DirectoryDelta, apply_link, sign_delta, sign_snap
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
 from identity.provision import DeterministicRng, ProvisionedNode, build_directory
 from identity.trust import Trust
+from node.assemble import DirectoryGate, assemble, node_core
 from node.committer import run_in_thread, run_inline
+from node.core import NodeCore
 from node.engine import Engine
 from node.log import Log, NullLog
 from node.metrics import Metrics
@@ -131,28 +133,27 @@ class Cluster:
             return int(time.time() * 1000)
         return EPOCH_MS + int(trio.current_time() * 1000)
 
-    def _overlay(self, node: SimNode, metrics: Metrics) -> Any:
+    def _overlay(self, node: SimNode, core: NodeCore) -> Any:
         if self.network is not None:
             return self.network.overlay(node.peer_id)
         from node.p2p import P2POverlay
 
+        gate = DirectoryGate(core)
+
         def is_member(peer: str) -> bool:
-            if self._apart(node.peer_id, peer):
-                return False  # a partition: refused at the gate like an outsider, so no connection crosses it
-            trust = node.engine.trust if node.engine is not None else None
-            return trust.is_member(peer) if trust is not None else peer in self.directory.nodes
+            # A partition: refused at the gate like an outsider, so no connection crosses it.
+            return not self._apart(node.peer_id, peer) and gate.is_member(peer)
 
         def targets() -> dict[str, Sequence[str]]:
-            d = node.engine.trust.directory if node.engine is not None else self.directory
-            return {p: rec.addrs for p, rec in d.nodes.items() if not self._apart(node.peer_id, p)}
+            return {p: addrs for p, addrs in gate.targets().items() if not self._apart(node.peer_id, p)}
 
         return P2POverlay(
             key=node.prov.key,
             listen=node.config.listen,
             is_member=is_member,
             targets=targets,
-            log=self._log(node.name),
-            metrics=metrics,
+            log=core.log,
+            metrics=core.metrics,
         )
 
     def _apart(self, a: str, b: str) -> bool:
@@ -206,33 +207,33 @@ class Cluster:
         node.stopped = trio.Event()
         node.starts += 1
         store = Store(node.home / "store", rng=DeterministicRng(f"{node.name}-{node.starts}"))
-        metrics = Metrics()
-        overlay = self._overlay(node, metrics)
+        stored = [Envelope.decode(raw, max_bytes=64 << 20) for raw in store.directory_links()]
+        by_serial = {link.header.serial: link for link in [*self.links, *stored]}  # type: ignore[union-attr]
+        links = [by_serial[s] for s in sorted(by_serial)]
+        directory = self.directory
+        for link in links:
+            if link.header.serial > directory.serial:  # type: ignore[union-attr]
+                directory = apply_link(directory, link, self.authority_public)
+        core = node_core(
+            config=node.config,
+            store=store,
+            trust=Trust(directory, self.authority_public),
+            chain=self.chain + links,
+            hosted={a.code: a for a in node.prov.agencies},
+            peer_id=node.peer_id,
+            clock=self.clock,
+            rng=DeterministicRng(f"{node.name}-engine-{node.starts}"),
+            offload=run_inline if self.network is not None else run_in_thread,
+            log=self._log(node.name),
+            metrics=Metrics(),
+        )
+        overlay = self._overlay(node, core)
         try:
             with trio.CancelScope() as scope:
                 node.scope = scope
                 async with trio.open_nursery() as n:
                     await n.start(overlay.run)
-                    stored = [Envelope.decode(raw, max_bytes=64 << 20) for raw in store.directory_links()]
-                    by_serial = {link.header.serial: link for link in [*self.links, *stored]}  # type: ignore[union-attr]
-                    links = [by_serial[s] for s in sorted(by_serial)]
-                    directory = self.directory
-                    for link in links:
-                        if link.header.serial > directory.serial:  # type: ignore[union-attr]
-                            directory = apply_link(directory, link, self.authority_public)
-                    engine = Engine(
-                        config=node.config,
-                        store=store,
-                        trust=Trust(directory, self.authority_public),
-                        chain=self.chain + links,
-                        hosted={a.code: a for a in node.prov.agencies},
-                        overlay=overlay,
-                        clock=self.clock,
-                        rng=DeterministicRng(f"{node.name}-engine-{node.starts}"),
-                        offload=run_inline if self.network is not None else run_in_thread,
-                        log=self._log(node.name),
-                        metrics=metrics,
-                    )
+                    engine = assemble(core, overlay)
                     node.engine = engine
                     await n.start(engine.run)
                     task_status.started()
@@ -265,7 +266,7 @@ class Cluster:
         self.links.append(link)
         publisher = next((n for n in self.nodes.values() if n.running), None)
         if publisher is not None:
-            await publisher.e().publish_directory([link])
+            await publisher.e().membership.publish_directory([link])
         return link
 
     def reconfigure(self, name: str, **changes: Any) -> None:

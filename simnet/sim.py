@@ -469,7 +469,7 @@ class Simulation:
         reissued = 0
         if node.engine is not None:
             node.engine.hosted[code] = fresh
-            reissued = await node.engine.reissue_stale()  # what the node does at start with new key files
+            reissued = await node.engine.membership.reissue_stale()  # what the node does at start with new key files
         self.mark("rekey", agency=code.short(), serial=self.cluster.current.serial, reissued=reissued)
 
     async def _join(self, code: AgencyCode) -> None:

@@ -24,6 +24,7 @@ import pytest
 import trio
 
 from identity.sealing import FileSource
+from node import views
 from protocol.errors import HashMismatchError
 from simnet.cluster import wait_until
 from tests.node.helpers import G22, H01, C, cluster, meta, run_virtual
@@ -92,8 +93,8 @@ def test_blocks_fetched_for_a_document_retention_dropped_are_not_kept(tmp_path: 
             g = c.node("g22").e()
             doc = await g.submit(C(G22), [C(H01)], meta(), [FileSource("a.bin", "x/y", data=os.urandom(12 * BLOCK))])
             relay = c.node("relay").e()
-            await wait_until(lambda: 0 < relay.block_progress(doc)[0] < 6, timeout=120, step=0.001)
-            assert relay.retention_sweep(c.clock() + relay.trust.policy.max_age_ms + 1) == 1
+            await wait_until(lambda: 0 < views.block_progress(relay, doc)[0] < 6, timeout=120, step=0.001)
+            assert relay.retention.sweep(c.clock() + relay.trust.policy.max_age_ms + 1) == 1
             assert not relay.store.has_envelope(doc)
             await trio.sleep(600)  # whatever was on its way has arrived or given up
             assert not relay.store._db.get(b"D" + bytes(doc))

@@ -13,9 +13,11 @@ import pytest
 import trio
 
 import node.engine
+import node.inbound
 from identity.provision import DeterministicRng
 from identity.sealing import FileSource, seal_document, seal_status
 from identity.trust import TimePolicy
+from node.inbound import Arrival
 from node.log import Log
 from protocol import messages as m
 from protocol.document import BusinessType
@@ -60,7 +62,7 @@ def test_a_push_of_50000_junk_envelopes_logs_one_line_per_reason_and_counts_each
             junk = [i.to_bytes(4, "big") for i in range(50_000)] + [forged] * 3
             before = len(log_lines(streams["h01"], "envelope.rejected"))
             assert len(m.EnvelopeBatch(tuple(junk)).encode()) < m.MAX_PUSH_BYTES, "one push request can carry it"
-            results = await h01.ingest(junk, peer=c.node("g22").peer_id, path="push")
+            results = await h01.ingest(junk, peer=c.node("g22").peer_id, path=Arrival.PUSH)
             assert len(results) == 50_003 and {r.status for r in results} == {"malformed", "bad_signature"}
             lines = log_lines(streams["h01"], "envelope.rejected")[before:]
             assert len(lines) == 2, f"{len(lines)} lines for one push"
@@ -92,7 +94,7 @@ def _takeback_about(c: object, keys: object, engine: node.engine.Engine, doc: Di
 def test_statuses_about_documents_nobody_has_are_bounded_per_sender_and_expire(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node.engine, "MAX_PARKED_PER_SENDER", 5)
+    monkeypatch.setattr(node.inbound, "MAX_PARKED_PER_SENDER", 5)
     streams: dict[str, io.StringIO] = {}
 
     def make_log(name: str) -> Log:
@@ -109,13 +111,13 @@ def test_statuses_about_documents_nobody_has_are_bounded_per_sender_and_expire(
             # G22 (a member, validly signed) sends 13s about 8 documents that do not exist.
             ghosts = [Digest.of(b"ghost %d" % i) for i in range(8)]
             raws = [_takeback_about(c, c.keys[C(G22)], h01, d, H01) for d in ghosts]
-            results = await h01.ingest(raws, peer=g22_peer, path="push")
+            results = await h01.ingest(raws, peer=g22_peer, path=Arrival.PUSH)
             assert [r.status for r in results] == ["ok"] * 5 + ["too_many_parked"] * 3, results
             assert sum(len(h01.store.parked(d)) for d in ghosts) == 5
             assert h01.metrics.get("envelopes_rejected", reason="too_many_parked", path="push") == 3
             # Another agency's quota is its own: H29's statuses still park.
             (r29,) = await h01.ingest(
-                [_takeback_about(c, c.keys[C(H29)], h01, Digest.of(b"other"), H01)], peer=c.node("h29").peer_id, path="push"
+                [_takeback_about(c, c.keys[C(H29)], h01, Digest.of(b"other"), H01)], peer=c.node("h29").peer_id, path=Arrival.PUSH
             )
             assert r29.status == "ok"
             # A real document still gets its early status applied when it arrives (parking works as before).
@@ -135,7 +137,7 @@ def test_statuses_about_documents_nobody_has_are_bounded_per_sender_and_expire(
             assert expired and sum(int(x["count"]) for x in expired) == 6  # type: ignore[call-overload]
             # The quota is free again.
             fresh = [_takeback_about(c, c.keys[C(G22)], h01, Digest.of(b"later %d" % i), H01) for i in range(5)]
-            assert [r.status for r in await h01.ingest(fresh, peer=g22_peer, path="push")] == ["ok"] * 5
+            assert [r.status for r in await h01.ingest(fresh, peer=g22_peer, path=Arrival.PUSH)] == ["ok"] * 5
             n.cancel_scope.cancel()
 
     run_virtual(main, limit_s=86_400)

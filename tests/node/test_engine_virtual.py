@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from node import views
+from node.inbound import Arrival
 from protocol.errors import (
     IllegalTransitionError,
     NotAuthorizedError,
@@ -266,8 +268,8 @@ def test_recipient_restart_mid_fetch_resumes_without_duplicates(tmp_path: Path) 
             await c.start_all(n)
             doc = await send(c, G22, [H29], 8_000_000)
             h29 = c.node("h29")
-            await wait_until(lambda: h29.running and h29.e().block_progress(doc)[0] >= 2, timeout=30, step=0.001)
-            have, total = h29.e().block_progress(doc)
+            await wait_until(lambda: h29.running and views.block_progress(h29.e(), doc)[0] >= 2, timeout=30, step=0.001)
+            have, total = views.block_progress(h29.e(), doc)
             assert 0 < have < total
             await c.stop("h29")
             await c.start(n, "h29")
@@ -302,11 +304,11 @@ def test_status_that_arrives_before_its_document_waits_for_it(tmp_path: Path) ->
             await c.network.partition({c.node("relay").peer_id}, {c.node(x).peer_id for x in ("g22", "h01", "h29")})
             await c.start(n, "relay")
             relay = c.node("relay").e()
-            res = await relay.ingest([r for r in raws if r], peer=c.node("h01").peer_id, path="sync")
+            res = await relay.ingest([r for r in raws if r], peer=c.node("h01").peer_id, path=Arrival.SYNC)
             assert {r.status for r in res} == {"ok"}
             assert relay.store.parked(doc) and not relay.store.history(doc)
             assert doc_raw is not None
-            await relay.ingest([doc_raw], peer=c.node("h01").peer_id, path="sync")
+            await relay.ingest([doc_raw], peer=c.node("h01").peer_id, path=Arrival.SYNC)
             await wait_until(lambda: len(relay.store.history(doc)) == 2 and not relay.store.parked(doc), timeout=10)
             n.cancel_scope.cancel()
 
@@ -324,13 +326,13 @@ def test_relays_drop_documents_after_receipts_and_the_keep_window(tmp_path: Path
             doc = await send(c, G22, [H01], 10)
             relay = c.node("relay").e()
             await wait_until(lambda: relay.store.has_envelope(doc) and len(relay.store.history(doc)) == 1, timeout=120)
-            assert relay.retention_sweep(c.clock()) == 0  # receipt seen, but within the keep window
-            assert relay.retention_sweep(c.clock() + 3_600_001) == 1
+            assert relay.retention.sweep(c.clock()) == 0  # receipt seen, but within the keep window
+            assert relay.retention.sweep(c.clock() + 3_600_001) == 1
             assert not relay.store.has_envelope(doc) and relay.store.known(doc)
             # A replay of the dropped envelope is a duplicate, not a new document.
             raw = c.node("h01").e().store.get_envelope(doc)
             assert raw is not None
-            res = await relay.ingest([raw], peer=c.node("h01").peer_id, path="gossip")
+            res = await relay.ingest([raw], peer=c.node("h01").peer_id, path=Arrival.GOSSIP)
             assert res[0].status == "duplicate"
             n.cancel_scope.cancel()
 

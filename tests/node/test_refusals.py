@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import trio
 
-import node.engine
+import node.submission
 from identity.sealing import FileSource, seal
 from node import views
+from node.inbound import Arrival
 from protocol import cbor
 from protocol import messages as m
 from protocol.body import manifest_prefix
@@ -87,7 +88,7 @@ def test_a_document_its_recipient_cannot_open_fails_at_the_sender_with_the_recip
         async with trio.open_nursery() as n:
             await c.start_all(n)
             g22, h01 = c.node("g22").e(), c.node("h01").e()
-            monkeypatch.setattr(node.engine, "seal_document", careless_seal("../../etc/passwd"))
+            monkeypatch.setattr(node.submission, "seal_document", careless_seal("../../etc/passwd"))
             doc = await g22.submit(C(G22), [C(H01)], meta(), [FileSource("a.txt", PLAIN, data=b"x" * size)])
             monkeypatch.undo()
 
@@ -176,7 +177,7 @@ def test_a_recipient_cannot_send_02_before_the_document_arrived(tmp_path: Path) 
                 at=h01.clock(),
                 rng=DeterministicRng(b"lost blocks"),
             )
-            (res,) = await h01.ingest([env.encode()], peer=c.node("g22").peer_id, path="push")
+            (res,) = await h01.ingest([env.encode()], peer=c.node("g22").peer_id, path=Arrival.PUSH)
             assert res.status == "ok" and h01.store.inbox_entry(C(H01), env.id) is None
             with pytest.raises(NotAuthorizedError, match="has not arrived"):
                 await h01.send_status(env.id, C(H01), StatusCode.REJECTED, note="no")

@@ -12,6 +12,7 @@ from identity.keys import AgencyKeys, NodeKey, SigningKey
 from identity.provision import DeterministicRng, agency_record
 from identity.sealing import FileSource, Recipient, seal_document
 from node.engine import Engine
+from node.inbound import Arrival
 from protocol import messages as m
 from protocol.envelope import Envelope
 from simnet.cluster import DAY_MS, wait_until
@@ -58,21 +59,23 @@ def test_each_kind_of_bad_envelope_is_refused_with_its_reason_and_not_stored(tmp
             }
             peer = c.node("g22").peer_id
             for reason, raw in cases.items():
-                (result,) = await h01.ingest([raw], peer=peer, path="push")
+                (result,) = await h01.ingest([raw], peer=peer, path=Arrival.PUSH)
                 assert result.status == reason, (reason, result)
                 assert not h01.store.has_envelope(Envelope.decode(good.encode()).id if reason == "malformed" else result.id)
                 assert h01.metrics.get("envelopes_rejected", reason=reason, path="push") == 1
             # Future: also refused.
-            (result,) = await h01.ingest([future.encode()], peer=peer, path="push")
+            (result,) = await h01.ingest([future.encode()], peer=peer, path=Arrival.PUSH)
             assert result.status == "stale"
             # The gossip validator refuses a batch with any bad envelope in it (so it is not forwarded).
-            assert not h01._gossip_validate("t", peer, m.EnvelopeBatch((good.encode(), forged.encode())).encode())
-            assert h01._gossip_validate("t", peer, m.EnvelopeBatch((good.encode(),)).encode())
+            assert not h01.inbound.gossip_validate("t", peer, m.EnvelopeBatch((good.encode(), forged.encode())).encode())
+            assert h01.inbound.gossip_validate("t", peer, m.EnvelopeBatch((good.encode(),)).encode())
             # Replay: the same valid envelope again is a duplicate, stored once, delivered once.
-            first = await h01.ingest([good.encode()], peer=peer, path="push")
-            again = await h01.ingest([good.encode()], peer=peer, path="gossip")
+            first = await h01.ingest([good.encode()], peer=peer, path=Arrival.PUSH)
+            again = await h01.ingest([good.encode()], peer=peer, path=Arrival.GOSSIP)
             assert [first[0].status, again[0].status] == ["ok", "duplicate"]
-            assert not h01._gossip_validate("t", peer, m.EnvelopeBatch((good.encode(),)).encode())  # nothing new: not forwarded
+            assert not h01.inbound.gossip_validate(
+                "t", peer, m.EnvelopeBatch((good.encode(),)).encode()
+            )  # nothing new: not forwarded
             assert h01.store.inbox_count(C(H01)) == 1
             n.cancel_scope.cancel()
 
@@ -113,12 +116,12 @@ def test_directory_update_mid_run_revokes_a_key_and_admits_a_new_node(tmp_path: 
                 revoke=((c.keys[C(H29)].signing.kid, c.clock()),),
             )
             link = sign_delta(delta, net=c.net, base=1, serial=2, until=c.clock() + 30 * DAY_MS, key=c.authority, at=c.clock())
-            assert await g22.publish_directory([link]) == 2
+            assert await g22.membership.publish_directory([link]) == 2
             await wait_until(lambda: all(x.e().trust.directory.serial == 2 for x in c.nodes.values()), timeout=60)
             # H29's key is revoked everywhere: what it signs now is refused.
             h29 = c.node("h29").e()
             late = forge(c, h29, c.keys[C(H29)], G22)
-            (res,) = await g22.ingest([late.encode()], peer=c.node("h29").peer_id, path="push")
+            (res,) = await g22.ingest([late.encode()], peer=c.node("h29").peer_id, path=Arrival.PUSH)
             assert res.status == "revoked_key"
             # What was accepted before stays.
             assert in_inbox(c, G22, before)
@@ -144,9 +147,9 @@ def test_a_stranger_node_gets_nothing_from_the_request_handlers(tmp_path: Path) 
             await c.start_all(n)
             g22 = c.node("g22").e()
             for handler, req in (
-                (g22._on_push, m.EnvelopeBatch(()).encode()),
-                (g22._on_sync, m.SyncRequest("heads").encode()),
-                (g22._on_blocks, m.BlockRequest(()).encode()),
+                (g22.inbound.on_push, m.EnvelopeBatch(()).encode()),
+                (g22.inbound.on_sync, m.SyncRequest("heads").encode()),
+                (g22.inbound.on_blocks, m.BlockRequest(()).encode()),
             ):
                 err = m.peek_error(await handler(stranger, req))
                 assert err is not None and err.code == "not_authorized"

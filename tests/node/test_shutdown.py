@@ -157,7 +157,7 @@ def test_the_grace_is_real_and_bounded(tmp_path: Path) -> None:
                 finished: list[str] = []
 
                 async def slow(name: str, seconds: float) -> None:
-                    with engine.work():
+                    with engine.n.work():
                         await trio.sleep(seconds)
                         finished.append(name)
 
