@@ -14,7 +14,6 @@ py-libp2p (node/p2p.py) and in virtual time (simnet/virtual.py).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import trio
 
@@ -28,7 +27,6 @@ from protocol.ids import Digest
 from protocol.status import HistoryItem, StatusCode, ThreadState
 from store.records import DeliveryRecord
 
-from . import views
 from .batcher import GossipBatcher
 from .core import NodeCore
 from .delivery import DeliveryWorker
@@ -174,6 +172,3 @@ class Engine:
 
     async def ingest(self, raws: Sequence[bytes], *, peer: str, path: Arrival) -> list[m.PushResult]:
         return await self.inbound.ingest(raws, peer=peer, path=path)
-
-    def track(self, doc_id: Digest) -> dict[str, Any]:
-        return views.track(self, doc_id)

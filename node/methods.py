@@ -187,7 +187,7 @@ class Methods:
                 for i in range(0, len(ev.data), ipc.CHUNK_BYTES):
                     await conn.send(ipc.chunk(rid, ev.index, ev.data[i : i + ipc.CHUNK_BYTES]))
         assert meta is not None
-        track = self.e.track(doc)
+        track = views.track(self.e, doc)
         return {
             "id": str(doc),
             "from": track["from"],
@@ -224,7 +224,7 @@ class Methods:
         p = ipc.Params("document.track", params, {"id"})
         doc = p.digest("id")
         self._require_party(conn, doc)
-        return self.e.track(doc)
+        return views.track(self.e, doc)
 
     async def _documents(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.Params("documents.list", params, {"role", "limit"})

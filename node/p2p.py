@@ -64,11 +64,7 @@ import hashlib
 import random
 import socket
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
-import libp2p.identity.identify.identify as identify_module
-import libp2p.pubsub.rpc_queue as rpc_queue
-import libp2p.transport.tcp.tcp as libp2p_tcp
 import multiaddr
 import trio
 from libp2p import new_host
@@ -92,27 +88,10 @@ from libp2p.tools.anyio_service import background_trio_service
 from identity.keys import NodeKey
 from protocol.errors import ConfigError
 
-from . import pnet
+from . import libp2p_fixes, pnet
 from .log import Log
 from .metrics import Metrics
 from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, TopicValidator
-
-# Pitfall 5 and 8: bigger per-peer queue, 4 MiB RPCs (class defaults, set once at import).
-RPC_QUEUE_RPCS = 1024
-RPC_MAX_BYTES = 4 << 20
-rpc_queue.RpcQueue.__init__.__defaults__ = (RPC_QUEUE_RPCS, RPC_MAX_BYTES)
-
-
-def _reuse_addr_only(sock: object) -> None:  # 17
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # type: ignore[attr-defined]
-    except OSError:
-        pass
-
-
-if not callable(getattr(libp2p_tcp, "_set_reuse_flags", None)):  # the workaround must not silently stop applying
-    raise ImportError("py-libp2p changed: libp2p.transport.tcp.tcp._set_reuse_flags is gone; see pitfall 17 in node/p2p.py")
-libp2p_tcp._set_reuse_flags = _reuse_addr_only
 
 MAX_PEERS = 4096
 INBOUND_QUEUE = 4096
@@ -122,33 +101,6 @@ REDIAL_S = (1.0, 60.0)
 REFUSED_LOG_EVERY_S = 600.0  # a refused peer is logged at once, then at most once per 10 min with a count
 Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
-
-
-def agent_version() -> str:
-    """What identify tells peers we run: ``truc/<version> (py-libp2p/<version>)``."""
-
-    def of(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:  # a source tree without install
-            return "0+unknown"
-
-    return f"truc/{of('truc')} (py-libp2p/{of('libp2p')})"
-
-
-def _set_agent_version() -> None:  # 18
-    build = getattr(identify_module, "_mk_identify_protobuf", None)
-    code = getattr(build, "__code__", None)
-    if (
-        not isinstance(getattr(identify_module, "AGENT_VERSION", None), str)
-        or code is None
-        or "AGENT_VERSION" not in code.co_names
-    ):
-        raise RuntimeError(
-            "py-libp2p changed: identify no longer sends libp2p.identity.identify.identify.AGENT_VERSION; "
-            "the agent-version setting in node/p2p.py (docs/overlay.md, pitfall 18) needs review"
-        )
-    identify_module.AGENT_VERSION = agent_version()
 
 
 class _Notifee(INotifee):
@@ -197,6 +149,7 @@ class P2POverlay:
         self.log = log
         self.metrics = metrics
         self.bootstrap = list(bootstrap)
+        libp2p_fixes.install()  # checked at every start: a library update that moved one fails here, loudly
         kp = create_new_key_pair(key.seed)
         self.host: IHost = new_host(
             key_pair=kp,
@@ -213,41 +166,12 @@ class P2POverlay:
             enable_metrics=False,  # 10
         )
         self._id = self.host.get_id()
-        _set_agent_version()  # 18
-        pnet.install()  # 17: checked at every start, so a library update that moved it fails here
-        if psk is not None:
-            swarm = self.host.get_network()
-            if getattr(swarm, "psk", "missing") is not None:
-                raise RuntimeError("py-libp2p changed: the swarm has no psk attribute (docs/overlay.md, pitfall 17)")
-            swarm.psk = pnet.PrivateNetwork(  # type: ignore[attr-defined]
-                psk, also_accept=psk_also_accept, on_refused=self._pnet_refused
-            )
-        elif psk_also_accept:
+        if psk_also_accept and psk is None:
             raise ValueError("keys to also accept, but no private-network key")
-
-        async def no_auto_connect() -> None:  # 14
-            return None
-
-        swarm = self.host.get_network()
-        swarm.auto_connector.maybe_connect = no_auto_connect  # type: ignore[attr-defined]
-        if not callable(getattr(swarm, "unblock_peer", None)):  # 19
-            raise RuntimeError("py-libp2p changed: Swarm.unblock_peer is gone (docs/overlay.md, pitfall 19)")
-        # The membership gate, at the earliest point where the remote peer id is
-        # authenticated (after the Noise handshake) and before the connection is
-        # registered: no stream, identify or gossip ever runs with an outsider.
-        original_add_conn = swarm.add_conn
-
-        async def gated_add_conn(muxed_conn: object, direction: str = "unknown") -> object:
-            peer = muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
-            if not self.is_member(peer):
-                self._refused(peer, direction=direction)
-                try:
-                    await muxed_conn.close()  # type: ignore[attr-defined]
-                finally:
-                    raise SwarmException(f"{peer} is not a node of the directory")
-            return await original_add_conn(muxed_conn, direction)
-
-        swarm.add_conn = gated_add_conn  # type: ignore[method-assign]
+        protector = (
+            pnet.PrivateNetwork(psk, also_accept=psk_also_accept, on_refused=self._pnet_refused) if psk is not None else None
+        )
+        libp2p_fixes.patch_swarm(self.host.get_network(), gate=self._gate, protector=protector)  # 14, 17, 19, the gate
         self.router = GossipSub(
             protocols=[PROTOCOL_ID_V11],  # 6
             degree=6,
@@ -260,13 +184,12 @@ class P2POverlay:
             gossip_window=3,
             gossip_history=5,
         )
-        self.router._check_equivocation = lambda msg: True  # type: ignore[method-assign]  # 4
-        self.router._perform_opportunistic_grafting = lambda topic, peers_to_graft: 0  # type: ignore[method-assign]  # 15
+        libp2p_fixes.patch_router(self.router)  # 4, 15
         self.pubsub = Pubsub(
             self.host,
             self.router,
             strict_signing=True,
-            max_inbound_rpc_size=RPC_MAX_BYTES,
+            max_inbound_rpc_size=libp2p_fixes.RPC_MAX_BYTES,
             msg_id_constructor=lambda msg: hashlib.sha256(msg.data).digest(),  # 13
             max_subscriptions_per_peer=4096,
         )
@@ -283,6 +206,17 @@ class P2POverlay:
         self._refusals: dict[str, tuple[float, int]] = {}  # peer -> (last logged, refusals not logged since)
         self._dialing: set[str] = set()
         self.host.get_network().register_notifee(_Notifee(self))
+
+    async def _gate(self, muxed_conn: object, direction: str) -> None:
+        """The membership gate, at the earliest point where the remote peer id is authenticated (after the Noise
+        handshake) and before the connection is registered: no stream, identify or gossip ever runs with an outsider."""
+        peer = muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
+        if not self.is_member(peer):
+            self._refused(peer, direction=direction)
+            try:
+                await muxed_conn.close()  # type: ignore[attr-defined]
+            finally:
+                raise SwarmException(f"{peer} is not a node of the directory")
 
     # --- Overlay -----------------------------------------------------------------------
 

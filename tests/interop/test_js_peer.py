@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from identity.keys import load_node_key
-from node.p2p import agent_version
+from node.libp2p_fixes import agent_version
 from protocol.messages import SyncRequest
 from tests.procs import Daemon, invoke, provision, running, wait_for
 

@@ -9,6 +9,7 @@ import trio.testing
 
 from identity.keys import NodeKey
 from identity.sealing import FileSource
+from node import views
 from node.log import NullLog
 from node.metrics import Metrics
 from node.p2p import P2POverlay
@@ -74,7 +75,7 @@ async def send(c: Cluster, sender: str, to: list[str], *sizes: int, **kw: Any) -
 
 
 def delivered(c: Cluster, sender: str, doc: Digest) -> bool:
-    return all(r["state"] == "delivered" for r in c.by_code(sender).e().track(doc)["recipients"])
+    return all(r["state"] == "delivered" for r in views.track(c.by_code(sender).e(), doc)["recipients"])
 
 
 def in_inbox(c: Cluster, code: str, doc: Digest) -> bool:

@@ -39,7 +39,7 @@ def test_document_with_blocks_reaches_both_recipients_and_receipts_return(tmp_pa
             await wait_until(lambda: delivered(c, G22, doc), timeout=30)
             for code in (H01, H29):
                 assert read_files(c, code, doc) == [b"\x00" * 5_000_000, b"\x01" * 1000]
-            track = c.by_code(G22).e().track(doc)
+            track = views.track(c.by_code(G22).e(), doc)
             assert [s["code"] for r in track["recipients"] for s in r["statuses"]] == ["01", "01"]
             # The relay holds the envelope (catch-up) but cannot read it.
             relay = c.node("relay").e()
@@ -78,7 +78,7 @@ def test_offline_recipient_catches_up_and_receipts_arrive(tmp_path: Path) -> Non
             big = await send(c, G22, [H29], 3_000_000)
             await trio.sleep(30)
             g = c.by_code(G22).e()
-            for r in g.track(docs[0])["recipients"]:
+            for r in views.track(g, docs[0])["recipients"]:
                 assert r["state"] == "pending" and "not connected" in r["last_error"] and r["attempts"] >= 2
             await c.start(n, "h29")
             await wait_until(lambda: all(delivered(c, G22, d) for d in [*docs, big]), timeout=120)
@@ -207,10 +207,10 @@ def test_status_flow_and_illegal_transitions(tmp_path: Path) -> None:
             g = c.node("g22").e()
 
             def codes(code: str) -> list[str]:
-                return [s["code"] for r in g.track(doc)["recipients"] if r["code"] == code for s in r["statuses"]]
+                return [s["code"] for r in views.track(g, doc)["recipients"] if r["code"] == code for s in r["statuses"]]
 
             await wait_until(lambda: codes(H01) == ["01", "03", "04", "05", "05", "06"], timeout=60)
-            track = {r["code"]: r for r in g.track(doc)["recipients"]}
+            track = {r["code"]: r for r in views.track(g, doc)["recipients"]}
             assert track[H01]["phase"] == "finished" and track[H01]["statuses"][-1]["note"] == "Đã xong"
             # Take-back: only the sender asks, only the recipient answers.
             with pytest.raises(SchemaError, match="which recipient"):
@@ -253,7 +253,7 @@ def test_submit_errors_and_idempotency(tmp_path: Path) -> None:
             with pytest.raises(NotHostedError, match=r"this node hosts 000\.00\.00\.G22, 000\.00\.01\.G22"):
                 await g.submit(C(H01), [C(G22)], meta(), [])
             with pytest.raises(NotFoundError):
-                g.track(Digest.of(b"no such document"))
+                views.track(g, Digest.of(b"no such document"))
             await wait_until(lambda: c.node("h01").e().store.inbox_count(C(H01)) == 1, timeout=30)
             n.cancel_scope.cancel()
 

@@ -12,7 +12,7 @@ from libp2p.identity.identify.identify import parse_identify_response
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 
-from node.p2p import agent_version
+from node.libp2p_fixes import agent_version
 from simnet.cluster import Cluster, wait_until
 from tests.interop.test_js_peer import documented_protocols
 from tests.node.helpers import G22, H01

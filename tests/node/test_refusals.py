@@ -93,7 +93,7 @@ def test_a_document_its_recipient_cannot_open_fails_at_the_sender_with_the_recip
             monkeypatch.undo()
 
             def track() -> dict[str, Any]:
-                return g22.track(doc)["recipients"][0]  # type: ignore[no-any-return]
+                return views.track(g22, doc)["recipients"][0]  # type: ignore[no-any-return]
 
             await wait_until(lambda: track()["state"] == "failed", timeout=600)
             r = track()
@@ -131,8 +131,8 @@ def test_a_permanent_refusal_by_the_recipients_node_fails_the_delivery_at_once(t
             await c.start_all(n)
             g22 = c.node("g22").e()
             doc = await send(c, G22, [H01], 1_000_000)
-            await wait_until(lambda: g22.track(doc)["recipients"][0]["state"] == "failed", timeout=60)
-            r = g22.track(doc)["recipients"][0]
+            await wait_until(lambda: views.track(g22, doc)["recipients"][0]["state"] == "failed", timeout=60)
+            r = views.track(g22, doc)["recipients"][0]
             assert r["last_error"].startswith("refused by the recipient: too_large"), r
             assert r["attempts"] == 1, "refused for good: not retried"
             assert any(e.kind == "delivery.failed" and e.fields["id"] == str(doc) for e in g22.events.recent)

@@ -11,6 +11,7 @@ from identity.directory import DirectoryDelta, NodeRecord, sign_delta
 from identity.keys import AgencyKeys, NodeKey, SigningKey
 from identity.provision import DeterministicRng, agency_record
 from identity.sealing import FileSource, Recipient, seal_document
+from node import views
 from node.engine import Engine
 from node.inbound import Arrival
 from protocol import messages as m
@@ -90,7 +91,7 @@ def test_oversize_documents_are_refused_by_the_receiving_node(tmp_path: Path) ->
             await c.start_all(n)
             g22 = c.node("g22").e()
             doc = await send(c, G22, [H01], 1_000_000)
-            await wait_until(lambda: "too_large" in g22.track(doc)["recipients"][0]["last_error"], timeout=60)
+            await wait_until(lambda: "too_large" in views.track(g22, doc)["recipients"][0]["last_error"], timeout=60)
             h01 = c.node("h01").e()
             assert not h01.store.has_envelope(doc)
             assert h01.metrics.get("envelopes_rejected", reason="too_large", path="push") >= 1
@@ -127,7 +128,7 @@ def test_directory_update_mid_run_revokes_a_key_and_admits_a_new_node(tmp_path: 
             assert in_inbox(c, G22, before)
             # The new agency is addressable (documents wait for its node to appear).
             doc = await g22.submit(C(G22), [C("H79")], meta(), [])
-            assert g22.track(doc)["recipients"][0]["code"] == "000.00.00.H79"
+            assert views.track(g22, doc)["recipients"][0]["code"] == "000.00.00.H79"
             assert g22.trust.recipient(C("H79")) == Recipient(C("H79"), newcomer_keys.encryption.public)
             # The change survives a restart (links are kept in the store).
             await c.stop("h01")
