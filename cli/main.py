@@ -3,9 +3,10 @@
 Admin and integrator commands talk to a running node only through its IPC
 socket (cli/client.py); offline commands (keys, the directory file, a node
 home) use identity/ and protocol/ directly. Errors become one line and an
-exit code here, in one place (:class:`TrucGroup`):
+exit code here, in one place (:class:`TrucGroup`); the code is the error
+type's ``exit_code`` (the rule is in protocol/errors.py):
 
-    0 ok · 1 the operation failed · 2 bad input or configuration · 3 no node is running
+    0 ok · 1 refused or failed · 2 fix the input, configuration, keys or store first · 3 no node is running
 """
 
 from __future__ import annotations
@@ -22,22 +23,10 @@ import click
 
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
-from protocol.errors import (
-    AccessDeniedError,
-    AgencyCodeError,
-    ConfigError,
-    DirectoryError,
-    FileError,
-    KeyFileError,
-    NodeNotRunningError,
-    SchemaError,
-    TrucError,
-)
+from protocol.errors import AccessDeniedError, AgencyCodeError, ConfigError, SchemaError, TrucError, find_truc_error
 
 from . import output
 from .client import Client, file_entry
-
-USER_ERRORS = (ConfigError, KeyFileError, DirectoryError, SchemaError, AgencyCodeError, FileError)
 
 
 def _version() -> str:
@@ -47,40 +36,18 @@ def _version() -> str:
         return "0+unknown"
 
 
-def exit_code(exc: TrucError) -> int:
-    if isinstance(exc, NodeNotRunningError):
-        return 3
-    if isinstance(exc, USER_ERRORS):
-        return 2
-    return 1
-
-
 class TrucGroup(click.Group):
     """Turns every TrucError into one line on stderr and an exit code; no tracebacks for user errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TrucError as exc:
-            click.echo(f"truc: {exc.message}", err=True)
-            ctx.exit(exit_code(exc))
-        except BaseExceptionGroup as group:
-            found = _find_truc_error(group)
+        except (TrucError, BaseExceptionGroup) as raised:
+            found = find_truc_error(raised)
             if found is None:
                 raise
             click.echo(f"truc: {found.message}", err=True)
-            ctx.exit(exit_code(found))
-
-
-def _find_truc_error(exc: BaseException) -> TrucError | None:
-    if isinstance(exc, TrucError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_truc_error(inner)
-            if found is not None:
-                return found
-    return None
+            ctx.exit(found.exit_code)
 
 
 class Ctx:

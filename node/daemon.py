@@ -51,15 +51,7 @@ from identity.trust import Trust
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, parse_config
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
-from protocol.errors import (
-    ConfigError,
-    DirectoryError,
-    KeyFileError,
-    StoreCorruptError,
-    StoreForeignError,
-    StoreNotWritableError,
-    TrucError,
-)
+from protocol.errors import ConfigError, KeyFileError, StoreCorruptError, TrucError, find_truc_error
 from store.records import Owner
 from store.store import Store
 
@@ -75,8 +67,6 @@ from .p2p import P2POverlay
 from .upload import ReadPaths, Spool
 
 SHUTDOWN_GRACE_S = 10.0  # in-flight work gets this long after SIGTERM (systemd's TimeoutStopSec is 30 s)
-# Exit 2: the operator must fix something before the node can run (the unit does not restart on it).
-OPERATOR_ERRORS = (ConfigError, KeyFileError, DirectoryError, StoreCorruptError, StoreForeignError, StoreNotWritableError)
 
 
 @dataclass
@@ -343,23 +333,11 @@ def main(root: Path) -> int:
     try:
         trio.run(top)
     except (TrucError, BaseExceptionGroup) as raised:
-        exc = user_error(raised)
+        exc = find_truc_error(raised)
         if exc is None:
             raise
         print(f"truc run: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, OPERATOR_ERRORS) else 1
+        return exc.exit_code  # 2 (the unit does not restart) for what the operator must fix: protocol/errors.py
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-def user_error(exc: BaseException) -> TrucError | None:
-    """The TrucError inside ``exc`` (trio wraps task errors in exception groups), if any."""
-    if isinstance(exc, TrucError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = user_error(inner)
-            if found is not None:
-                return found
-    return None
