@@ -21,8 +21,8 @@ from typing import Any
 
 import click
 
+from identity.home import Home
 from protocol.agency import AgencyCode
-from protocol.config import NodeConfig, parse_config
 from protocol.errors import AccessDeniedError, AgencyCodeError, ConfigError, SchemaError, TrucError, find_truc_error
 
 from . import output
@@ -63,20 +63,10 @@ class Ctx:
             raise ConfigError("which node? pass --home DIR or set TRUC_HOME")
         return home
 
-    def config(self, explicit: Path | None) -> tuple[Path, NodeConfig]:
-        home = self.home(explicit)
-        path = home / "config.toml"
-        try:
-            return home, parse_config(path.read_text("utf-8"), str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"{path} does not exist; is {home} a node home (truc init)?") from None
-
     def client(self, explicit: Path | None) -> Client:
         if self._client is not None:
             return self._client
-        home, cfg = self.config(explicit)
-        sock = Path(cfg.ipc_socket)
-        self._client = Client(sock if sock.is_absolute() else home / sock)
+        self._client = Client(Home.load(self.home(explicit)).socket)
         return self._client
 
     def call(self, explicit: Path | None, method: str, **params: Any) -> Any:

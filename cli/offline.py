@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from identity.directory import DirectoryDelta, load_chain, read_chain_file
+from identity.home import Home
 from identity.keys import AuthorityPublic, SigningKey, load_authority_public, save_authority
 from identity.provision import (
     DEFAULT_NETWORK,
@@ -21,6 +22,7 @@ from identity.provision import (
 from identity.psk import generate_psk, save_psk_file
 from protocol import ipc
 from protocol.agency import AgencyCode, parse_agency_list
+from protocol.config import NodeConfig
 from protocol.envelope import check_network
 from protocol.errors import DirectoryError, SchemaError
 
@@ -94,7 +96,11 @@ def register(cli: click.Group) -> None:
     @click.option("--announce", multiple=True, help="Address peers should dial (default: the listen addresses).")
     @click.option("--bootstrap", multiple=True, help="Peer to dial at start: /ip4/.../tcp/.../p2p/<peer id>.")
     @click.option(
-        "--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock)."
+        "--socket",
+        "ipc_socket",
+        default=NodeConfig.ipc_socket,
+        show_default=True,
+        help="IPC socket path (systemd: /run/truc/truc.sock).",
     )
     @click.option(
         "--psk-file",
@@ -120,8 +126,8 @@ def register(cli: click.Group) -> None:
         click.echo(peer_id)
         click.echo(
             f"created {home}: node key, keys for {', '.join(codes)}, config.toml\n"
-            f"next: send {home / 'join-request.cbor'} to the network authority (truc directory add), "
-            f"put the directory it returns at {home / 'directory.cbor'}, then: truc run --home {home}",
+            f"next: send {Home(home).join_request} to the network authority (truc directory add), "
+            f"put the directory it returns at {Home(home).directory}, then: truc run --home {home}",
             err=True,
         )
         if psk_file is None:
