@@ -189,13 +189,6 @@ def get_int(m: dict[str, Any], key: str, where: str, lo: int = 0, hi: int = _INT
     return v
 
 
-def get_bool(m: dict[str, Any], key: str, where: str) -> bool:
-    v = m[key]
-    if type(v) is not bool:
-        raise SchemaError(f"{where}.{key}: expected true/false, got {_kind(v)}")
-    return v
-
-
 def get_bytes(m: dict[str, Any], key: str, where: str, *, size: int | None = None, max_len: int | None = None) -> bytes:
     v = m[key]
     if type(v) is not bytes:

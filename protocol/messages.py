@@ -28,7 +28,6 @@ MAX_BLOCKS_RESPONSE_BYTES = MAX_WANT * ((1 << 20) + 64) + 1024
 MAX_SYNC_IDS = 256
 MAX_LOG_PAGE = 2000
 MAX_SYNC_RESPONSE_BYTES = 16 << 20
-MAX_REQUEST_BYTES = 8 << 20
 
 OK = "ok"  # stored now
 DUPLICATE = "duplicate"  # already stored before
