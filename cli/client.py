@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from identity.filehash import hash_file
 from protocol import ipc
 from protocol.errors import DecodeError, FileError, HashMismatchError, NodeNotRunningError, TrucError
 from protocol.framing import FrameDecoder, frame
@@ -45,11 +46,9 @@ def file_entry(path: Path, *, name: str | None = None, mime: str | None = None) 
     size = path.stat().st_size
     if size <= INLINE_FILE_BYTES:
         return {"name": name, "mime": mime, "data": path.read_bytes()}, None
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(ipc.CHUNK_BYTES):
-            h.update(chunk)
-    return {"name": name, "mime": mime, "size": size, "sha256": h.hexdigest()}, path
+        _, digest = hash_file(f, ipc.CHUNK_BYTES)
+    return {"name": name, "mime": mime, "size": size, "sha256": digest.hex()}, path
 
 
 def _sha256(data: bytes) -> str:
