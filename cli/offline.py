@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from identity.directory import DirectoryDelta, load_chain, read_chain_file
+from identity.directory_view import directory_view
 from identity.home import Home
 from identity.keys import AuthorityPublic, SigningKey, load_authority_public, save_authority
 from identity.provision import (
@@ -326,19 +327,4 @@ def _offline_directory(dir_file: Path, authority_pub: Path | None) -> dict[str, 
     else:
         d = load_chain(chain, None)
         verified = "(signatures NOT verified: pass --authority-pub FILE)"
-    return {
-        "network": d.net,
-        "serial": d.serial,
-        "issued_at": d.issued_at,
-        "valid_until": d.valid_until,
-        "expired": now_ms() > d.valid_until,
-        "verified": verified,
-        "agencies": [
-            {"code": str(c), "name": r.name, "node": r.node, "level": c.level}
-            for c, r in sorted(d.agencies.items(), key=lambda x: str(x[0]))
-        ],
-        "nodes": [
-            {"peer_id": p, "addrs": list(r.addrs), "codes": [str(c) for c in d.hosted_by(p)]} for p, r in sorted(d.nodes.items())
-        ],
-        "revoked": [{"kid": kid.hex(), "at": at} for kid, at in sorted(d.revoked.items())],
-    }
+    return {**directory_view(d, now=now_ms()), "verified": verified}
