@@ -200,10 +200,7 @@ def _store_tool(command: str, home: Path | None, **kw: Any) -> dict[str, Any]:
 def store_check(home: Path | None, as_json: bool) -> None:
     """Read every record with checksums verified and follow every reference; exit 0 sound, 1 damaged."""
     r = _store_tool("check", home)
-    if as_json:
-        output.emit_json(r)
-    else:
-        _print_check(r, home)
+    output.show(r, as_json, lambda r: _print_check(r, home))
     sys.exit(0 if r["sound"] else 1)
 
 
@@ -254,12 +251,12 @@ def _print_check(r: dict[str, Any], home: Path | None, *, title: str = "store") 
 @json_option
 def store_gc(home: Path | None, as_json: bool) -> None:
     """Remove blocks no stored document refers to (left by older versions after failed submits)."""
-    r = _store_tool("gc", home)
-    if as_json:
-        output.emit_json(r)
-        return
-    click.echo(f"removed   {r['removed_blocks']} blocks ({output.size(r['removed_bytes'])})")
-    _print_check(r, home, title="store now")
+
+    def render(r: dict[str, Any]) -> None:
+        click.echo(f"removed   {r['removed_blocks']} blocks ({output.size(r['removed_bytes'])})")
+        _print_check(r, home, title="store now")
+
+    output.show(_store_tool("gc", home), as_json, render)
 
 
 @store_group.command("repair", epilog=REPAIR_LOSES)
@@ -441,10 +438,7 @@ def send(ctx: Ctx, home: Path | None, files: tuple[Path, ...], as_json: bool, mi
     params["files"] = entries
     client = ctx.client(home)
     result = client.call_with_files("submit", params, uploads) if uploads else client.call("submit", **params)
-    if as_json:
-        output.emit_json(result)
-    else:
-        click.echo(result["id"])
+    output.show(result, as_json, lambda r: click.echo(r["id"]))
 
 
 def _guess_mime(path: Path, default: str) -> str | None:
@@ -469,22 +463,18 @@ def inbox(ctx: Ctx, home: Path | None, code: str | None, unacked: bool, limit: i
             if code:
                 raise  # asked for explicitly; otherwise: an agency this account does not act for
     items = sorted(items, key=lambda i: (i["received_at"], i["to"], i["seq"]))[:limit]
-    if as_json:
-        output.emit_json(items)
-        return
-    output.table(
-        [
-            (
-                output.short(i["id"]),
-                i["from"],
-                i["to"],
-                output.when(i["received_at"]),
-                "yes" if i["acked_at"] else "no",
-                i["subject"][:50],
-            )
-            for i in items
-        ],
+    output.show_rows(
+        items,
+        as_json,
         ["id", "from", "to", "received", "acked", "subject"],
+        lambda i: (
+            output.short(i["id"]),
+            i["from"],
+            i["to"],
+            output.when(i["received_at"]),
+            "yes" if i["acked_at"] else "no",
+            i["subject"][:50],
+        ),
     )
 
 
@@ -505,13 +495,14 @@ def fetch(ctx: Ctx, home: Path | None, doc_id: str, out_dir: Path, code: str | N
     (out_dir / "metadata.json").write_text(json.dumps(output.humanize(result), ensure_ascii=False, indent=2))
     if ack:
         ctx.call(home, "inbox.ack", id=doc_id, code=code)
-    if as_json:
-        output.emit_json(result)
-        return
-    click.echo(f"{result['metadata']['subject']}  (from {result['from']})")
-    for f in result["files"]:
-        click.echo(f"  {f['path']}  {output.size(f['size'])}  sha256 ok")
-    click.echo(f"  {out_dir / 'metadata.json'}")
+
+    def render(result: dict[str, Any]) -> None:
+        click.echo(f"{result['metadata']['subject']}  (from {result['from']})")
+        for f in result["files"]:
+            click.echo(f"  {f['path']}  {output.size(f['size'])}  sha256 ok")
+        click.echo(f"  {out_dir / 'metadata.json'}")
+
+    output.show(result, as_json, render)
 
 
 @cli.command()
@@ -556,10 +547,10 @@ def status(ctx: Ctx, home: Path | None, doc_id: str, code: str, note: str, autho
 @pass_ctx
 def track(ctx: Ctx, home: Path | None, doc_id: str, as_json: bool) -> None:
     """Per-recipient timeline of a document: delivery, receipt, statuses, retries, last failure."""
-    t = ctx.call(home, "document.track", id=_full_id(ctx, home, doc_id))
-    if as_json:
-        output.emit_json(t)
-        return
+    output.show(ctx.call(home, "document.track", id=_full_id(ctx, home, doc_id)), as_json, _print_track)
+
+
+def _print_track(t: dict[str, Any]) -> None:
     click.echo(f"{t['id']}\n  from {t['from']}  created {output.when(t['created_at'])}  {output.size(t['size'])}  {t['subject']}")
     if t["problem"]:
         click.echo(f"  problem: {t['problem']}")
@@ -587,23 +578,18 @@ def track(ctx: Ctx, home: Path | None, doc_id: str, as_json: bool) -> None:
 @pass_ctx
 def documents(ctx: Ctx, home: Path | None, role: str | None, limit: int, as_json: bool) -> None:
     """Documents this node sent or received, newest first."""
-    docs = ctx.call(home, "documents.list", role=role, limit=limit)
-    if as_json:
-        output.emit_json(docs)
-        return
-    output.table(
-        [
-            (
-                output.short(d["id"]),
-                d["role"],
-                d["from"],
-                ",".join(c[-3:] for c in d["to"]),
-                output.when(d["created_at"]),
-                d["subject"][:40],
-            )
-            for d in docs
-        ],
+    output.show_rows(
+        ctx.call(home, "documents.list", role=role, limit=limit),
+        as_json,
         ["id", "role", "from", "to", "created", "subject"],
+        lambda d: (
+            output.short(d["id"]),
+            d["role"],
+            d["from"],
+            ",".join(c[-3:] for c in d["to"]),
+            output.when(d["created_at"]),
+            d["subject"][:40],
+        ),
     )
 
 
@@ -645,10 +631,10 @@ def _full_id(ctx: Ctx, home: Path | None, doc_id: str) -> str:
 @pass_ctx
 def info(ctx: Ctx, home: Path | None, as_json: bool) -> None:
     """Version, peer id, hosted agencies, directory serial and expiry, uptime, store size and garbage."""
-    i = ctx.call(home, "node.info")
-    if as_json:
-        output.emit_json(i)
-        return
+    output.show(ctx.call(home, "node.info"), as_json, _print_info)
+
+
+def _print_info(i: dict[str, Any]) -> None:
     d = i["directory"]
     click.echo(f"truc {i['version']} (Python {i['python']})  network {i['network']}")
     click.echo(f"peer      {i['peer_id']}")
@@ -697,22 +683,17 @@ def _garbage_line(i: dict[str, Any]) -> str:
 @pass_ctx
 def peers(ctx: Ctx, home: Path | None, as_json: bool) -> None:
     """The network's nodes (from the directory), whether connected, and when last seen."""
-    ps = ctx.call(home, "peers.list")
-    if as_json:
-        output.emit_json(ps)
-        return
-    output.table(
-        [
-            (
-                p["peer_id"][:20] + "…",
-                ",".join(AgencyCode.parse(c).short() for c in p["codes"]),
-                p["connected"],
-                output.when(p["last_seen"]),
-                ",".join(p["addrs"]),
-            )
-            for p in ps
-        ],
+    output.show_rows(
+        ctx.call(home, "peers.list"),
+        as_json,
         ["peer", "codes", "connected", "last seen", "addresses"],
+        lambda p: (
+            p["peer_id"][:20] + "…",
+            ",".join(AgencyCode.parse(c).short() for c in p["codes"]),
+            p["connected"],
+            output.when(p["last_seen"]),
+            ",".join(p["addrs"]),
+        ),
     )
 
 
@@ -727,25 +708,20 @@ def queues(ctx: Ctx, home: Path | None, as_json: bool) -> None:
     "refused" counts what the recipient refused for good in the last 7 days
     (not retried; truc track ID shows the reason for each).
     """
-    qs = ctx.call(home, "queues.list")
-    if as_json:
-        output.emit_json(qs)
-        return
-    output.table(
-        [
-            (
-                q["recipient"],
-                q["pending"],
-                q["documents"],
-                q["statuses"],
-                q.get("refused", 0),
-                output.age(q["oldest_age_s"]),
-                output.when(q["next_retry"]),
-                q["reason"],
-            )
-            for q in qs
-        ],
+    output.show_rows(
+        ctx.call(home, "queues.list"),
+        as_json,
         ["recipient", "pending", "docs", "statuses", "refused", "oldest", "next try", "why not delivered yet"],
+        lambda q: (
+            q["recipient"],
+            q["pending"],
+            q["documents"],
+            q["statuses"],
+            q.get("refused", 0),
+            output.age(q["oldest_age_s"]),
+            output.when(q["next_retry"]),
+            q["reason"],
+        ),
     )
 
 
@@ -762,10 +738,10 @@ def stats(ctx: Ctx, home: Path | None, since: str | None, as_json: bool) -> None
             since_ms = int(dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC).timestamp() * 1000)
         except ValueError:
             raise click.BadParameter(f"{since!r} is not a date YYYY-MM-DD", param_hint="--since") from None
-    s = ctx.call(home, "stats", since=since_ms)
-    if as_json:
-        output.emit_json(s)
-        return
+    output.show(ctx.call(home, "stats", since=since_ms), as_json, _print_stats)
+
+
+def _print_stats(s: dict[str, Any]) -> None:
     click.echo(f"since {output.when(s['since']) if s['since'] else 'the beginning'}")
     output.table([(c, n) for c, n in s["sent"].items()], ["sent by", "documents"])
     output.table([(c, n) for c, n in s["received"].items()], ["received by", "documents"])

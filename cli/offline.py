@@ -246,20 +246,7 @@ def register(cli: click.Group) -> None:
     def directory_show(ctx: Ctx, home: Path | None, dir_file: Path | None, authority_pub: Path | None, as_json: bool) -> None:
         """The directory: serial, validity, agencies and nodes."""
         data = _offline_directory(dir_file, authority_pub) if dir_file is not None else ctx.call(home, "directory.show")
-        if as_json:
-            output.emit_json(data)
-            return
-        state = "EXPIRED" if data["expired"] else "valid"
-        click.echo(
-            f"network {data['network']}  serial {data['serial']}  {state} until {output.when(data['valid_until'])}  "
-            f"{data.get('verified', '')}".rstrip()
-        )
-        output.table([(a["code"], a["name"], a["node"][:20] + "…") for a in data["agencies"]], ["code", "name", "node"])
-        output.table(
-            [(n["peer_id"], ",".join(n["codes"]), ",".join(n["addrs"])) for n in data["nodes"]], ["node", "hosts", "addresses"]
-        )
-        if data["revoked"]:
-            output.table([(r["kid"], output.when(r["at"])) for r in data["revoked"]], ["revoked key", "since"])
+        output.show(data, as_json, _print_directory)
 
     @directory.command("lookup")
     @home_option
@@ -268,22 +255,7 @@ def register(cli: click.Group) -> None:
     @pass_ctx
     def directory_lookup(ctx: Ctx, home: Path | None, code: str, as_json: bool) -> None:
         """One agency: name, parent, hosting node and its addresses, keys, sub-units."""
-        rec = ctx.call(home, "directory.lookup", code=code)
-        if as_json:
-            output.emit_json(rec)
-            return
-        click.echo(f"{rec['code']} ({rec['short']})  {rec['name']}")
-        click.echo(f"  parent    {rec['parent'] or '-'}")
-        click.echo(f"  node      {rec['node']}{'  (this node)' if rec['hosted_here'] else ''}")
-        for a in rec["node_addrs"]:
-            click.echo(f"            {a}")
-        for k in rec["signing_keys"]:
-            click.echo(
-                f"  key       {k['kid']}  valid {output.when(k['not_before'])} .. {output.iso(k['not_after'])}"
-                f"{'  REVOKED' if k['revoked'] else ''}"
-            )
-        if rec["sub_units"]:
-            click.echo(f"  sub-units {', '.join(rec['sub_units'])}")
+        output.show(ctx.call(home, "directory.lookup", code=code), as_json, _print_agency)
 
     @directory.command("publish")
     @home_option
@@ -297,6 +269,35 @@ def register(cli: click.Group) -> None:
         else:  # a national directory is larger than one frame: stream it
             res = ctx.client(home).call_with_files("directory.publish", {"file": {"size": size}}, {0: dir_file})
         click.echo(f"the node now runs directory serial {res['serial']}")
+
+
+def _print_directory(data: dict[str, Any]) -> None:
+    state = "EXPIRED" if data["expired"] else "valid"
+    click.echo(
+        f"network {data['network']}  serial {data['serial']}  {state} until {output.when(data['valid_until'])}  "
+        f"{data.get('verified', '')}".rstrip()
+    )
+    output.table([(a["code"], a["name"], a["node"][:20] + "…") for a in data["agencies"]], ["code", "name", "node"])
+    output.table(
+        [(n["peer_id"], ",".join(n["codes"]), ",".join(n["addrs"])) for n in data["nodes"]], ["node", "hosts", "addresses"]
+    )
+    if data["revoked"]:
+        output.table([(r["kid"], output.when(r["at"])) for r in data["revoked"]], ["revoked key", "since"])
+
+
+def _print_agency(rec: dict[str, Any]) -> None:
+    click.echo(f"{rec['code']} ({rec['short']})  {rec['name']}")
+    click.echo(f"  parent    {rec['parent'] or '-'}")
+    click.echo(f"  node      {rec['node']}{'  (this node)' if rec['hosted_here'] else ''}")
+    for a in rec["node_addrs"]:
+        click.echo(f"            {a}")
+    for k in rec["signing_keys"]:
+        click.echo(
+            f"  key       {k['kid']}  valid {output.when(k['not_before'])} .. {output.iso(k['not_after'])}"
+            f"{'  REVOKED' if k['revoked'] else ''}"
+        )
+    if rec["sub_units"]:
+        click.echo(f"  sub-units {', '.join(rec['sub_units'])}")
 
 
 def _names(pairs: tuple[str, ...]) -> dict[AgencyCode, str]:
