@@ -17,7 +17,8 @@ from protocol.envelope import Envelope, MessageHeader
 from protocol.errors import RevokedKeyError
 from protocol.framing import FrameDecoder
 from protocol.status import StatusCode
-from tests.vectors.generate import AT, NET, Fixture, build, read_hex_file
+from tests.vectors.generate import AT, NET, Fixture, build
+from tests.vectors.hexfile import read_hex_file
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 BUILT = build()

@@ -22,6 +22,7 @@ from protocol.ids import Digest
 from protocol.status import StatusCode
 from store import keys as k
 from store.records import Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from tests.vectors.hexfile import to_hex_file
 
 HERE = Path(__file__).resolve().parent
 NET = "truc-vectors"
@@ -242,16 +243,6 @@ def store_sample(doc_id: Digest) -> bytes:
         ),
     ]
     return cbor.encode([[key, value] for key, value in pairs])
-
-
-def to_hex_file(comment: str, data: bytes) -> str:
-    h = data.hex()
-    lines = [h[i : i + 64] for i in range(0, len(h), 64)]
-    return f"# {comment}\n# {len(data)} bytes\n" + "\n".join(lines) + "\n"
-
-
-def read_hex_file(path: Path) -> bytes:
-    return bytes.fromhex("".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
 
 
 def main() -> None:
