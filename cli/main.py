@@ -146,10 +146,11 @@ def demo(short: bool, keep: Path | None) -> None:
     \b
     Builds an authority and a signed directory for G22 (Văn phòng Chính phủ)
     and three provinces, starts four `truc run` processes, then: a document
-    with attachments to three agencies and their signed receipts; a status
-    flow 01→03→04→05→06; a node stopped, sent to, restarted and caught up; a
-    node killed with SIGKILL mid-delivery and nothing lost. Every claim is
-    checked; exit status 1 if one fails.
+    with attachments to three agencies and their receipts; a status flow
+    01→03→04→05→06; a node stopped (its receipt's signature verified from its
+    store), sent to, restarted and caught up; a node killed with SIGKILL
+    mid-delivery and nothing lost. Every claim is checked; exit status 1 if
+    one fails.
     """
     from . import daemon
 
