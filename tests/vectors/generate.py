@@ -146,7 +146,7 @@ def sync_sample() -> dict[str, tuple[str, bytes]]:
     return {
         "sync-heads-request": (
             "sync heads request for shards G22 and H29, carrying the asker's own heads (mine)",
-            m.SyncRequest("heads", shards=("G22", "H29"), mine=mine).encode(),
+            m.SyncRequest(m.SyncOp.HEADS, shards=("G22", "H29"), mine=mine).encode(),
         ),
         "sync-heads-response": (
             "sync heads response: epoch, heads per shard, directory serial",
