@@ -19,7 +19,7 @@ import os
 import select
 import socket
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +222,7 @@ class Client:
                 return self.call_with_files(method, {**params, "files": files}, uploads)
         return self._answer(self._send(method, params))
 
-    def call_with_files(self, method: str, params: dict[str, Any], uploads: dict[int, Path | bytes]) -> Any:
+    def call_with_files(self, method: str, params: dict[str, Any], uploads: Mapping[int, Path | bytes]) -> Any:
         """Call ``method`` whose ``params`` declare streamed files; ``uploads`` maps file index -> local path or bytes."""
         rid = self._send(method, params)
         assert self._sock is not None

@@ -421,7 +421,8 @@ def simnet_run(**kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} instead of the bare id.')
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_ctx
-def send(ctx: Ctx, home: Path | None, files: tuple[Path, ...], as_json: bool, mime: str, **kw: Any) -> None:
+# ctx positional-only: with **kw, pass_ctx's typing (Concatenate[Ctx, P]) cannot match it by name
+def send(ctx: Ctx, /, home: Path | None, files: tuple[Path, ...], as_json: bool, mime: str, **kw: Any) -> None:
     """Send a document with FILE attachments; prints its id once the node has it durably.
 
     The files are read here and streamed to the node over its socket (the
