@@ -28,11 +28,10 @@ from protocol.envelope import check_network
 from protocol.errors import DirectoryError, SchemaError
 
 from . import output
+from .context import Ctx, code_arg, home_option, json_option, pass_ctx
 
 
 def register(cli: click.Group) -> None:
-    from .main import Ctx, code_arg, home_option, json_option, pass_ctx
-
     @cli.group()
     def authority() -> None:
         """The network authority's key (it signs the directory)."""
