@@ -16,6 +16,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from cli.main import cli
+from identity.home import Home
 from protocol import ipc
 from protocol.framing import FrameDecoder
 from simnet.processes import ROOT, NodeProcess, free_port
@@ -141,7 +142,7 @@ def provision(
         if psk:
             args += ["--psk-file", str(auth / "swarm.key")]
         invoke(*args)
-        cfg = home / "config.toml"
+        cfg = Home(home).config_file
         text = cfg.read_text()
         for old, new in {**TEST_TUNING, **(tune or {})}.items():
             assert old in text, f"config.toml has no {old!r}"
@@ -155,10 +156,10 @@ def provision(
         str(auth),
         "--directory",
         str(auth / "directory.cbor"),
-        *[str(h / "join-request.cbor") for h in homes.values()],
+        *[str(Home(h).join_request) for h in homes.values()],
     )
     for home in homes.values():
-        shutil.copy(auth / "directory.cbor", home / "directory.cbor")
+        shutil.copy(auth / "directory.cbor", Home(home).directory)
     return homes
 
 
