@@ -19,12 +19,13 @@ import os
 import select
 import socket
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from identity.filehash import hash_file
 from protocol import ipc
 from protocol.errors import DecodeError, FileError, HashMismatchError, NodeNotRunningError, TrucError
 from protocol.framing import FrameDecoder, frame
@@ -45,11 +46,9 @@ def file_entry(path: Path, *, name: str | None = None, mime: str | None = None) 
     size = path.stat().st_size
     if size <= INLINE_FILE_BYTES:
         return {"name": name, "mime": mime, "data": path.read_bytes()}, None
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(ipc.CHUNK_BYTES):
-            h.update(chunk)
-    return {"name": name, "mime": mime, "size": size, "sha256": h.hexdigest()}, path
+        _, digest = hash_file(f, ipc.CHUNK_BYTES)
+    return {"name": name, "mime": mime, "size": size, "sha256": digest.hex()}, path
 
 
 def _sha256(data: bytes) -> str:
@@ -223,7 +222,7 @@ class Client:
                 return self.call_with_files(method, {**params, "files": files}, uploads)
         return self._answer(self._send(method, params))
 
-    def call_with_files(self, method: str, params: dict[str, Any], uploads: dict[int, Path | bytes]) -> Any:
+    def call_with_files(self, method: str, params: dict[str, Any], uploads: Mapping[int, Path | bytes]) -> Any:
         """Call ``method`` whose ``params`` declare streamed files; ``uploads`` maps file index -> local path or bytes."""
         rid = self._send(method, params)
         assert self._sock is not None

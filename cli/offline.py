@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from identity.directory import DirectoryDelta, load_chain, read_chain_file
+from identity.directory_view import directory_view
+from identity.home import Home
 from identity.keys import AuthorityPublic, SigningKey, load_authority_public, save_authority
 from identity.provision import (
     DEFAULT_NETWORK,
@@ -21,15 +23,15 @@ from identity.provision import (
 from identity.psk import generate_psk, save_psk_file
 from protocol import ipc
 from protocol.agency import AgencyCode, parse_agency_list
+from protocol.config import NodeConfig
 from protocol.envelope import check_network
 from protocol.errors import DirectoryError, SchemaError
 
 from . import output
+from .context import Ctx, code_arg, home_option, json_option, pass_ctx
 
 
 def register(cli: click.Group) -> None:
-    from .main import Ctx, code_arg, home_option, json_option, pass_ctx
-
     @cli.group()
     def authority() -> None:
         """The network authority's key (it signs the directory)."""
@@ -94,7 +96,11 @@ def register(cli: click.Group) -> None:
     @click.option("--announce", multiple=True, help="Address peers should dial (default: the listen addresses).")
     @click.option("--bootstrap", multiple=True, help="Peer to dial at start: /ip4/.../tcp/.../p2p/<peer id>.")
     @click.option(
-        "--socket", "ipc_socket", default="truc.sock", show_default=True, help="IPC socket path (systemd: /run/truc/truc.sock)."
+        "--socket",
+        "ipc_socket",
+        default=NodeConfig.ipc_socket,
+        show_default=True,
+        help="IPC socket path (systemd: /run/truc/truc.sock).",
     )
     @click.option(
         "--psk-file",
@@ -120,8 +126,8 @@ def register(cli: click.Group) -> None:
         click.echo(peer_id)
         click.echo(
             f"created {home}: node key, keys for {', '.join(codes)}, config.toml\n"
-            f"next: send {home / 'join-request.cbor'} to the network authority (truc directory add), "
-            f"put the directory it returns at {home / 'directory.cbor'}, then: truc run --home {home}",
+            f"next: send {Home(home).join_request} to the network authority (truc directory add), "
+            f"put the directory it returns at {Home(home).directory}, then: truc run --home {home}",
             err=True,
         )
         if psk_file is None:
@@ -239,20 +245,7 @@ def register(cli: click.Group) -> None:
     def directory_show(ctx: Ctx, home: Path | None, dir_file: Path | None, authority_pub: Path | None, as_json: bool) -> None:
         """The directory: serial, validity, agencies and nodes."""
         data = _offline_directory(dir_file, authority_pub) if dir_file is not None else ctx.call(home, "directory.show")
-        if as_json:
-            output.emit_json(data)
-            return
-        state = "EXPIRED" if data["expired"] else "valid"
-        click.echo(
-            f"network {data['network']}  serial {data['serial']}  {state} until {output.when(data['valid_until'])}  "
-            f"{data.get('verified', '')}".rstrip()
-        )
-        output.table([(a["code"], a["name"], a["node"][:20] + "…") for a in data["agencies"]], ["code", "name", "node"])
-        output.table(
-            [(n["peer_id"], ",".join(n["codes"]), ",".join(n["addrs"])) for n in data["nodes"]], ["node", "hosts", "addresses"]
-        )
-        if data["revoked"]:
-            output.table([(r["kid"], output.when(r["at"])) for r in data["revoked"]], ["revoked key", "since"])
+        output.show(data, as_json, _print_directory)
 
     @directory.command("lookup")
     @home_option
@@ -261,22 +254,7 @@ def register(cli: click.Group) -> None:
     @pass_ctx
     def directory_lookup(ctx: Ctx, home: Path | None, code: str, as_json: bool) -> None:
         """One agency: name, parent, hosting node and its addresses, keys, sub-units."""
-        rec = ctx.call(home, "directory.lookup", code=code)
-        if as_json:
-            output.emit_json(rec)
-            return
-        click.echo(f"{rec['code']} ({rec['short']})  {rec['name']}")
-        click.echo(f"  parent    {rec['parent'] or '-'}")
-        click.echo(f"  node      {rec['node']}{'  (this node)' if rec['hosted_here'] else ''}")
-        for a in rec["node_addrs"]:
-            click.echo(f"            {a}")
-        for k in rec["signing_keys"]:
-            click.echo(
-                f"  key       {k['kid']}  valid {output.when(k['not_before'])} .. {output.iso(k['not_after'])}"
-                f"{'  REVOKED' if k['revoked'] else ''}"
-            )
-        if rec["sub_units"]:
-            click.echo(f"  sub-units {', '.join(rec['sub_units'])}")
+        output.show(ctx.call(home, "directory.lookup", code=code), as_json, _print_agency)
 
     @directory.command("publish")
     @home_option
@@ -290,6 +268,35 @@ def register(cli: click.Group) -> None:
         else:  # a national directory is larger than one frame: stream it
             res = ctx.client(home).call_with_files("directory.publish", {"file": {"size": size}}, {0: dir_file})
         click.echo(f"the node now runs directory serial {res['serial']}")
+
+
+def _print_directory(data: dict[str, Any]) -> None:
+    state = "EXPIRED" if data["expired"] else "valid"
+    click.echo(
+        f"network {data['network']}  serial {data['serial']}  {state} until {output.when(data['valid_until'])}  "
+        f"{data.get('verified', '')}".rstrip()
+    )
+    output.table([(a["code"], a["name"], a["node"][:20] + "…") for a in data["agencies"]], ["code", "name", "node"])
+    output.table(
+        [(n["peer_id"], ",".join(n["codes"]), ",".join(n["addrs"])) for n in data["nodes"]], ["node", "hosts", "addresses"]
+    )
+    if data["revoked"]:
+        output.table([(r["kid"], output.when(r["at"])) for r in data["revoked"]], ["revoked key", "since"])
+
+
+def _print_agency(rec: dict[str, Any]) -> None:
+    click.echo(f"{rec['code']} ({rec['short']})  {rec['name']}")
+    click.echo(f"  parent    {rec['parent'] or '-'}")
+    click.echo(f"  node      {rec['node']}{'  (this node)' if rec['hosted_here'] else ''}")
+    for a in rec["node_addrs"]:
+        click.echo(f"            {a}")
+    for k in rec["signing_keys"]:
+        click.echo(
+            f"  key       {k['kid']}  valid {output.when(k['not_before'])} .. {output.iso(k['not_after'])}"
+            f"{'  REVOKED' if k['revoked'] else ''}"
+        )
+    if rec["sub_units"]:
+        click.echo(f"  sub-units {', '.join(rec['sub_units'])}")
 
 
 def _names(pairs: tuple[str, ...]) -> dict[AgencyCode, str]:
@@ -320,19 +327,4 @@ def _offline_directory(dir_file: Path, authority_pub: Path | None) -> dict[str, 
     else:
         d = load_chain(chain, None)
         verified = "(signatures NOT verified: pass --authority-pub FILE)"
-    return {
-        "network": d.net,
-        "serial": d.serial,
-        "issued_at": d.issued_at,
-        "valid_until": d.valid_until,
-        "expired": now_ms() > d.valid_until,
-        "verified": verified,
-        "agencies": [
-            {"code": str(c), "name": r.name, "node": r.node, "level": c.level}
-            for c, r in sorted(d.agencies.items(), key=lambda x: str(x[0]))
-        ],
-        "nodes": [
-            {"peer_id": p, "addrs": list(r.addrs), "codes": [str(c) for c in d.hosted_by(p)]} for p, r in sorted(d.nodes.items())
-        ],
-        "revoked": [{"kid": kid.hex(), "at": at} for kid, at in sorted(d.revoked.items())],
-    }
+    return {**directory_view(d, now=now_ms()), "verified": verified}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ TIME_KEYS = {
     "not_before", "not_after",
 }  # fmt: skip
 FOREVER_MS = (1 << 63) - 1
+T = TypeVar("T")
 
 
 def iso(ms: int | None) -> str | None:
@@ -43,6 +44,19 @@ def humanize(value: Any) -> Any:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(humanize(value), ensure_ascii=False, indent=2))
+
+
+def show(value: T, as_json: bool, render: Callable[[T], object]) -> None:
+    """What every read command does with its answer: JSON with ``--json``, else ``render`` lays it out for people."""
+    if as_json:
+        emit_json(value)
+    else:
+        render(value)
+
+
+def show_rows(items: Sequence[T], as_json: bool, headers: Sequence[str], row: Callable[[T], Sequence[Any]]) -> None:
+    """:func:`show` for a list answer: a table of one ``row`` per item."""
+    show(items, as_json, lambda items: table([row(i) for i in items], headers))
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:

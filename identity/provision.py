@@ -33,6 +33,7 @@ from .directory import (
     sign_snapshot,
     write_chain_file,
 )
+from .home import PSK_FILE_NAME, Home
 from .keys import (
     AgencyKeys,
     AuthorityPublic,
@@ -48,7 +49,6 @@ from .psk import load_psk_file, save_psk_file
 
 DAY_MS = 86_400_000
 DEFAULT_NETWORK = "truc"
-PSK_FILE_NAME = "swarm.key"  # a node home's copy of the network's private-network key (go-libp2p's name for it)
 
 
 def now_ms() -> int:
@@ -139,7 +139,7 @@ def create_node_home(
     announce: tuple[str, ...] = (),
     bootstrap: tuple[str, ...] = (),
     *,
-    ipc_socket: str = "truc.sock",
+    ipc_socket: str = NodeConfig.ipc_socket,
     psk_file: Path | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """Create a node home (what ``truc init`` does); returns the peer id and the addresses it announces.
@@ -150,8 +150,8 @@ def create_node_home(
     """
     pub = load_authority_public(authority_pub)
     network = pub.network or DEFAULT_NETWORK
-    if (home / "config.toml").exists():
-        raise ConfigError(f"{home / 'config.toml'} exists: this is already a node home")
+    if Home(home).config_file.exists():
+        raise ConfigError(f"{Home(home).config_file} exists: this is already a node home")
     psk = load_psk_file(psk_file) if psk_file is not None else None
     cfg = NodeConfig(
         network=network,
@@ -162,27 +162,29 @@ def create_node_home(
         psk_file=PSK_FILE_NAME if psk is not None else "",
     )
     parse_config(render_config(cfg), "the new config")  # validates listen/bootstrap with config-file messages
+    paths = Home(home, cfg)
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o750)
     node_key = NodeKey(os.urandom(32))
-    save_node_key(home / "node.key", node_key)
+    save_node_key(paths.node_key, node_key)
     if psk is not None:
-        save_psk_file(home / PSK_FILE_NAME, psk)
+        assert paths.psk_file is not None
+        save_psk_file(paths.psk_file, psk)
     agencies = []
     for code in cfg.codes:
         keys = AgencyKeys.generate(code, os.urandom)
-        save_agency_keys(home / "keys" / f"{code}.key", keys)
+        save_agency_keys(paths.agency_key(code), keys)
         agencies.append(agency_record(keys, names.get(code, str(code)), node_key.peer_id))
     write_toml_file(
-        home / "authority.pub",
+        paths.authority_pub,
         {"type": "truc-authority-public-v1", "network": network, "kid": pub.kid.hex(), "public": pub.public.hex()},
         comment="Pinned network authority public key.",
         secret=False,
     )
-    (home / "config.toml").write_text(render_config(cfg), "utf-8")
+    paths.config_file.write_text(render_config(cfg), "utf-8")
     addrs = tuple(announce) or tuple(a for a in listen if "/0.0.0.0/" not in a and "/::/" not in a)
     request = JoinRequest(network, NodeRecord(node_key.peer_id, addrs), tuple(agencies)).signed(node_key)
-    (home / "join-request.cbor").write_bytes(request.encode())
+    paths.join_request.write_bytes(request.encode())
     return node_key.peer_id, addrs
 
 

@@ -49,6 +49,7 @@ from protocol.errors import DecodeError, DecryptError, HashMismatchError, NotAut
 from protocol.ids import Digest
 from protocol.status import StatusCode
 
+from .filehash import HashingReader, hash_file
 from .keys import AgencyKeys, Rng
 
 CONTENT_KEY_BYTES = 32
@@ -90,13 +91,8 @@ class FileSource:
 def _hash_file(src: FileSource) -> tuple[int, Digest]:
     if src.size is not None and src.sha256 is not None:
         return src.size, Digest(src.sha256)
-    h = hashlib.sha256()
-    size = 0
     with src.open() as f:
-        while chunk := f.read(READ_CHUNK_BYTES):
-            h.update(chunk)
-            size += len(chunk)
-    return size, Digest(h.digest())
+        return hash_file(f, READ_CHUNK_BYTES)
 
 
 def describe_files(files: Sequence[FileSource]) -> tuple[FileEntry, ...]:
@@ -111,16 +107,13 @@ def describe_files(files: Sequence[FileSource]) -> tuple[FileEntry, ...]:
 def _stream_files(files: Sequence[FileSource], entries: Sequence[FileEntry]) -> Iterator[bytes]:
     """Second pass: the file bytes, checked against the first pass."""
     for src, entry in zip(files, entries, strict=True):
-        h = hashlib.sha256()
-        size = 0
         with src.open() as f:
-            while chunk := f.read(READ_CHUNK_BYTES):
-                h.update(chunk)
-                size += len(chunk)
-                if size > entry.size:
+            reader = HashingReader(f, READ_CHUNK_BYTES)
+            for chunk in reader:
+                if reader.size > entry.size:
                     break
                 yield chunk
-        if size != entry.size or h.digest() != entry.sha256:
+        if reader.size != entry.size or reader.digest != entry.sha256:
             raise HashMismatchError(f"{entry.name} changed while it was being sent; send it again")
 
 

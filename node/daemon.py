@@ -6,20 +6,7 @@ trust → what could fail for want of a port or directory (the IPC socket's
 directory, the metrics address) → metrics → overlay → engine → IPC →
 metrics endpoint → systemd readiness. Read it and you know the daemon.
 SIGTERM: :func:`shutdown` (refuse new work, let what is in flight finish
-within ``SHUTDOWN_GRACE_S``), then cancel.
-
-A node's home (``truc init`` creates it)::
-
-    config.toml        settings (docs: render_config in protocol/config.py)
-    node.key           libp2p identity (0600)
-    keys/CODE.key      secret keys of each hosted agency (0600)
-    authority.pub      the pinned network authority key
-    directory.cbor     the signed directory chain to start from
-    join-request.cbor  what the authority needs to list this node
-    store/             LevelDB
-    spool/             attachments being received over the socket (0700; emptied at start)
-    cache/             the directory's verified form (0700; safe to delete: rebuilt at start)
-    truc.sock          IPC socket (0660) while running
+within ``SHUTDOWN_GRACE_S``), then cancel. The home's files: identity/home.py.
 """
 
 from __future__ import annotations
@@ -29,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -37,6 +23,7 @@ import trio
 
 from identity.directory import Directory
 from identity.directory_cache import CacheReport, CacheState, cache_mac_key, load_directory_cached
+from identity.home import Home
 from identity.keys import (
     AgencyKeys,
     AuthorityPublic,
@@ -49,17 +36,8 @@ from identity.keys import (
 from identity.psk import configured_psk, load_psk_file
 from identity.trust import Trust
 from protocol.agency import AgencyCode
-from protocol.config import NodeConfig, parse_config
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
-from protocol.errors import (
-    ConfigError,
-    DirectoryError,
-    KeyFileError,
-    StoreCorruptError,
-    StoreForeignError,
-    StoreNotWritableError,
-    TrucError,
-)
+from protocol.errors import ConfigError, KeyFileError, StoreCorruptError, TrucError, find_truc_error
 from store.records import Owner
 from store.store import Store
 
@@ -76,52 +54,14 @@ from .p2p import P2POverlay
 from .upload import ReadPaths, Spool
 
 SHUTDOWN_GRACE_S = 10.0  # in-flight work gets this long after SIGTERM (systemd's TimeoutStopSec is 30 s)
-# Exit 2: the operator must fix something before the node can run (the unit does not restart on it).
-OPERATOR_ERRORS = (ConfigError, KeyFileError, DirectoryError, StoreCorruptError, StoreForeignError, StoreNotWritableError)
-
-
-@dataclass
-class Home:
-    root: Path
-    config: NodeConfig
-
-    def path(self, value: str) -> Path:
-        p = Path(value)
-        return p if p.is_absolute() else self.root / p
-
-    @property
-    def socket(self) -> Path:
-        return self.path(self.config.ipc_socket)
-
-
-def config_path(root: Path) -> Path:
-    return root / "config.toml"
-
-
-def load_home(root: Path) -> Home:
-    """Read ``root/config.toml``; raises ConfigError naming the file and the fix."""
-    path = config_path(root)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist; create a node home with: truc init --home {root} --code CODE --authority FILE"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    return Home(root, parse_config(text, str(path)))
-
-
-def agency_key_path(home: Home, code: AgencyCode) -> Path:
-    return home.root / "keys" / f"{code}.key"
 
 
 def load_keys(home: Home) -> tuple[NodeKey, dict[AgencyCode, AgencyKeys]]:
-    node_key = load_node_key(home.root / "node.key")
-    check_private_dir(home.root / "keys")
+    node_key = load_node_key(home.node_key)
+    check_private_dir(home.keys_dir)
     hosted = {}
     for code in home.config.codes:
-        path = agency_key_path(home, code)
+        path = home.agency_key(code)
         keys = load_agency_keys(path)
         if keys.code != code:
             raise KeyFileError(f"{path} holds the keys of {keys.code}, not {code}")
@@ -134,25 +74,23 @@ def load_directory(
 ) -> tuple[Directory, list[Envelope], CacheReport]:
     """The directory file's chain, then any newer links this node received and stored (verified form in cache/)."""
     stored = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in store.directory_links()]
-    return load_directory_cached(
-        home.path(home.config.directory), authority, home.root / "cache", mac_key=cache_mac_key(node_key), later=stored
-    )
+    return load_directory_cached(home.directory, authority, home.cache, mac_key=cache_mac_key(node_key), later=stored)
 
 
 async def run_node(
     root: Path, *, log_stream: TextIO | None = None, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    home = load_home(root)
+    home = Home.load(root)
     cfg = home.config
     node_key, hosted = load_keys(home)
     log = Log(stream=log_stream, level=cfg.log_level, fmt=cfg.log_format, node=",".join(c.short() for c in cfg.codes))
     capture_library_logs(log)
-    authority = load_authority_public(home.path(cfg.authority))
+    authority = load_authority_public(home.authority_pub)
     if authority.network and authority.network != cfg.network:
         raise ConfigError(
-            f"{config_path(root)}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
+            f"{home.config_file}: [node] network is {cfg.network!r} but {cfg.authority} is for {authority.network!r}"
         )
-    store = Store(home.path(cfg.store), owner=Owner(cfg.network, node_key.peer_id))
+    store = Store(home.store, owner=Owner(cfg.network, node_key.peer_id))
     if store.dead_blocks_removed:
         log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
     corrupt: list[StoreCorruptError] = []
@@ -161,7 +99,7 @@ async def run_node(
         directory, chain, cache = load_directory(home, authority, store, node_key)
         gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
         if directory.net != cfg.network:
-            raise ConfigError(f"{home.path(cfg.directory)} is for network {directory.net!r}, this node is on {cfg.network!r}")
+            raise ConfigError(f"{home.directory} is for network {directory.net!r}, this node is on {cfg.network!r}")
         if node_key.peer_id not in directory.nodes:
             log.error(
                 "node.not_in_directory",
@@ -201,8 +139,8 @@ async def run_node(
             targets=gate.targets,
             log=log,
             metrics=metrics,
-            psk=configured_psk(cfg.psk, home.path(cfg.psk_file) if cfg.psk_file else None),
-            psk_also_accept=[load_psk_file(home.path(p)) for p in cfg.psk_also_accept],
+            psk=configured_psk(cfg.psk, home.psk_file),
+            psk_also_accept=[load_psk_file(p) for p in home.psk_also_accept],
             bootstrap=cfg.bootstrap,
         )
         engine = assemble(core, overlay)
@@ -261,9 +199,8 @@ def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcSer
     """The IPC socket with its spool, the directories it may read and who may use it (raises ConfigError)."""
     settings = home.config.ipc
     policy = AccessPolicy(settings.clients)
-    secrets = [home.root / "node.key", *(agency_key_path(home, c) for c in home.config.codes)]
-    read_paths = ReadPaths(settings.read_paths, home=home.root, secrets=secrets)
-    spool = Spool(home.root / "spool", int(settings.spool_mb * 1024 * 1024))
+    read_paths = ReadPaths(settings.read_paths, home=home.root, secrets=home.secret_files)
+    spool = Spool(home.spool, int(settings.spool_mb * 1024 * 1024))
     removed = spool.prepare()
     if removed:
         log.info("spool.cleaned", files=removed)
@@ -334,23 +271,11 @@ def main(root: Path) -> int:
     try:
         trio.run(top)
     except (TrucError, BaseExceptionGroup) as raised:
-        exc = user_error(raised)
+        exc = find_truc_error(raised)
         if exc is None:
             raise
         print(f"truc run: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, OPERATOR_ERRORS) else 1
+        return exc.exit_code  # 2 (the unit does not restart) for what the operator must fix: protocol/errors.py
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-def user_error(exc: BaseException) -> TrucError | None:
-    """The TrucError inside ``exc`` (trio wraps task errors in exception groups), if any."""
-    if isinstance(exc, TrucError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = user_error(inner)
-            if found is not None:
-                return found
-    return None

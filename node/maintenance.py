@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from identity.home import Home
 from identity.keys import load_node_key
 from store import check as store_check
 from store.records import Owner
 from store.store import Store
-
-from .daemon import load_home
 
 
 def _now() -> int:
@@ -24,8 +23,7 @@ def _now() -> int:
 
 
 def store_path(root: Path) -> Path:
-    home = load_home(root)
-    return home.path(home.config.store)
+    return Home.load(root).store
 
 
 def check(root: Path) -> dict[str, Any]:
@@ -53,9 +51,9 @@ def repair(root: Path, *, backup: Path | None, no_backup: bool) -> dict[str, Any
 
 def adopt(root: Path) -> dict[str, Any]:
     """Record this node (network, peer id) as the store's owner, replacing another: after a deliberate node key change."""
-    home = load_home(root)
-    me = Owner(home.config.network, load_node_key(home.root / "node.key").peer_id)
-    path = home.path(home.config.store)
+    home = Home.load(root)
+    me = Owner(home.config.network, load_node_key(home.node_key).peer_id)
+    path = home.store
     with Store(path, create=False, offline=True) as s:
         before = s.owner
     with Store(path, create=False, owner=me, adopt=True):

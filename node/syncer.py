@@ -77,7 +77,7 @@ class Syncer:
 
     def answer(self, req: m.SyncRequest, peer: str = "") -> bytes:
         store = self.store
-        if req.op == "heads":
+        if req.op is m.SyncOp.HEADS:
             if req.mine is not None and peer in self._soon and self._nothing_new(peer, req.mine):
                 del self._soon[peer]  # its heads are all read already: our round back would find nothing
                 self.skipped += 1
@@ -85,10 +85,10 @@ class Syncer:
             wanted = set(req.shards)
             heads = tuple(sorted((s, n) for s, n in store.log_shards().items() if not wanted or s in wanted))
             return m.HeadsResponse(store.epoch, heads, self.n.trust.directory.serial).encode()
-        if req.op == "log":
+        if req.op is m.SyncOp.LOG:
             entries = tuple(store.log_range(req.shard, after=req.after, limit=req.limit))
             return m.LogResponse(store.epoch, entries, store.log_head(req.shard)).encode()
-        if req.op == "get":
+        if req.op is m.SyncOp.GET:
             out: list[bytes | None] = []
             size = 0
             for i in req.ids:
@@ -173,7 +173,7 @@ class Syncer:
             return 0
         wanted = self.n.interested_shards()
         heads = m.HeadsResponse.decode(
-            await self._ask(peer, m.SyncRequest("heads", shards=tuple(sorted(wanted)), mine=self._mine()))
+            await self._ask(peer, m.SyncRequest(m.SyncOp.HEADS, shards=tuple(sorted(wanted)), mine=self._mine()))
         )
         if heads.serial > self.n.trust.directory.serial:
             await self.pull_directory(peer)
@@ -185,7 +185,9 @@ class Syncer:
             cur = self.store.cursor(shard, peer_key)
             start = cur.seq if cur is not None and cur.epoch == heads.epoch else 0
             while start < head:
-                page = m.LogResponse.decode(await self._ask(peer, m.SyncRequest("log", shard=shard, after=start, limit=LOG_PAGE)))
+                page = m.LogResponse.decode(
+                    await self._ask(peer, m.SyncRequest(m.SyncOp.LOG, shard=shard, after=start, limit=LOG_PAGE))
+                )
                 if page.epoch != heads.epoch:
                     break  # the peer's store changed under us; next round starts over
                 ids = [i for _, i in page.entries if not self.n.known(i)]
@@ -208,7 +210,7 @@ class Syncer:
     async def _pull(self, peer: str, ids: list[Digest]) -> int:
         got = 0
         while ids:
-            resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("get", ids=tuple(ids))))
+            resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest(m.SyncOp.GET, ids=tuple(ids))))
             envs = [raw for raw in resp.envs if raw is not None]
             if envs:
                 results = await self.ingest(envs, peer)
@@ -219,7 +221,7 @@ class Syncer:
         return got
 
     async def pull_directory(self, peer: str) -> None:
-        resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest("dir", after=self.n.trust.directory.serial)))
+        resp = m.EnvelopesResponse.decode(await self._ask(peer, m.SyncRequest(m.SyncOp.DIR, after=self.n.trust.directory.serial)))
         envs = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in resp.envs if raw is not None]
         if envs:
             await self.apply_directory(envs, peer)

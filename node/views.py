@@ -12,6 +12,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from identity.directory_view import directory_view
 from protocol.agency import AgencyCode
 from protocol.errors import NotFoundError, UnknownAgencyError
 from protocol.ids import Digest
@@ -260,22 +261,7 @@ def lookup(e: Engine, code: AgencyCode) -> dict[str, Any]:
 
 
 def directory(e: Engine) -> dict[str, Any]:
-    d = e.trust.directory
-    return {
-        "network": d.net,
-        "serial": d.serial,
-        "issued_at": d.issued_at,
-        "valid_until": d.valid_until,
-        "expired": e.clock() > d.valid_until,
-        "agencies": [
-            {"code": str(c), "name": r.name, "node": r.node, "level": c.level}
-            for c, r in sorted(d.agencies.items(), key=lambda x: str(x[0]))
-        ],
-        "nodes": [
-            {"peer_id": p, "addrs": list(r.addrs), "codes": [str(c) for c in d.hosted_by(p)]} for p, r in sorted(d.nodes.items())
-        ],
-        "revoked": [{"kid": kid.hex(), "at": at} for kid, at in sorted(d.revoked.items())],
-    }
+    return directory_view(e.trust.directory, now=e.clock())
 
 
 def stats(e: Engine, *, since: int) -> dict[str, Any]:

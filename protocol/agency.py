@@ -127,15 +127,6 @@ class AgencyCode:
             return AgencyCode(self.letter, self.number)
         return None
 
-    def is_within(self, other: AgencyCode) -> bool:
-        """True when ``self`` is ``other`` or one of its sub-units."""
-        node: AgencyCode | None = self
-        while node is not None:
-            if node == other:
-                return True
-            node = node.parent
-        return False
-
     def key(self) -> bytes:
         """Fixed-width bytes for store keys (the canonical text, 13 ASCII bytes)."""
         return str(self).encode("ascii")

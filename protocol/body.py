@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import cbor
-from .errors import SchemaError, TooLargeError
+from .errors import SchemaError
 from .ids import Digest
 
 BLOCK_BYTES = 1 << 20  # plaintext bytes per block (the last one may be shorter)
@@ -77,10 +77,6 @@ class BodyRef:
         """Bytes of sealed block ``index`` (plaintext chunk plus the AEAD tag)."""
         return plain_size(self.length, index) + AEAD_TAG_BYTES
 
-    @property
-    def sealed_total(self) -> int:
-        return self.length + AEAD_TAG_BYTES * len(self.blocks)
-
 
 def block_count(length: int) -> int:
     """Blocks for ``length`` plaintext bytes; an empty body still has one (sealed) block."""
@@ -92,12 +88,6 @@ def plain_size(length: int, index: int) -> int:
     if not 0 <= index < n:
         raise IndexError(index)
     return length - BLOCK_BYTES * (n - 1) if index == n - 1 else BLOCK_BYTES
-
-
-def check_length(length: int, limit: int) -> None:
-    """Raise TooLargeError when a body of ``length`` bytes exceeds ``limit``."""
-    if length > limit:
-        raise TooLargeError(f"the document is {length} bytes, the limit is {limit} bytes")
 
 
 def chunk_nonce(nonce: bytes, index: int) -> bytes:

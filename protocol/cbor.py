@@ -19,7 +19,7 @@ bytes, and anything that does not re-encode to exactly the input.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Callable, Set
 from typing import Any
 
 import cbor2
@@ -45,26 +45,8 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
     for anything that is not the canonical encoding of a value in the data
     model.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > max_bytes:
-        raise TooLargeError(f"{len(data)} bytes, limit {max_bytes}")
-    if not data:
-        raise DecodeError("empty input")
-    try:
-        value = cbor2.loads(
-            data,
-            allow_duplicate_keys=False,
-            allow_indefinite=False,
-            max_depth=MAX_DEPTH,
-            strict_hashable_types=True,
-        )
-    except cbor2.CBORDecodeError as exc:
-        raise DecodeError(str(exc)) from None
-    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        # cbor2 raises these for some hostile inputs (huge lengths, bad UTF-8).
-        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    data = _input(data, max_bytes)
+    value = _read(lambda: cbor2.loads(data, **_DECODER_OPTIONS))
     _check_plain(value, 0, strict=True)
     if cbor2.dumps(value, canonical=True) != data:
         raise DecodeError("not in canonical form (or trailing bytes)")
@@ -78,29 +60,45 @@ def decode_lenient(data: bytes, *, max_bytes: int) -> Any:
     except non-canonical ordering and non-minimal lengths, so a client library in any language
     works without a deterministic mode. Raises TooLargeError or DecodeError.
     """
+    data = _input(data, max_bytes)
+    reader = _ByteReader(data)
+    # Not cbor2.loads: the reader's position tells where the value ended, so trailing bytes are
+    # refused without the re-encoding check that would also refuse other key orders.
+    value = _read(lambda: cbor2.CBORDecoder(reader, **_DECODER_OPTIONS).decode())  # type: ignore[arg-type]  # read() will do
+    if reader.pos != len(data):
+        raise DecodeError(f"{len(data) - reader.pos} bytes after the end of the CBOR value")
+    _check_plain(value, 0, strict=True)
+    return value
+
+
+# What both decoders refuse while reading (the rest of the data model is _check_plain's).
+_DECODER_OPTIONS: dict[str, Any] = {
+    "allow_duplicate_keys": False,
+    "allow_indefinite": False,
+    "max_depth": MAX_DEPTH,
+    "strict_hashable_types": True,
+}
+
+
+def _input(data: bytes, max_bytes: int) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise TooLargeError(f"{len(data)} bytes, limit {max_bytes}")
     if not data:
         raise DecodeError("empty input")
-    reader = _ByteReader(bytes(data))
+    return bytes(data)
+
+
+def _read(decode: Callable[[], Any]) -> Any:
+    """Run cbor2; its errors become DecodeError."""
     try:
-        value = cbor2.CBORDecoder(
-            reader,  # type: ignore[arg-type]  # any object with read() will do
-            allow_duplicate_keys=False,
-            allow_indefinite=False,
-            max_depth=MAX_DEPTH,
-            strict_hashable_types=True,
-        ).decode()
+        return decode()
     except cbor2.CBORDecodeError as exc:
         raise DecodeError(str(exc)) from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # cbor2 raises these for some hostile inputs (huge lengths, bad UTF-8).
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
-    if reader.pos != len(data):
-        raise DecodeError(f"{len(data) - reader.pos} bytes after the end of the CBOR value")
-    _check_plain(value, 0, strict=True)
-    return value
 
 
 class _ByteReader:
@@ -186,13 +184,6 @@ def get_int(m: dict[str, Any], key: str, where: str, lo: int = 0, hi: int = _INT
         raise SchemaError(f"{where}.{key}: expected an integer, got {_kind(v)}")
     if not lo <= v <= hi:
         raise SchemaError(f"{where}.{key}: {v} is outside {lo}..{hi}")
-    return v
-
-
-def get_bool(m: dict[str, Any], key: str, where: str) -> bool:
-    v = m[key]
-    if type(v) is not bool:
-        raise SchemaError(f"{where}.{key}: expected true/false, got {_kind(v)}")
     return v
 
 

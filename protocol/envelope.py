@@ -229,9 +229,6 @@ class Envelope:
             m["blk"] = list(self.inline)
         return cbor.encode(m)
 
-    def without_inline(self) -> Envelope:
-        return Envelope(self.header, self.header_bytes, self.signature, ())
-
     @classmethod
     def decode(cls, data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         """Decode and check structure, inline hashes and sizes; not the signature.

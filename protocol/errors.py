@@ -10,15 +10,40 @@ Whose fault: subclasses of :class:`RemoteError` are raised for bytes that came
 from elsewhere (a peer, a file, an integrator's request); the node rejects,
 counts and carries on. A bug in this program raises ordinary exceptions
 (``AssertionError``, ``TypeError``...) and should crash loudly.
+
+Exit status: each class carries the ``exit_code`` a command ends with when
+that error stops it (click's ``ClickException.exit_code`` pattern), so
+``truc`` (cli/main.py) and ``truc run`` (node/daemon.py) cannot map them
+differently. One rule:
+
+* 0 — done;
+* 1 — refused or failed (``EXIT_REFUSED``, the default): the node, a peer or
+  the store said no (an unknown agency, an illegal status, ``busy``, a store
+  in use by a running node, ...); the same command may succeed later or with
+  other data;
+* 2 — the person running it must fix something first (``EXIT_FIX_IT``): the
+  command line or what it names (a bad field, agency code or attachment),
+  ``config.toml``, a key file, the directory file, or a store that is
+  damaged, foreign or not writable. systemd does not restart ``truc run``
+  after it (``RestartPreventExitStatus=2``): restarting cannot fix it. click's
+  own usage errors also exit 2;
+* 3 — no node is running at that home (``EXIT_NOT_RUNNING``).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
+
+EXIT_REFUSED = 1
+EXIT_FIX_IT = 2
+EXIT_NOT_RUNNING = 3
 
 
 class TrucError(Exception):
     """Something went wrong."""
 
     code = "error"
+    exit_code: ClassVar[int] = EXIT_REFUSED
     _wire_message: str | None = None
 
     def __init__(self, detail: str = "") -> None:
@@ -69,12 +94,14 @@ class SchemaError(DecodeError):
     """A field is missing, unexpected or of the wrong type"""
 
     code = "bad_schema"
+    exit_code = EXIT_FIX_IT
 
 
 class AgencyCodeError(RemoteError):
     """Not an agency code; expected the QCVN 102 form 000.00.00.G22 or the short form G22 / G09.01"""
 
     code = "bad_agency_code"
+    exit_code = EXIT_FIX_IT
 
 
 class FrameError(DecodeError):
@@ -159,6 +186,7 @@ class DirectoryError(RemoteError):
     """The directory is not valid"""
 
     code = "bad_directory"
+    exit_code = EXIT_FIX_IT
 
 
 class DirectoryExpiredError(TrucError):
@@ -186,12 +214,14 @@ class KeyFileError(TrucError):
     """A key file cannot be used"""
 
     code = "key_file"
+    exit_code = EXIT_FIX_IT
 
 
 class ConfigError(TrucError):
     """The configuration is not valid"""
 
     code = "config"
+    exit_code = EXIT_FIX_IT
 
 
 class StoreError(TrucError):
@@ -210,18 +240,21 @@ class StoreNotWritableError(StoreError):
     """The store directory is not writable by this user (run the node as the store's owner, or fix its owner and mode)"""
 
     code = "store_not_writable"
+    exit_code = EXIT_FIX_IT
 
 
 class StoreCorruptError(StoreError):
     """The store is damaged: stop the node and run truc store check (docs/operations.md, "The store is damaged")"""
 
     code = "store_corrupt"
+    exit_code = EXIT_FIX_IT
 
 
 class StoreForeignError(StoreError):
     """This store belongs to another node or network: point [node] store at this node's own store"""
 
     code = "store_foreign"
+    exit_code = EXIT_FIX_IT
 
 
 class NotFoundError(TrucError):
@@ -240,6 +273,7 @@ class FileError(TrucError):
     """An attachment cannot be read"""
 
     code = "file"
+    exit_code = EXIT_FIX_IT
 
 
 class AccessDeniedError(TrucError):
@@ -264,6 +298,7 @@ class NodeNotRunningError(TrucError):
     """No node is running here (start it with: truc run --home DIR)"""
 
     code = "not_running"
+    exit_code = EXIT_NOT_RUNNING
 
 
 class InternalError(TrucError):
@@ -276,6 +311,18 @@ class ShuttingDownError(TrucError):
     """The node is shutting down and takes no new work; send it again once the node is back"""
 
     code = "shutting_down"
+
+
+def find_truc_error(exc: BaseException) -> TrucError | None:
+    """The TrucError ``exc`` is or wraps, depth first (trio wraps a task's error in exception groups)."""
+    if isinstance(exc, TrucError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_truc_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def error_class(code: str) -> type[TrucError]:

@@ -12,6 +12,7 @@ their wire bytes (``protocol.envelope``) inside these containers:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,6 @@ MAX_BLOCKS_RESPONSE_BYTES = MAX_WANT * ((1 << 20) + 64) + 1024
 MAX_SYNC_IDS = 256
 MAX_LOG_PAGE = 2000
 MAX_SYNC_RESPONSE_BYTES = 16 << 20
-MAX_REQUEST_BYTES = 8 << 20
 
 OK = "ok"  # stored now
 DUPLICATE = "duplicate"  # already stored before
@@ -160,12 +160,21 @@ class BlockResponse:
 # --- sync -----------------------------------------------------------------------------
 
 
+class SyncOp(enum.Enum):
+    """What a sync request asks for; the value is ``op`` on the wire."""
+
+    HEADS = "heads"  # every shard's log head
+    LOG = "log"  # a page of one shard's log
+    GET = "get"  # envelopes by id
+    DIR = "dir"  # directory links after a serial
+
+
+_SYNC_OPS = {op.value: op for op in SyncOp}
+
+
 @dataclass(frozen=True)
 class SyncRequest:
-    """``op``: heads (every shard's log head), log (a page of one shard's log),
-    get (envelopes by id), dir (directory links after a serial)."""
-
-    op: str
+    op: SyncOp
     shard: str = ""
     after: int = 0
     limit: int = 0
@@ -174,25 +183,26 @@ class SyncRequest:
     mine: HeadsResponse | None = None  # heads: the asker's own heads, so the answerer can skip its round back
 
     def encode(self) -> bytes:
-        m: dict[str, Any] = {"v": VERSION, "op": self.op}
-        if self.op == "heads" and self.shards:
+        m: dict[str, Any] = {"v": VERSION, "op": self.op.value}
+        if self.op is SyncOp.HEADS and self.shards:
             m["shards"] = sorted(self.shards)
-        if self.op == "heads" and self.mine is not None:
+        if self.op is SyncOp.HEADS and self.mine is not None:
             m["mine"] = self.mine.fields()
-        if self.op == "log":
+        if self.op is SyncOp.LOG:
             m.update(shard=self.shard, after=self.after, limit=self.limit)
-        elif self.op == "get":
+        elif self.op is SyncOp.GET:
             m["ids"] = [bytes(i) for i in self.ids]
-        elif self.op == "dir":
+        elif self.op is SyncOp.DIR:
             m["after"] = self.after
         return cbor.encode(m)
 
     @classmethod
     def decode(cls, data: bytes) -> SyncRequest:
         m = cbor.decode(data, max_bytes=64 << 10)
-        op = m.get("op") if type(m) is dict else None
+        raw_op = m.get("op") if type(m) is dict else None
+        op = _SYNC_OPS.get(raw_op) if type(raw_op) is str else None
         where = "sync request"
-        if op == "heads":
+        if op is SyncOp.HEADS:
             m = _msg(data, where, 64 << 10, {"op"}, {"shards", "mine"})
             shards = []
             for i, s in enumerate(cbor.get_list(m, "shards", where, max_len=100_000) if "shards" in m else []):
@@ -207,23 +217,26 @@ class SyncRequest:
                 if type(m["mine"]) is not dict:
                     raise SchemaError(f"{where}.mine: expected a map of epoch, heads, serial")
                 mine = HeadsResponse.from_fields(m["mine"], f"{where}.mine")
-            return cls("heads", shards=tuple(shards), mine=mine)
-        if op == "log":
+            return cls(SyncOp.HEADS, shards=tuple(shards), mine=mine)
+        if op is SyncOp.LOG:
             m = _msg(data, where, 64 << 10, {"op", "shard", "after", "limit"})
             try:
                 shard = parse_shard(cbor.get_text(m, "shard", where, max_len=3))
             except AgencyCodeError as exc:
                 raise SchemaError(f"{where}.shard: {exc.detail}") from None
             return cls(
-                "log", shard=shard, after=cbor.get_int(m, "after", where), limit=cbor.get_int(m, "limit", where, 1, MAX_LOG_PAGE)
+                SyncOp.LOG,
+                shard=shard,
+                after=cbor.get_int(m, "after", where),
+                limit=cbor.get_int(m, "limit", where, 1, MAX_LOG_PAGE),
             )
-        if op == "get":
+        if op is SyncOp.GET:
             m = _msg(data, where, 64 << 10, {"op", "ids"})
-            return cls("get", ids=tuple(Digest(i) for i in _bytes_list(m, "ids", where, max_len=MAX_SYNC_IDS, size=32)))
-        if op == "dir":
+            return cls(SyncOp.GET, ids=tuple(Digest(i) for i in _bytes_list(m, "ids", where, max_len=MAX_SYNC_IDS, size=32)))
+        if op is SyncOp.DIR:
             m = _msg(data, where, 64 << 10, {"op", "after"})
-            return cls("dir", after=cbor.get_int(m, "after", where))
-        raise SchemaError(f"{where}.op: expected heads, log, get or dir, got {op!r:.20}")
+            return cls(SyncOp.DIR, after=cbor.get_int(m, "after", where))
+        raise SchemaError(f"{where}.op: expected heads, log, get or dir, got {raw_op!r:.20}")
 
 
 @dataclass(frozen=True)

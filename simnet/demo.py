@@ -4,7 +4,9 @@ Everything is real: an authority key and a signed directory made by the same
 code as ``truc authority init`` / ``truc init`` / ``truc directory add``,
 four ``truc run`` processes (libp2p over loopback, LevelDB stores, IPC
 sockets), and this script acting as the agencies' document systems through
-the IPC client. Every claim printed is checked; a failed check exits 1.
+the IPC client. Every claim printed is checked; a failed check exits 1. One
+check reads a store: while a node is stopped, the demo opens it to verify,
+with identity/, the signature of a receipt that node sent.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from identity.directory import load_chain, read_chain_file
+from identity.home import Home
+from identity.keys import load_authority_public
+from identity.trust import Trust
 from protocol.agency import AgencyCode, parse_agency_list
+from protocol.envelope import Envelope, Kind, MessageHeader
+from protocol.errors import TrucError
+from protocol.ids import Digest
+from protocol.status import StatusCode
+from store.store import Store
 
 from .processes import FAST_SYNC, NodeProcess, ProcessNetwork, wait_for
 
@@ -136,14 +148,15 @@ class Demo:
             urgency=1,
             signer="Nguyễn Văn A",
         )
-        self.say(f"   document {doc[:12]}… is durable at {g22.short} (the submit returned after fsync)")
+        tracked = sorted(self.receipts(doc))
+        self.check(tracked == sorted(n.code for n in others), f"{g22.short} tracks the document for its 3 recipients")
+        self.say(f"   document {doc[:12]}… accepted by {g22.short}, which tracks its delivery to each recipient")
         self.wait(lambda: all(r["state"] == "delivered" for r in self.receipts(doc).values()), 60, "receipts for the broadcast")
         for code, r in self.receipts(doc).items():
             (s01,) = [s for s in r["statuses"] if s["code"] == "01"]
-            self.say(
-                f"   01 receipt from {AgencyCode.parse(code).short()}: signed by the recipient, "
-                f"{s01['received_at'] - r['first_sent']} ms after sending"
-            )
+            short = AgencyCode.parse(code).short()
+            self.check(s01["author"] == code, f"the 01 receipt at {g22.short} is from {short} itself")
+            self.say(f"   01 receipt from {short}, {s01['received_at'] - r['first_sent']} ms after sending")
         out = self.root / "received" / "h29"
         with self.nodes["000.00.00.H29"].client() as c:
             got = c.get_document(doc, out)
@@ -157,7 +170,7 @@ class Demo:
     def status_flow(self) -> None:
         h29 = self.nodes["000.00.00.H29"]
         self.say()
-        self.say("2. H29 processes it; each status is signed, encrypted to G22, and appears in G22's tracking")
+        self.say("2. H29 processes it; each status, with its note, appears in G22's tracking")
         for code, note in [
             ("03", "Đã vào sổ văn bản đến"),
             ("04", "Giao Sở Thông tin và Truyền thông"),
@@ -189,6 +202,11 @@ class Demo:
         assert h41.node.proc is not None
         self.check(h41.node.proc.returncode == 0, f"{h41.short} exited cleanly")
         self.say(f"   {h41.short} stopped cleanly in {took:.1f} s (exit {h41.node.proc.returncode})")
+        self.verify_receipt(h41, self.doc)
+        self.say(
+            f"   its store holds the 01 receipt it sent for document 1: signed with {h41.short}'s key, "
+            "verified against the signed directory"
+        )
         docs = [self.submit(g22, [h41], f"Thông báo số {i + 1}", [("tb.txt", f"Thông báo {i + 1}".encode())]) for i in range(n)]
         self.wait(lambda: any(q["recipient"] == h41.code for q in g22.call("queues.list")), 20, "queued for H41")
         q = next(q for q in g22.call("queues.list") if q["recipient"] == h41.code)
@@ -234,6 +252,32 @@ class Demo:
             f"   {h17.short} restarted: {n}/{n} documents, each exactly once, "
             f"all receipted {took:.1f} s after restart; nothing lost"
         )
+
+    def verify_receipt(self, node: DemoNode, doc: str) -> None:
+        """The 01 receipt ``node`` sent for ``doc``, read from its store (the node is stopped), verified as a peer does."""
+        (s01,) = [s for s in self.receipts(doc)[node.code]["statuses"] if s["code"] == "01"]
+        home = Home.load(node.home)
+        authority = load_authority_public(home.authority_pub)
+        directory = load_chain(read_chain_file(home.directory), authority)
+        with Store(home.store, create=False, offline=True) as store:
+            raw = store.get_envelope(Digest.parse(s01["id"]))
+        self.check(raw is not None, f"{node.short}'s store holds the receipt {s01['id'][:12]}…")
+        assert raw is not None
+        env = Envelope.decode(raw)
+        h = env.header
+        self.check(
+            isinstance(h, MessageHeader)
+            and h.kind is Kind.STATUS
+            and h.code is StatusCode.ARRIVED
+            and h.doc == Digest.parse(doc)
+            and str(h.sender) == node.code,
+            f"the envelope is {node.short}'s 01 about document 1",
+        )
+        try:
+            Trust(directory, authority).verify(env, int(time.time() * 1000), check_age=False)
+        except TrucError as exc:
+            raise DemoFailed(f"{node.short}'s receipt does not verify: {exc.message}") from None
+        self.checks += 1
 
     def summary(self) -> None:
         stats = self.nodes[SENDER].call("stats")

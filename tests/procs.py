@@ -2,26 +2,111 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
 from cli.main import cli
+from identity.home import Home
+from protocol import ipc
+from protocol.framing import FrameDecoder
 from simnet.processes import ROOT, NodeProcess, free_port
 from simnet.processes import wait_for as _wait_for
 
 Daemon = NodeProcess
 TEST_TUNING = {"interval_s = 30": "interval_s = 2"}  # catch-up rounds every 2 s instead of 30
-__all__ = ["ROOT", "Daemon", "invoke", "provision", "running", "wait_for"]
+__all__ = [
+    "ROOT",
+    "Daemon",
+    "delivered",
+    "invoke",
+    "ipc_exchange",
+    "one_line_exit_2",
+    "provision",
+    "running",
+    "truc_process",
+    "wait_for",
+]
 
 
 def invoke(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, f"truc {' '.join(args)}: {result.output}"
     return result.output
+
+
+def truc_process(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``truc ARGS`` as its own process from this source tree: exit status, stdout and stderr as an operator sees them.
+
+    Raises subprocess.TimeoutExpired (the process killed) after ``timeout``.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *(str(a) for a in args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def one_line_exit_2(proc: subprocess.CompletedProcess[str], command: str = "truc run") -> str:
+    """What the operator must fix: exit 2 and one line on stderr, no traceback. Returns the line."""
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"{command}: "), err
+    return err
+
+
+def delivered(d: NodeProcess, doc: str) -> bool:
+    """Every recipient of ``doc`` has receipted it, as its sender's node ``d`` tracks it."""
+    track: Any = d.call("document.track", id=doc)
+    return all(r["state"] == "delivered" for r in track["recipients"])
+
+
+def ipc_exchange(
+    path: Path, data: bytes, *, half_close: bool = True, settle: float = 0.0, timeout: float = 10.0, until_closed: bool = False
+) -> list[dict[str, Any]]:
+    """Send raw bytes to a node's socket (``settle`` s later, half-close); every message it answers until it closes.
+
+    A node that stopped reading (and answered why) may reset the connection
+    while we still send, or close it with our bytes unread: what it answered
+    is read all the same. A node that stays quiet for ``timeout`` ends the
+    exchange with what came, or, with ``until_closed``, fails it (TimeoutError).
+    """
+    out: list[dict[str, Any]] = []
+    dec = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        try:
+            s.sendall(data)
+            time.sleep(settle)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while chunk := s.recv(65536):
+                dec.feed(chunk)
+                while (payload := dec.next_frame()) is not None:
+                    out.append(ipc.decode_message(payload))
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            if until_closed:
+                raise
+    return out
 
 
 def provision(
@@ -57,7 +142,7 @@ def provision(
         if psk:
             args += ["--psk-file", str(auth / "swarm.key")]
         invoke(*args)
-        cfg = home / "config.toml"
+        cfg = Home(home).config_file
         text = cfg.read_text()
         for old, new in {**TEST_TUNING, **(tune or {})}.items():
             assert old in text, f"config.toml has no {old!r}"
@@ -71,10 +156,10 @@ def provision(
         str(auth),
         "--directory",
         str(auth / "directory.cbor"),
-        *[str(h / "join-request.cbor") for h in homes.values()],
+        *[str(Home(h).join_request) for h in homes.values()],
     )
     for home in homes.values():
-        shutil.copy(auth / "directory.cbor", home / "directory.cbor")
+        shutil.copy(auth / "directory.cbor", Home(home).directory)
     return homes
 
 

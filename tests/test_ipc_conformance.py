@@ -17,9 +17,7 @@ without the document (or the reverse) fails here.
 from __future__ import annotations
 
 import re
-import socket
 import struct
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,8 @@ import pytest
 from cli.client import Client
 from protocol import cbor, ipc
 from protocol.errors import TrucError
-from protocol.framing import FrameDecoder, frame
-from tests.procs import Daemon, invoke, provision, running, wait_for
+from protocol.framing import frame
+from tests.procs import Daemon, invoke, ipc_exchange, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "ipc.md").read_text("utf-8")
@@ -268,25 +266,7 @@ def test_an_unlisted_parameter_is_refused(net: Net, method: str) -> None:
 
 def raw(node: Daemon, data: bytes, *, settle: float = 0.0) -> list[dict[str, Any]]:
     """Send bytes, half-close, read every answer until the node closes."""
-    out = []
-    dec = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(15)
-        s.connect(str(node.home / "truc.sock"))
-        try:
-            s.sendall(data)
-            time.sleep(settle)
-            s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        try:
-            while chunk := s.recv(65536):
-                dec.feed(chunk)
-                while (p := dec.next_frame()) is not None:
-                    out.append(ipc.decode_message(p))
-        except ConnectionResetError:
-            pass
-    return out
+    return ipc_exchange(node.home / "truc.sock", data, settle=settle, timeout=15, until_closed=True)
 
 
 def framed(obj: Any) -> bytes:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from protocol.errors import EXIT_FIX_IT
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "packaging" / "systemd" / "truc.service"
 
@@ -23,7 +25,7 @@ def test_unit_runs_the_daemon_as_systemd_expects() -> None:
     s = unit()["Service"]
     assert s["Type"] == "notify" and s["NotifyAccess"] == "main"  # node/systemd.py sends READY/WATCHDOG/STOPPING
     assert int(s["WatchdogSec"]) > 0 and s["Restart"] == "on-failure"
-    assert s["RestartPreventExitStatus"] == "2"  # node/daemon.py OPERATOR_ERRORS: restarting cannot fix them
+    assert s["RestartPreventExitStatus"] == str(EXIT_FIX_IT)  # what the operator must fix: restarting cannot
     assert s["User"] == "truc" and s["StateDirectory"] == "truc" and s["RuntimeDirectory"] == "truc"
     assert s["ExecStart"].endswith("truc run --home /var/lib/truc")
     assert s["NoNewPrivileges"] == "yes" and s["ProtectSystem"] == "strict"

@@ -17,7 +17,8 @@ from protocol.envelope import Envelope, MessageHeader
 from protocol.errors import RevokedKeyError
 from protocol.framing import FrameDecoder
 from protocol.status import StatusCode
-from tests.vectors.generate import AT, NET, Fixture, build, read_hex_file
+from tests.vectors.generate import AT, NET, Fixture, build
+from tests.vectors.hexfile import read_hex_file
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 BUILT = build()
@@ -134,7 +135,7 @@ def test_pinned_sync_heads_exchange_decodes() -> None:
     from protocol import messages as m
 
     req = m.SyncRequest.decode(pinned("sync-heads-request"))
-    assert req.op == "heads" and req.shards == ("G22", "H29")
+    assert req.op is m.SyncOp.HEADS and req.shards == ("G22", "H29")
     assert req.mine == m.HeadsResponse(bytes(range(16)), (("G22", 12), ("H01", 3)), 2)
     resp = m.HeadsResponse.decode(pinned("sync-heads-response"))
     assert resp.heads == (("G22", 40), ("H29", 7)) and resp.serial == 2

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import Ctx, cli
-from tests.procs import ROOT, Daemon, provision, running, wait_for
+from tests.procs import Daemon, provision, running, truc_process, wait_for
 
 pytestmark = pytest.mark.slow
 G22, H01, H29 = "000.00.00.G22", "000.00.00.H01", "000.00.00.H29"
@@ -154,32 +152,19 @@ def test_the_private_network_key_is_made_by_the_authority_and_copied_into_each_h
 
 def test_no_node_running_is_exit_3_in_one_line(tmp_path: Path) -> None:
     homes = provision(tmp_path, {"g22": [G22]})
-    proc = subprocess.run(
-        [sys.executable, "-m", "cli", "info", "--home", str(homes["g22"])], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    proc = truc_process("info", "--home", homes["g22"], timeout=60)
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "nothing answers at" in proc.stderr
 
 
 def test_real_subprocess_send_and_track(nodes: dict[str, Daemon]) -> None:
     g = str(nodes["g22"].home)
-    sent = subprocess.run(
-        [sys.executable, "-m", "cli", "send", "--home", g, "--from", "G22", "--to", "H29", "--subject", "qua tiến trình"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
+    sent = truc_process("send", "--home", g, "--from", "G22", "--to", "H29", "--subject", "qua tiến trình", timeout=60)
     assert sent.returncode == 0, sent.stderr
     doc = sent.stdout.strip()
     wait_for(
         lambda: (
-            json.loads(
-                subprocess.run(
-                    [sys.executable, "-m", "cli", "track", "--home", g, doc, "--json"],
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    timeout=60,
-                ).stdout
-            )["recipients"][0]["state"]
+            json.loads(truc_process("track", "--home", g, doc, "--json", timeout=60).stdout)["recipients"][0]["state"]
             == "delivered"
         ),
         30,

@@ -20,6 +20,8 @@ def test_short_demo_passes() -> None:
     out = proc.stdout
     for line in (
         "01 receipt from H29",
+        "accepted by G22, which tracks its delivery to each recipient",
+        "signed with H41's key, verified against the signed directory",
         "03  Đã vào sổ văn bản đến",
         "06  Đã hoàn thành",
         "an illegal status is refused",

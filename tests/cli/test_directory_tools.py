@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,21 @@ def test_publishing_a_directory_signed_by_another_authority_fails(tmp_path: Path
         # An old file of the right authority is fine: nothing newer to apply.
         code, out = truc("directory", "publish", "--home", str(homes["g22"]), str(homes["g22"] / "directory.cbor"))
         assert code == 0 and "serial 1" in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_directory_show_of_a_file_is_what_the_node_running_it_shows(tmp_path: Path) -> None:
+    homes = provision(tmp_path, {"g22": [G22], "h01": [H01]})
+    home = homes["g22"]
+    code, out = truc(
+        "directory", "show", "--json", "--directory", str(home / "directory.cbor"), "--authority-pub", str(home / "authority.pub")
+    )
+    assert code == 0, out
+    offline = json.loads(out)
+    assert offline.pop("verified") == "(signatures verified)"
+    with running({"g22": home}):
+        code, out = truc("directory", "show", "--json", "--home", str(home))
+    assert code == 0, out
+    assert offline == json.loads(out)
+    assert [a["code"] for a in offline["agencies"]] == [G22, H01] and len(offline["nodes"]) == 2

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,44 +12,12 @@ import plyvel
 import pytest
 
 from protocol.ids import Digest
-from tests.procs import ROOT, Daemon, provision, running, wait_for
+from tests.procs import delivered, provision, running, wait_for
+from tests.procs import truc_process as truc
+from tests.store.blocks import flip_a_bit_in_a_block
 
 pytestmark = pytest.mark.slow
 G22, H01 = "000.00.00.G22", "000.00.00.H01"
-
-
-def truc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def delivered(d: Daemon, doc: str) -> bool:
-    track: Any = d.call("document.track", id=doc)
-    return all(r["state"] == "delivered" for r in track["recipients"])
-
-
-def flip_a_block(store: Path) -> None:
-    """One bit inside the largest stored block, where it sits in a table file."""
-    db = plyvel.DB(str(store))
-    db.compact_range()
-    block = max((v for _, v in db.iterator(prefix=b"B")), key=len)
-    db.close()
-    for table in store.glob("*.ldb"):
-        at = table.read_bytes().find(block[:64])
-        if at >= 0:
-            with open(table, "r+b") as f:
-                f.seek(at + 5000)
-                byte = f.read(1)
-                f.seek(at + 5000)
-                f.write(bytes([byte[0] ^ 0x01]))
-            return
-    raise AssertionError("the block is not in a table file")
 
 
 @pytest.mark.timeout(240)
@@ -93,7 +59,7 @@ def test_check_gc_repair_and_recovery_from_peers(tmp_path: Path) -> None:
     assert gc.returncode == 0 and "removed   1 blocks (1000 B)" in gc.stdout and "garbage   none" in gc.stdout, gc.stdout
 
     # A flipped bit in a received document's block.
-    flip_a_block(homes["h01"] / "store")
+    flip_a_bit_in_a_block(homes["h01"] / "store")
     damaged = truc("store", "check", "--home", h01)
     assert damaged.returncode == 1 and "checksum mismatch" in damaged.stdout and "truc store repair" in damaged.stdout
     refused = truc("run", "--home", h01)  # check marked it: the node does not start on it

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from identity.keys import verify_signature
 from identity.provision import DeterministicRng
-from identity.sealing import FileSource, Recipient, read_document, read_status_note, seal_document, seal_status
+from identity.sealing import FileSource, Recipient, describe_files, read_document, read_status_note, seal_document, seal_status
 from protocol.body import BLOCK_BYTES, INLINE_MAX_BYTES
 from protocol.document import DocumentMeta, FileBytes, FileDone
 from protocol.envelope import Envelope, Kind, MessageHeader
@@ -180,3 +181,24 @@ def test_arbitrary_bytes_raise_only_remote_errors(data: bytes) -> None:
         Envelope.decode(data)
     except RemoteError:
         pass
+
+
+@pytest.mark.parametrize("change", [b"Y" * 10, b"X" * 9, b"X" * 11 + b"more"], ids=["same size", "shorter", "longer"])
+def test_a_file_that_changes_between_hashing_and_sealing_is_refused(net: Net, tmp_path: Path, change: bytes) -> None:
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"X" * 10)
+    files = [FileSource("a.bin", "application/octet-stream", path=str(path))]
+    entries = describe_files(files)
+    assert entries[0].size == 10 and entries[0].sha256 == Digest.of(b"X" * 10)
+    path.write_bytes(change)
+    with pytest.raises(HashMismatchError, match="changed while it was being sent"):
+        seal_document(
+            DocumentMeta(subject="x"),
+            files,
+            net=NET,
+            sender=net.k("000.00.00.G22"),
+            recipients=[net.trust.recipient(net.k("000.00.00.H01").code)],
+            at=NOW,
+            rng=DeterministicRng(b"seal"),
+            entries=entries,
+        )

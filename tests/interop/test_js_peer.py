@@ -28,7 +28,7 @@ import pytest
 
 from identity.keys import load_node_key
 from node.libp2p_fixes import agent_version
-from protocol.messages import SyncRequest
+from protocol.messages import SyncOp, SyncRequest
 from tests.procs import Daemon, invoke, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ def check_exchange(net: Net, events: dict[str, dict[str, Any]], direction: str) 
     assert set(ident["protocols"]) == documented_protocols(), "identify and docs/overlay.md disagree"
     assert events["ping"]["rtt_ms"] >= 0
     sync = events["sync"]
-    assert sync["request"] == SyncRequest("heads").encode().hex()  # the js encoder writes our canonical bytes
+    assert sync["request"] == SyncRequest(SyncOp.HEADS).encode().hex()  # the js encoder writes our canonical bytes
     answer = sync["response"]
     assert set(answer) == {"v", "epoch", "heads", "serial"} and answer["v"] == 1 and answer["serial"] == 1
     assert re.fullmatch(r"[0-9a-f]{32}", answer["epoch"]) and isinstance(answer["heads"], list)

@@ -26,8 +26,8 @@ from protocol.errors import (
     TrucError,
     UnknownAgencyError,
 )
-from protocol.framing import FrameDecoder, frame
-from tests.procs import Daemon, provision, running, wait_for
+from protocol.framing import frame
+from tests.procs import Daemon, ipc_exchange, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
 G22, H01 = "000.00.00.G22", "000.00.00.H01"
@@ -44,25 +44,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon
     homes = provision(tmp_path_factory.mktemp("ipc"), {"g22": [G22], "h01": [H01]})
     with running(homes) as daemons:
         yield daemons
-
-
-def raw_exchange(path: Path, data: bytes, *, timeout: float = 10) -> list[dict[str, Any]]:
-    """Send raw bytes; collect every message until the node closes the connection or goes quiet."""
-    out: list[dict[str, Any]] = []
-    dec = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        try:
-            while chunk := s.recv(65536):
-                dec.feed(chunk)
-                while (payload := dec.next_frame()) is not None:
-                    out.append(ipc.decode_message(payload))
-        except TimeoutError:
-            pass
-    return out
 
 
 def test_typed_errors_reach_the_client(nodes: dict[str, Daemon], tmp_path: Path) -> None:
@@ -98,9 +79,9 @@ def test_typed_errors_reach_the_client(nodes: dict[str, Daemon], tmp_path: Path)
 def test_a_bad_frame_closes_only_that_connection(nodes: dict[str, Daemon]) -> None:
     sock = nodes["g22"].home / "truc.sock"
     with Client(sock) as other:
-        answers = raw_exchange(sock, frame(b"\xff\x00 not cbor", max_bytes=100))
+        answers = ipc_exchange(sock, frame(b"\xff\x00 not cbor", max_bytes=100))
         assert answers and answers[0]["ok"] is False and answers[0]["error"]["code"] == "malformed"
-        answers = raw_exchange(sock, struct.pack(">I", ipc.MAX_FRAME_BYTES + 1) + b"x")
+        answers = ipc_exchange(sock, struct.pack(">I", ipc.MAX_FRAME_BYTES + 1) + b"x")
         assert answers[0]["error"]["code"] == "too_large"
         assert other.call("node.info")["codes"] == [G22]  # the other connection is unaffected
 
@@ -193,7 +174,7 @@ def test_fuzzed_requests_get_an_answer_or_a_typed_error(nodes: dict[str, Daemon]
 @given(payload=st.binary(max_size=200) | st.builds(cbor.encode, values))
 def test_fuzzed_frames_never_take_the_node_down(nodes: dict[str, Daemon], payload: bytes) -> None:
     sock = nodes["g22"].home / "truc.sock"
-    answers = raw_exchange(sock, frame(payload, max_bytes=1 << 20), timeout=5)
+    answers = ipc_exchange(sock, frame(payload, max_bytes=1 << 20), timeout=5)
     for a in answers:
         if a.get("ok") is False:
             assert a["error"]["code"] in KNOWN_CODES

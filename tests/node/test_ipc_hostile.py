@@ -26,7 +26,7 @@ from cli.client import Client
 from protocol import cbor, ipc
 from protocol.errors import AccessDeniedError, BusyError, FileError, HashMismatchError, IpcTimeoutError, SchemaError
 from protocol.framing import FrameDecoder, frame
-from tests.procs import Daemon, provision, running, wait_for
+from tests.procs import Daemon, ipc_exchange, provision, running, wait_for
 
 pytestmark = pytest.mark.slow
 G22, SUB, H01 = "000.00.00.G22", "000.00.01.G22", "000.00.00.H01"
@@ -50,29 +50,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, out_dir: Path) -> Iterator[d
     homes = provision(tmp_path_factory.mktemp("hostile"), {"g22": [G22, SUB], "h01": [H01]}, tune=tune)
     with running(homes) as daemons:
         yield daemons
-
-
-def answers(path: Path, data: bytes, *, half_close: bool = True, timeout: float = 10) -> list[dict[str, Any]]:
-    """Send raw bytes; collect every message until the node closes the connection (or ``timeout``)."""
-    out: list[dict[str, Any]] = []
-    dec = FrameDecoder(max_bytes=ipc.MAX_ANSWER_BYTES)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        try:
-            s.sendall(data)
-            if half_close:
-                s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the node stopped reading (and answered why): read its answer
-        try:
-            while chunk := s.recv(65536):
-                dec.feed(chunk)
-                while (payload := dec.next_frame()) is not None:
-                    out.append(ipc.decode_message(payload))
-        except (TimeoutError, ConnectionResetError):
-            pass  # quiet, or closed with our unread bytes still queued (the answer came before)
-    return out
 
 
 def quick_info(node: Daemon, limit_s: float = 2.0) -> float:
@@ -168,7 +145,7 @@ def test_a_streamed_file_that_does_not_match_its_declared_hash_is_refused(nodes:
     body = frame(ipc.Request(5, "submit", params).encode(), max_bytes=ipc.MAX_FRAME_BYTES)
     for i in range(0, len(data), ipc.CHUNK_BYTES):
         body += frame(ipc.Upload(5, 0, data[i : i + ipc.CHUNK_BYTES]).encode(), max_bytes=ipc.MAX_FRAME_BYTES)
-    got = answers(g22.home / "truc.sock", body)
+    got = ipc_exchange(g22.home / "truc.sock", body)
     assert [a["error"]["code"] for a in got if a["id"] == 5] == [HashMismatchError.code], got
     assert doc_count(g22) == before
     assert list((g22.home / "spool").iterdir()) == []
@@ -231,7 +208,7 @@ def test_an_upload_that_stalls_times_out_and_frees_its_spool(nodes: dict[str, Da
 
 def test_an_oversize_frame_is_refused_before_it_is_read(nodes: dict[str, Daemon]) -> None:
     sock = nodes["g22"].home / "truc.sock"
-    got = answers(sock, struct.pack(">I", 60 << 20) + b"x" * (1 << 20))
+    got = ipc_exchange(sock, struct.pack(">I", 60 << 20) + b"x" * (1 << 20))
     assert got[0]["id"] == 0 and got[0]["error"]["code"] == "too_large"
 
 
@@ -281,7 +258,7 @@ def test_connections_are_capped_and_idle_ones_are_closed(nodes: dict[str, Daemon
             s.connect(path)
             held.append(s)
         time.sleep(0.3)
-        refused = answers(g22.home / "truc.sock", b"", half_close=False, timeout=5)
+        refused = ipc_exchange(g22.home / "truc.sock", b"", half_close=False, timeout=5)
         assert refused and refused[0]["error"]["code"] == "busy"
         for s in held:  # idle_timeout_s = 3: the node closes them
             s.settimeout(10)
@@ -305,7 +282,8 @@ def test_a_client_that_does_not_read_its_answers_is_dropped(nodes: dict[str, Dae
 
 def test_a_frame_cut_short_by_a_half_close_is_answered(nodes: dict[str, Daemon]) -> None:
     whole = frame(ipc.Request(9, "node.info", {}).encode(), max_bytes=1 << 20)
-    got = answers(nodes["g22"].home / "truc.sock", frame(ipc.Request(8, "node.info", {}).encode(), max_bytes=1 << 20) + whole[:7])
+    first = frame(ipc.Request(8, "node.info", {}).encode(), max_bytes=1 << 20)
+    got = ipc_exchange(nodes["g22"].home / "truc.sock", first + whole[:7])
     by_id = {a["id"]: a for a in got}
     assert by_id[8]["ok"] is True, "a request before the bad frame is still answered"
     assert by_id[0]["error"]["code"] == "malformed" and "middle of a frame" in by_id[0]["error"]["message"]
@@ -394,7 +372,7 @@ def test_unknown_accounts_in_the_rules_stop_the_node_at_start(tmp_path: Path) ->
 def test_a_bad_upload_sequence_closes_only_that_connection(nodes: dict[str, Daemon]) -> None:
     g22 = nodes["g22"]
     stray = frame(ipc.Upload(77, 0, b"abc").encode(), max_bytes=1 << 20)
-    got = answers(g22.home / "truc.sock", stray)
+    got = ipc_exchange(g22.home / "truc.sock", stray)
     assert (
         got[0]["id"] == 0 and got[0]["error"]["code"] == "malformed" and "no streamed file pending" in got[0]["error"]["message"]
     )
@@ -402,7 +380,7 @@ def test_a_bad_upload_sequence_closes_only_that_connection(nodes: dict[str, Daem
     too_long = frame(ipc.Request(4, "submit", params).encode(), max_bytes=1 << 20) + frame(
         ipc.Upload(4, 0, b"abcd").encode(), max_bytes=1 << 20
     )
-    got = answers(g22.home / "truc.sock", too_long)
+    got = ipc_exchange(g22.home / "truc.sock", too_long)
     assert any(a["id"] == 0 and "longer than its declared size" in a["error"]["message"] for a in got), got
     with pytest.raises(SchemaError, match="exactly one of data"), g22.client() as c:
         c.call("submit", **{"from": G22, "to": [H01], "subject": "x", "files": [{"name": "a", "size": 3, "data": b"abc"}]})

@@ -149,7 +149,7 @@ def test_a_stranger_node_gets_nothing_from_the_request_handlers(tmp_path: Path) 
             g22 = c.node("g22").e()
             for handler, req in (
                 (g22.inbound.on_push, m.EnvelopeBatch(()).encode()),
-                (g22.inbound.on_sync, m.SyncRequest("heads").encode()),
+                (g22.inbound.on_sync, m.SyncRequest(m.SyncOp.HEADS).encode()),
                 (g22.inbound.on_blocks, m.BlockRequest(()).encode()),
             ):
                 err = m.peek_error(await handler(stranger, req))

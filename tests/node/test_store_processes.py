@@ -6,16 +6,15 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import plyvel
 import pytest
 
 from protocol.errors import NodeNotRunningError, TrucError
-from tests.procs import ROOT, Daemon, provision, running, wait_for
+from tests.procs import Daemon, delivered, one_line_exit_2, provision, running, truc_process, wait_for
+from tests.store.blocks import flip_a_bit_in_a_block
 
 pytestmark = pytest.mark.slow
 G22, H01 = "000.00.00.G22", "000.00.00.H01"
@@ -23,28 +22,13 @@ G22, H01 = "000.00.00.G22", "000.00.00.H01"
 
 def run_once(home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """`truc run` that is expected to refuse to start (a node that starts would time out here)."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--home", str(home)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return truc_process("run", "--home", home, timeout=timeout)
 
 
 def refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    err = proc.stderr.strip()
-    assert proc.returncode == 2, f"exit {proc.returncode}: {err}"
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    assert err.startswith("truc run: "), err
+    err = one_line_exit_2(proc)
     for needle in needles:
         assert needle in err, err
-
-
-def delivered(d: Daemon, doc: str) -> bool:
-    track: Any = d.call("document.track", id=doc)
-    return all(r["state"] == "delivered" for r in track["recipients"])
 
 
 def data_files(store: Path) -> dict[str, int]:
@@ -96,24 +80,8 @@ def test_corruption_met_while_running_stops_the_node_and_keeps_it_stopped(tmp_pa
         )
         wait_for(lambda: delivered(nodes["g22"], doc["id"]), 60, "the receipt")
         nodes["h01"].stop(signal.SIGTERM)
-        # Flip one bit inside a stored block, where it sits in a table file.
-        store = homes["h01"] / "store"
-        db = plyvel.DB(str(store))
-        db.compact_range()
         # Not the first block: a scan of the keyspace before B ('A') reads that one at start.
-        block = max((v for _, v in list(db.iterator(prefix=b"B"))[1:]), key=len)
-        db.close()
-        for table in store.glob("*.ldb"):
-            at = table.read_bytes().find(block[:64])
-            if at >= 0:
-                with open(table, "r+b") as f:
-                    f.seek(at + 5000)
-                    byte = f.read(1)
-                    f.seek(at + 5000)
-                    f.write(bytes([byte[0] ^ 0x01]))
-                break
-        else:
-            raise AssertionError("the block is not in a table file")
+        flip_a_bit_in_a_block(homes["h01"] / "store", skip_first=True)
         # A flip inside a value is invisible until it is read: by the fetch
         # below, or earlier by a background compaction LevelDB starts at open
         # (paranoid checks). Either way the node must stop with one line.
@@ -145,14 +113,7 @@ def test_a_replaced_node_key_is_adopted_only_on_purpose(tmp_path: Path) -> None:
     save_node_key(homes["g22"] / "node.key", NodeKey(os.urandom(32)))
     new = load_node_key(homes["g22"] / "node.key").peer_id
     refused(run_once(homes["g22"]), "another node", old, new, "truc store adopt")
-    adopt = subprocess.run(
-        [sys.executable, "-m", "cli", "store", "adopt", "--home", str(homes["g22"])],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    adopt = truc_process("store", "adopt", "--home", homes["g22"], timeout=60)
     assert adopt.returncode == 0 and old in adopt.stdout and new in adopt.stdout, adopt.stdout + adopt.stderr
     node = Daemon("g22", homes["g22"]).start()  # not in the directory yet, but its own store again
     node.stop(signal.SIGTERM)

@@ -25,6 +25,7 @@ from protocol.edxml import (
 )
 from protocol.edxml.tree import EDXML_NS, XMLDSIG_NS
 from tests.vectors.edxml import generate as gen
+from tests.vectors.hexfile import read_hex_file
 
 CORPUS = gen.HERE / "corpus"
 HOSTILE = gen.HERE / "hostile"
@@ -61,7 +62,7 @@ def test_checked_in_hostile_files_are_what_the_generator_makes() -> None:
 @pytest.mark.parametrize("name", sorted(gen.golden()))
 def test_golden_vectors_still_produced(name: str) -> None:
     _, data = gen.golden()[name]
-    assert data == gen.read_hex_file(GOLDEN / f"{name}.hex"), f"{name}: the output changed; bump the CBOR version if deliberate"
+    assert data == read_hex_file(GOLDEN / f"{name}.hex"), f"{name}: the output changed; bump the CBOR version if deliberate"
 
 
 def test_every_golden_file_is_built() -> None:
@@ -69,16 +70,16 @@ def test_every_golden_file_is_built() -> None:
 
 
 def test_pinned_cbor_forms_decode_to_valid_packages() -> None:
-    vnpt = decode_package(gen.read_hex_file(GOLDEN / "cbor-vnpt-read.hex"))
+    vnpt = decode_package(read_hex_file(GOLDEN / "cbor-vnpt-read.hex"))
     assert vnpt == read("vnpt-zipped")[0]
-    status = decode_package(gen.read_hex_file(GOLDEN / "cbor-status-03.hex"))
+    status = decode_package(read_hex_file(GOLDEN / "cbor-status-03.hex"))
     assert status.status is not None and status.status.code == 3
-    built = decode_package(gen.read_hex_file(GOLDEN / "cbor-built-edoc.hex"))
+    built = decode_package(read_hex_file(GOLDEN / "cbor-built-edoc.hex"))
     assert built.edoc is not None and built.edoc.code_notation == "VPCP-KSTT"
 
 
 def test_pinned_zip_output_opens_with_zipfile() -> None:
-    pkg, files = read_package(gen.read_hex_file(GOLDEN / "write-built-zip.hex"))
+    pkg, files = read_package(read_hex_file(GOLDEN / "write-built-zip.hex"))
     assert files == [gen.pdf("golden", 200)]
     assert pkg.attachments[0].wrapper == "01020304-0506-4708-890a-0b0c0d0e0f10.pdf"
     assert [t.organ_id for t in pkg.edoc.trace_headers] == ["000.00.00.G22", "000.00.00.H29"]  # type: ignore[union-attr]

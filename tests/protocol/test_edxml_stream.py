@@ -30,15 +30,16 @@ from tests.vectors.edxml import generate as gen
 CORPUS = {name: data for name, data in gen.corpus().items()}
 
 
-def read_in_pieces(data: bytes, cuts: list[int]) -> tuple[Package, list[bytes]]:
-    reader = Reader()
-    files: dict[int, bytearray] = {}
-    package = None
-    bounds = [0, *sorted(set(c % (len(data) + 1) for c in cuts)), len(data)]
+def read_in_pieces(data: bytes, cuts: list[int], reader: Reader | None = None) -> tuple[Package, list[bytes]]:
+    """Feed ``data`` cut at ``cuts`` (taken modulo its length); the package and its files from the events."""
+    reader = reader or Reader()
+    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
     events = []
     for a, b in itertools.pairwise(bounds):
         events += reader.feed(data[a:b])
     events += reader.close()
+    files: dict[int, bytearray] = {}
+    package = None
     for e in events:
         if isinstance(e, AttachmentData):
             files.setdefault(e.index, bytearray()).extend(e.data)
@@ -174,26 +175,10 @@ def test_reader_fed_large_pieces_keeps_text_in_bounded_pieces(fast_lane: bool) -
 
 def outcome(data: bytes, cuts: list[int], *, fast_lane: bool) -> tuple[Package, list[bytes]] | str:
     """The package and files read with or without the fast lane, or "error" for a typed error."""
-    reader = Reader(fast_lane=fast_lane)
-    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
-    files: dict[int, bytearray] = {}
     try:
-        events = []
-        for a, b in itertools.pairwise(bounds):
-            events += reader.feed(data[a:b])
-        events += reader.close()
+        return read_in_pieces(data, cuts, Reader(fast_lane=fast_lane))
     except errors.RemoteError:
         return "error"
-    package = None
-    for e in events:
-        if isinstance(e, AttachmentData):
-            files.setdefault(e.index, bytearray()).extend(e.data)
-        elif isinstance(e, AttachmentEnded):
-            files.setdefault(e.index, bytearray())
-        elif isinstance(e, PackageRead):
-            package = e.package
-    assert package is not None
-    return package, [bytes(files[i]) for i in sorted(files)]
 
 
 ALL_INPUTS = {**CORPUS, **{f"hostile-{k}": v for k, (v, _) in gen.hostile().items()}}

@@ -17,16 +17,23 @@ EPOCH = bytes(range(16))
 def test_sync_requests_round_trip_including_the_askers_own_heads() -> None:
     mine = m.HeadsResponse(EPOCH, (("G22", 7), ("H01", 0)), 3)
     for req in (
-        m.SyncRequest("heads"),
-        m.SyncRequest("heads", shards=("G22", "H29")),
-        m.SyncRequest("heads", shards=("G22",), mine=mine),
-        m.SyncRequest("heads", mine=m.HeadsResponse(EPOCH, (), 1)),
-        m.SyncRequest("log", shard="H29", after=5, limit=100),
-        m.SyncRequest("get", ids=(Digest(b"\x01" * 32),)),
-        m.SyncRequest("dir", after=2),
+        m.SyncRequest(m.SyncOp.HEADS),
+        m.SyncRequest(m.SyncOp.HEADS, shards=("G22", "H29")),
+        m.SyncRequest(m.SyncOp.HEADS, shards=("G22",), mine=mine),
+        m.SyncRequest(m.SyncOp.HEADS, mine=m.HeadsResponse(EPOCH, (), 1)),
+        m.SyncRequest(m.SyncOp.LOG, shard="H29", after=5, limit=100),
+        m.SyncRequest(m.SyncOp.GET, ids=(Digest(b"\x01" * 32),)),
+        m.SyncRequest(m.SyncOp.DIR, after=2),
     ):
         assert m.SyncRequest.decode(req.encode()) == req
     assert m.HeadsResponse.decode(mine.encode()) == mine
+
+
+@pytest.mark.parametrize("op", ["HEADS", "", "heads ", 1, [1], {"a": 1}, None])
+def test_an_op_that_is_not_one_of_the_four_words_is_a_schema_error(op: object) -> None:
+    data = cbor.encode({"v": m.VERSION, "op": op, "after": 0})
+    with pytest.raises(SchemaError, match="op: expected heads, log, get or dir"):
+        m.SyncRequest.decode(data)
 
 
 def test_a_request_without_mine_is_what_older_nodes_send_and_still_valid() -> None:

@@ -1,4 +1,4 @@
-"""Which blocks in a store no stored document refers to, read with plain plyvel.
+"""Blocks in a store, read (which ones no stored document refers to) and damaged with plain plyvel.
 
 Deliberately independent of ``store.check``: the tests that use it must say
 the same thing about a store written by any version of the code, and must
@@ -38,6 +38,29 @@ def orphan_blocks(db: Any) -> set[bytes]:
     """Blocks stored that no stored document lists."""
     stored, referenced, _ = block_census(db)
     return stored - referenced
+
+
+def flip_a_bit_in_a_block(store: Path, *, skip_first: bool = False) -> None:
+    """Flip one bit inside the largest stored block (of the rest, with ``skip_first``), where it sits in a table file.
+
+    The store must be stopped. Compacting first puts every block in a table
+    file, where LevelDB's checksum then catches the flip at the next read.
+    """
+    db = plyvel.DB(str(store))
+    db.compact_range()
+    blocks = [v for _, v in db.iterator(prefix=BLOCK)]
+    block = max(blocks[1:] if skip_first else blocks, key=len)
+    db.close()
+    for table in store.glob("*.ldb"):
+        at = table.read_bytes().find(block[:64])
+        if at >= 0:
+            with open(table, "r+b") as f:
+                f.seek(at + 5000)
+                byte = f.read(1)
+                f.seek(at + 5000)
+                f.write(bytes([byte[0] ^ 0x01]))
+            return
+    raise AssertionError("the block is not in a table file")
 
 
 def orphans_at(path: Path) -> tuple[set[bytes], set[bytes]]:

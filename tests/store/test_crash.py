@@ -46,6 +46,26 @@ def presence(store: Store):  # type: ignore[no-untyped-def]
     return present
 
 
+def killed_after(writer: str, db: Path, start: int, seconds: float) -> list[int]:
+    """Run writer module ``writer`` on ``db`` from round ``start``, SIGKILL it after ``seconds``; the rounds it reported."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", writer, str(db), str(start)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        time.sleep(seconds)  # interpreter start-up is ~0.1 s; kill mid-run
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    return [int(line) for line in out.decode().split()]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigkill_loses_nothing_reported_durable_and_batches_are_all_or_nothing(tmp_path: Path) -> None:
@@ -54,23 +74,8 @@ def test_sigkill_loses_nothing_reported_durable_and_batches_are_all_or_nothing(t
     next_round = 0
     kills = 0
     for _ in range(ROUNDS):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.store.crash_writer", str(db), str(next_round)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            time.sleep(rnd.uniform(0.12, 0.35))  # interpreter start-up is ~0.1 s; kill mid-run
-            proc.send_signal(signal.SIGKILL)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == -signal.SIGKILL, err.decode()
+        reported = killed_after("tests.store.crash_writer", db, next_round, rnd.uniform(0.12, 0.35))
         kills += 1
-        reported = [int(line) for line in out.decode().split()]
         with Store(db) as store:
             present = presence(store)
             # Every round either fully present or fully absent.
@@ -100,22 +105,7 @@ def test_sigkill_while_blocks_are_written_leaves_only_blocks_of_committed_docume
     committed: dict[int, list[bytes]] = {}
     for run in range(ROUNDS):
         start = run * 1_000_000  # each writer its own round numbers: a round cut before its report is never redone
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.store.seal_writer", str(db), str(start)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            time.sleep(rnd.uniform(0.15, 0.4))
-            proc.send_signal(signal.SIGKILL)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == -signal.SIGKILL, err.decode()
-        reported = [int(line) for line in out.decode().split()]
+        reported = killed_after("tests.store.seal_writer", db, start, rnd.uniform(0.15, 0.4))
         with Store(db) as store:  # opening sweeps what the kill left in flight
             assert not list(store._scan(k.INFLIGHT)), "marks survived the open"
             lists = {key[1:]: [v[i : i + 32] for i in range(0, len(v), 32)] for key, v in store._scan(k.ENVELOPE)}

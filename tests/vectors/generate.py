@@ -22,6 +22,7 @@ from protocol.ids import Digest
 from protocol.status import StatusCode
 from store import keys as k
 from store.records import Cursor, DeliveryKind, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry
+from tests.vectors.hexfile import to_hex_file
 
 HERE = Path(__file__).resolve().parent
 NET = "truc-vectors"
@@ -145,7 +146,7 @@ def sync_sample() -> dict[str, tuple[str, bytes]]:
     return {
         "sync-heads-request": (
             "sync heads request for shards G22 and H29, carrying the asker's own heads (mine)",
-            m.SyncRequest("heads", shards=("G22", "H29"), mine=mine).encode(),
+            m.SyncRequest(m.SyncOp.HEADS, shards=("G22", "H29"), mine=mine).encode(),
         ),
         "sync-heads-response": (
             "sync heads response: epoch, heads per shard, directory serial",
@@ -242,16 +243,6 @@ def store_sample(doc_id: Digest) -> bytes:
         ),
     ]
     return cbor.encode([[key, value] for key, value in pairs])
-
-
-def to_hex_file(comment: str, data: bytes) -> str:
-    h = data.hex()
-    lines = [h[i : i + 64] for i in range(0, len(h), 64)]
-    return f"# {comment}\n# {len(data)} bytes\n" + "\n".join(lines) + "\n"
-
-
-def read_hex_file(path: Path) -> bytes:
-    return bytes.fromhex("".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ import io
 import zipfile
 from pathlib import Path
 
+from tests.vectors.hexfile import to_hex_file
+
 HERE = Path(__file__).resolve().parent
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -611,15 +613,6 @@ def golden() -> dict[str, tuple[str, bytes]]:
         ),
         "write-status-03": ("writer output: the built status 03", write_bytes(st)),
     }
-
-
-def to_hex_file(comment: str, data: bytes) -> str:
-    h = data.hex()
-    return f"# {comment}\n# {len(data)} bytes\n" + "\n".join(h[i : i + 64] for i in range(0, len(h), 64)) + "\n"
-
-
-def read_hex_file(path: Path) -> bytes:
-    return bytes.fromhex("".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
 
 
 def main() -> None:
