@@ -132,5 +132,6 @@ class Home:
 
     @property
     def secret_files(self) -> list[Path]:
-        """The node's and its agencies' secret keys: what the IPC socket must never read for a client."""
-        return [self.node_key, *(self.agency_key(c) for c in self.config.codes)]
+        """The node's and its agencies' secret keys and the network's private-network keys: never read for a client."""
+        psk = [self.psk_file] if self.psk_file is not None else []
+        return [self.node_key, *(self.agency_key(c) for c in self.config.codes), *psk, *self.psk_also_accept]

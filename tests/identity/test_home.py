@@ -22,7 +22,8 @@ def test_paths_named_by_the_config_are_inside_the_home_unless_absolute(tmp_path:
     assert home.store == Path("/var/lib/elsewhere/store")
     assert home.socket == tmp_path / cfg.ipc_socket and home.directory == tmp_path / cfg.directory
     assert home.psk_file == tmp_path / "swarm.key"
-    assert home.secret_files == [tmp_path / "node.key", tmp_path / "keys" / f"{G22}.key"]
+    # The private-network key is a secret too: the IPC socket never reads it for a client (not even by a hard link).
+    assert home.secret_files == [tmp_path / "node.key", tmp_path / "keys" / f"{G22}.key", tmp_path / "swarm.key"]
 
 
 def test_the_config_is_read_once_when_first_asked_for(tmp_path: Path) -> None:
