@@ -13,6 +13,8 @@ import trio
 
 from protocol.messages import EnvelopeBatch
 
+from .tasks import TaskStatus
+
 Publish = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -32,7 +34,7 @@ class GossipBatcher:
         self._sizes[topic] = self._sizes.get(topic, 0) + len(envelope)
         self._wake.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             await self._wake.wait()

@@ -17,6 +17,8 @@ import trio
 
 from store.store import Batch, Store
 
+from .tasks import TaskStatus
+
 Offload = Callable[..., Awaitable[Any]]
 
 
@@ -58,7 +60,7 @@ class GroupCommitter:
         self._queue.append((batch, trio.Event(), [], False))
         self._wake.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             await self._wake.wait()

@@ -20,7 +20,7 @@ import contextlib
 import functools
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import trio
@@ -53,7 +53,7 @@ class HasCore(Protocol):
 S = TypeVar("S", bound=HasCore)
 
 
-def in_flight(fn: Callable[Concatenate[S, P], Awaitable[R]]) -> Callable[Concatenate[S, P], Awaitable[R]]:
+def in_flight(fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Count a method as in-flight work: on SIGTERM the node lets it finish (within the grace) before stopping.
 
     For work that peers and the node itself start (ingest, completing a
@@ -61,11 +61,11 @@ def in_flight(fn: Callable[Concatenate[S, P], Awaitable[R]]) -> Callable[Concate
     the IPC server (node/ipc.py), so submit and the like are not counted twice.
     """
 
-    @functools.wraps(fn)
-    async def counted(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def counted(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with self.n.work():
             return await fn(self, *args, **kwargs)
 
+    functools.update_wrapper(counted, fn)
     return counted
 
 

@@ -51,6 +51,7 @@ from .log import Log, capture_library_logs
 from .methods import Methods
 from .metrics import Metrics
 from .p2p import P2POverlay
+from .tasks import TaskStatus
 from .upload import ReadPaths, Spool
 
 SHUTDOWN_GRACE_S = 10.0  # in-flight work gets this long after SIGTERM (systemd's TimeoutStopSec is 30 s)
@@ -78,7 +79,7 @@ def load_directory(
 
 
 async def run_node(
-    root: Path, *, log_stream: TextIO | None = None, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
+    root: Path, *, log_stream: TextIO | None = None, task_status: TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
 ) -> None:
     home = Home.load(root)
     cfg = home.config
@@ -244,8 +245,9 @@ async def shutdown(engine: Engine, grace_s: float) -> bool:
     and no delivery attempt starts. The caller cancels what is left.
     """
     engine.begin_shutdown()
-    with trio.move_on_after(grace_s):
+    with trio.move_on_after(grace_s) as waited:
         await engine.wait_idle()
+    if not waited.cancelled_caught:
         return True
     engine.log.warning("node.grace_expired", grace_s=grace_s, in_flight=engine.in_flight, fix="what was left is cancelled")
     return False

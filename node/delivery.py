@@ -36,6 +36,7 @@ from .log import Log
 from .metrics import Metrics
 from .outbox import Key, Outbox
 from .overlay import PUSH, Overlay, OverlayError
+from .tasks import TaskStatus
 
 PUSH_TIMEOUT_S = 30.0
 MAX_PARALLEL_PUSHES = 64  # a broadcast reaches 94 nodes: push to them at once, not eight at a time
@@ -75,7 +76,7 @@ class DeliveryWorker:
         self._limit = trio.Semaphore(MAX_PARALLEL_PUSHES)
         self._claimed: set[tuple[bytes, AgencyCode]] = set()  # attempts under way
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async with trio.open_nursery() as nursery:
             flush_s = self.config.gossip_flush_ms / 1000

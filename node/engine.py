@@ -39,6 +39,7 @@ from .retention import Retention
 from .statuses import Statuses
 from .submission import Submission
 from .syncer import Syncer
+from .tasks import TaskStatus
 
 
 class Engine:
@@ -94,7 +95,7 @@ class Engine:
     def peer_id(self) -> str:
         return self.n.peer_id
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         n = self.n
         async with trio.open_nursery() as nursery:
             n.attach(nursery)

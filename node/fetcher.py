@@ -20,6 +20,7 @@ from protocol.ids import Digest
 
 from .core import NodeCore
 from .overlay import BLOCKS, Overlay, OverlayError
+from .tasks import TaskStatus
 
 BLOCK_TIMEOUT_S = 60.0
 WINDOW = 3  # blocks in flight per document
@@ -48,7 +49,7 @@ class BlockFetcher:
             self._queue.append(doc_id)
             self._wake.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for doc_id in self.store.awaiting():
             self.want(doc_id)
         task_status.started()

@@ -9,13 +9,15 @@ import trio
 
 from protocol.errors import ConfigError
 
+from .tasks import TaskStatus
+
 MAX_REQUEST_BYTES = 8192
 
 
 async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
     """Bind the metrics address now (before the node serves anything); raises ConfigError naming it."""
     try:
-        return await trio.open_tcp_listeners(port, host=host)
+        return list(await trio.open_tcp_listeners(port, host=host))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.EADDRINUSE:
@@ -28,7 +30,7 @@ async def serve(
     render: Callable[[], str],
     healthy: Callable[[], bool],
     *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer on ``listeners`` (from :func:`open_listeners`); ``task_status`` gets the bound port."""
     bound = listeners[0].socket.getsockname()[1]

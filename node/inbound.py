@@ -274,7 +274,7 @@ class Inbound:
                 self.store.write(b, sync=True)
             return dropped
 
-        dropped = await self.n.offload(sweep)
+        dropped: Counter[AgencyCode] = await self.n.offload(sweep)
         self.parked_by.subtract(dropped)
         total = sum(dropped.values())
         if total:

@@ -50,6 +50,7 @@ from protocol.framing import FrameDecoder, frame
 from .access import Access, AccessPolicy, PeerCred
 from .log import Log
 from .metrics import Metrics
+from .tasks import TaskStatus
 
 READ_BYTES = 1 << 16
 BUFFER_BYTES = 64 << 20  # frames held in memory, all connections together
@@ -230,7 +231,7 @@ class IpcServer:
             raise ConfigError(f"{self.path.parent}: cannot create the IPC socket's directory: {exc.strerror}") from None
         return trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = self._bind()
         old = os.umask(0o117)  # socket created 0660: the truc user and its group (integrators)
         try:

@@ -63,7 +63,7 @@ import errno
 import hashlib
 import random
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import multiaddr
 import trio
@@ -92,6 +92,7 @@ from . import libp2p_fixes, pnet
 from .log import Log
 from .metrics import Metrics
 from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, TopicValidator
+from .tasks import TaskStatus
 
 MAX_PEERS = 4096
 INBOUND_QUEUE = 4096
@@ -99,7 +100,7 @@ INBOUND_WORKERS = 4
 DIAL_TIMEOUT_S = 10.0
 REDIAL_S = (1.0, 60.0)
 REFUSED_LOG_EVERY_S = 600.0  # a refused peer is logged at once, then at most once per 10 min with a count
-Targets = Callable[[], dict[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
+Targets = Callable[[], Mapping[str, Sequence[str]]]  # peer id -> multiaddrs (without /p2p)
 Membership = Callable[[str], bool]
 
 
@@ -230,7 +231,7 @@ class P2POverlay:
     def connected_peers(self) -> set[str]:
         return set(self._up)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with (
                 self.host.run(self.listen),

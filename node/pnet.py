@@ -41,7 +41,8 @@ from typing import NoReturn
 import libp2p.network.swarm as swarm_module
 import trio
 from Crypto.Cipher import Salsa20
-from libp2p.abc import ConnectionType, IRawConnection
+from libp2p.abc import IRawConnection
+from libp2p.connection_types import ConnectionType
 from libp2p.network.connection.exceptions import RawConnError
 from libp2p.security.pnet import protector as library_protector
 from multiaddr import Multiaddr
@@ -302,4 +303,4 @@ def install() -> None:
                 f"py-libp2p changed: Swarm.{name} no longer protects connections through new_protected_conn(conn, self.psk); "
                 "the private-network workaround in node/pnet.py (docs/overlay.md, pitfall 17) needs review"
             )
-    swarm_module.new_protected_conn = _new_protected_conn
+    swarm_module.new_protected_conn = _new_protected_conn  # type: ignore[attr-defined,assignment]  # the point of pitfall 17

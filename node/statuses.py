@@ -13,6 +13,7 @@ This part owns the inbox and the status history in the store.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from identity.sealing import read_document, read_status_note, seal_status
@@ -93,14 +94,7 @@ class Statuses:
             if receipts is not None:
                 receipts[code] = receipt
             self.metrics.inc("documents_delivered")
-            post.append(
-                lambda code=code, receipt=receipt: (
-                    self.log.info(
-                        "document.delivered", id=doc_id.short(), sender=str(h.sender), to=str(code), receipt=receipt.short()
-                    ),
-                    self.n.emit("document.received", id=str(doc_id), to=str(code), sender=str(h.sender), subject=meta.subject),
-                )
-            )
+            post.append(functools.partial(self._told_delivered, doc_id, h.sender, code, receipt, meta.subject))
         return dataclasses.replace(
             rec,
             complete=True,
@@ -129,10 +123,14 @@ class Statuses:
             )
             self.metrics.inc("documents_refused", reason=why.code)
             post.append(
-                lambda code=code: self.log.warning(
-                    "document.refused", id=doc_id.short(), sender=str(h.sender), to=str(code), reason=why.code
+                functools.partial(
+                    self.log.warning, "document.refused", id=doc_id.short(), sender=str(h.sender), to=str(code), reason=why.code
                 )
             )
+
+    def _told_delivered(self, doc_id: Digest, sender: AgencyCode, to: AgencyCode, receipt: Digest, subject: str) -> None:
+        self.log.info("document.delivered", id=doc_id.short(), sender=str(sender), to=str(to), receipt=receipt.short())
+        self.n.emit("document.received", id=str(doc_id), to=str(to), sender=str(sender), subject=subject)
 
     def author(
         self,
@@ -186,20 +184,13 @@ class Statuses:
         b.add_history(h.doc, thread, env.id, HistoryRecord(int(h.code), role.value, str(h.sender), h.seq, h.at, now, note))
         self.apply_effects(env.id, h, h.doc, doc, role, thread, b, now, post, note=note)
         if h.to[0] in self.hosted:
-            post.append(
-                lambda: (
-                    self.log.info(
-                        "status.received",
-                        doc=h.doc.short() if h.doc else "",
-                        code=str(h.code),
-                        author=str(h.sender),
-                        to=str(h.to[0]),
-                    ),
-                    self.n.emit(
-                        "status.received", doc=str(h.doc), code=str(h.code), author=str(h.sender), to=str(h.to[0]), note=note
-                    ),
-                )
-            )
+            told = {"doc": str(h.doc), "code": str(h.code), "author": str(h.sender), "to": str(h.to[0])}
+
+            def tell() -> None:
+                self.log.info("status.received", **(told | {"doc": h.doc.short() if h.doc else ""}))
+                self.n.emit("status.received", **told, note=note)
+
+            post.append(tell)
 
     def apply_effects(
         self,
@@ -225,12 +216,12 @@ class Statuses:
             self.metrics.inc("receipts_received")
             latency = now - doc.at
             self.metrics.inc("receipt_latency_ms_sum", latency)
-            post.append(
-                lambda: (
-                    self.log.info("receipt.received", doc=doc_id.short(), recipient=str(thread), latency_ms=latency),
-                    self.n.emit("receipt.received", doc=str(doc_id), sender=str(doc.sender), recipient=str(thread), at=now),
-                )
-            )
+
+            def tell() -> None:
+                self.log.info("receipt.received", doc=doc_id.short(), recipient=str(thread), latency_ms=latency)
+                self.n.emit("receipt.received", doc=str(doc_id), sender=str(doc.sender), recipient=str(thread), at=now)
+
+            post.append(tell)
 
     def thread_state(self, doc_id: Digest, recipient: AgencyCode) -> tuple[ThreadState, list[HistoryItem], int]:
         """Replay a thread's history: (state, items, highest seq)."""

@@ -176,7 +176,8 @@ class Submission:
             new_blocks.flush()
             return env, full
 
-        env, full = await self.n.offload(seal)
+        sealed: tuple[Envelope, DocumentMeta] = await self.n.offload(seal)
+        env, full = sealed
         h = env.header
         assert isinstance(h, MessageHeader)
         now = self.clock()
@@ -210,11 +211,11 @@ class Submission:
             blocks = env.inline or self.n.blocks_from(h)
             rec = self.statuses.deliver(env.id, h, rec, self.statuses.check_open(h, local[0], blocks), b, now, post, receipts)
             for code in local:
-                key = (keys.code, bytes(env.id), code)
+                delivery = (keys.code, bytes(env.id), code)
                 if code in receipts:
-                    self.outbox.delivered_here(b, key, DeliveryKind.DOCUMENT, now, receipt=bytes(receipts[code]))
+                    self.outbox.delivered_here(b, delivery, DeliveryKind.DOCUMENT, now, receipt=bytes(receipts[code]))
                 else:
-                    self.outbox.failed_here(b, key, DeliveryKind.DOCUMENT, now, reason=rec.problem)
+                    self.outbox.failed_here(b, delivery, DeliveryKind.DOCUMENT, now, reason=rec.problem)
         b.put_doc(env.id, rec)
         new_blocks.settle(b)
         await self.committer.commit(b)

@@ -37,6 +37,7 @@ from store.records import Cursor
 
 from .core import NodeCore
 from .overlay import SYNC, Overlay, OverlayError
+from .tasks import TaskStatus
 
 SYNC_TIMEOUT_S = 60.0
 LOG_PAGE = 1000
@@ -124,7 +125,7 @@ class Syncer:
 
     # --- asking ----------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         interval = self.n.config.sync_interval_s
         parallel = self.n.config.sync_parallel

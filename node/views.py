@@ -136,8 +136,8 @@ def queues(e: Engine) -> list[dict[str, Any]]:
 
     latest: dict[AgencyCode, int] = {}
     for key, at in sorted(e.outbox.refusals.items(), key=lambda kv: kv[1]):
-        sender, eid, recipient = key
-        refused = e.delivery_record(sender, eid, recipient)
+        sender, env_id, recipient = key
+        refused = e.delivery_record(sender, env_id, recipient)
         if now - at > REFUSALS_SHOWN_MS or refused is None or refused.state is not DeliveryState.FAILED:
             del e.outbox.refusals[key]  # old, or delivered after all (a receipt can still come)
             continue
