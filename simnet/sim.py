@@ -54,6 +54,7 @@ from store.records import DeliveryState
 from .cluster import Cluster
 from .faults import Fault, parse_faults, partition_groups
 from .invariants import Observed, verdict
+from .shim import LinkDelay
 from .virtual import VirtualNetwork
 from .workload import DocPlan, StatusPlan, plan_documents, plan_statuses
 
@@ -149,6 +150,7 @@ class Simulation:
         self.receipted: set[tuple[Digest, AgencyCode]] = set()
         self.joined: list[AgencyCode] = []
         self.postponed = 0
+        self.delay = LinkDelay()  # libp2p mode: patches py-libp2p's TCP reads from the first delay fault to the run's end
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -424,14 +426,12 @@ class Simulation:
             await self.cluster.heal()
             self.mark("heal")
         elif f.kind == "delay" and net is None:  # real hosts: the shim in py-libp2p's TCP reads
-            from .shim import LinkDelay
-
-            LinkDelay.set(float(f.arg))
+            self.delay.set(float(f.arg))
             self.mark(f.kind, value=f.arg)
             try:
                 await trio.sleep(f.length_s)
             finally:
-                LinkDelay.set(0.0)
+                self.delay.set(0.0)
             self.mark(f"{f.kind}.end")
         elif f.kind in ("delay", "loss"):
             if net is None:
@@ -673,7 +673,8 @@ def run_simulation(cfg: SimConfig, root: Path, echo: Callable[[str], None] = pri
         finally:
             trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING = previous  # type: ignore[misc]
     else:
-        outcome = trio.run(sim.run)
+        with sim.delay:
+            outcome = trio.run(sim.run)
     outcome.stats["mode"] = cfg.mode
     outcome.stats["seed"] = cfg.seed
     outcome.stats["faults"] = [dataclasses.asdict(f) for f in sim.faults]
