@@ -23,11 +23,14 @@ nothing lost at crashed nodes.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.metadata
 import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -662,16 +665,8 @@ def run_simulation(cfg: SimConfig, root: Path, echo: Callable[[str], None] = pri
         return outcome
     sim = Simulation(cfg, root, echo)
     if cfg.mode == "virtual":
-        # trio shuffles its run queue to shake out ordering bugs; its test mode
-        # (privates of the pinned trio version) orders tasks by creation and
-        # seeds the shuffle, so a virtual run repeats from its seed.
-        previous = trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING
-        trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
-        trio._core._run._r.seed(cfg.seed)
-        try:
+        with deterministic_scheduling(cfg.seed):
             outcome: Outcome = trio.run(sim.run, clock=trio.testing.MockClock(autojump_threshold=0))
-        finally:
-            trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING = previous  # type: ignore[misc]
     else:
         with sim.delay:
             outcome = trio.run(sim.run)
@@ -679,6 +674,31 @@ def run_simulation(cfg: SimConfig, root: Path, echo: Callable[[str], None] = pri
     outcome.stats["seed"] = cfg.seed
     outcome.stats["faults"] = [dataclasses.asdict(f) for f in sim.faults]
     return outcome
+
+
+@contextmanager
+def deterministic_scheduling(seed: int) -> Iterator[None]:
+    """trio's test mode, seeded, for one run; the previous mode and RNG state are put back after it.
+
+    trio shuffles its run queue to shake out ordering bugs. Its test mode
+    (privates of the pinned trio version) orders tasks by creation and draws
+    the shuffle from a module-level RNG, so seeding that RNG makes a virtual
+    run repeat from its seed. Both are process-wide: left changed, every
+    later trio run in the process would be deterministic too.
+    """
+    run: Any = importlib.import_module("trio._core._run")
+    if not hasattr(run, "_ALLOW_DETERMINISTIC_SCHEDULING") or not isinstance(getattr(run, "_r", None), random.Random):
+        raise RuntimeError(
+            f"trio {importlib.metadata.version('trio')} moved the scheduler privates a repeatable virtual run needs"
+        )
+    flag, state = run._ALLOW_DETERMINISTIC_SCHEDULING, run._r.getstate()
+    run._ALLOW_DETERMINISTIC_SCHEDULING = True
+    run._r.seed(seed)
+    try:
+        yield
+    finally:
+        run._ALLOW_DETERMINISTIC_SCHEDULING = flag
+        run._r.setstate(state)
 
 
 def verdict_lines(outcome: Outcome) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -165,3 +167,14 @@ def test_cli_prints_a_verdict() -> None:
     assert "VERDICT: PASS" in r.output and "delivered exactly once" in r.output
     bad = CliRunner().invoke(cli, ["simnet", "run", "--nodes", "5", "--faults", "kill=Q01@1"])
     assert bad.exit_code == 2 and "not an agency of this network" in bad.output
+
+
+@pytest.mark.timeout(120)
+def test_a_virtual_run_puts_trios_scheduler_back(tmp_path: Path) -> None:
+    """Virtual mode makes trio's scheduler deterministic and seeds its RNG: for its own run only."""
+    core: Any = importlib.import_module("trio._core._run")
+    flag, state = core._ALLOW_DETERMINISTIC_SCHEDULING, core._r.getstate()
+    outcome = run_simulation(config(3, 2, 20, "none", seed=6), tmp_path, echo=lambda s: None)
+    assert outcome.ok
+    assert core._ALLOW_DETERMINISTIC_SCHEDULING is flag
+    assert core._r.getstate() == state
