@@ -311,7 +311,7 @@ class Simulation:
             return
         state, _, _ = e.thread_state(t.doc, t.recipient)
         if state.pending is Pending.TAKEBACK:
-            code = StatusCode(t.plan.takeback_answer)
+            code = t.plan.takeback_answer
         elif state.pending is Pending.CHANGE:
             code = StatusCode.AGREED
         elif state.phase is Phase.ARRIVED:

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass
 
 from protocol.agency import AgencyCode
+from protocol.status import StatusCode
 
 G22 = AgencyCode.parse("G22")
 PEAKS = ((0.10, 0.22), (0.55, 0.65))  # fractions of the run with 4x the base rate
@@ -45,16 +46,11 @@ class StatusPlan:
     reject: bool
     delays: tuple[float, ...]  # before 03/02, 04, 05..., 06
     processing_steps: int
-    takeback_answer: int  # 15 or 16 if asked to give the document back
+    takeback_answer: StatusCode  # AGREED (15) or REFUSED (16) if asked to give the document back
 
 
 def _intensity(frac: float) -> float:
     return PEAK_FACTOR if any(a <= frac < b for a, b in PEAKS) else 1.0
-
-
-def _mean_intensity() -> float:
-    peak = sum(b - a for a, b in PEAKS)
-    return peak * PEAK_FACTOR + (1 - peak)
 
 
 def plan_documents(
@@ -122,10 +118,5 @@ def plan_statuses(rng: random.Random, *, mean_delay_s: float) -> StatusPlan:
     reject = rng.random() < 0.05
     steps = rng.randint(1, 3)
     delays = tuple(rng.expovariate(1 / mean_delay_s) for _ in range(3 + steps))
-    return StatusPlan(reject=reject, delays=delays, processing_steps=steps, takeback_answer=15 if rng.random() < 0.6 else 16)
-
-
-def rate_profile(duration_s: float, count: int) -> list[tuple[float, float]]:
-    """Expected documents/s over the run (for the report): [(t, rate)]."""
-    base = count / duration_s / _mean_intensity()
-    return [(duration_s * k / 200, base * _intensity(k / 200)) for k in range(201)]
+    answer = StatusCode.AGREED if rng.random() < 0.6 else StatusCode.REFUSED
+    return StatusPlan(reject=reject, delays=delays, processing_steps=steps, takeback_answer=answer)
