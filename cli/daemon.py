@@ -55,7 +55,6 @@ def simnet_run(
         faults=faults,
         seed=seed,
         mode=mode,
-        report=report,
         relay_shards=relay,
         max_size=int(max_size_mb * (1 << 20)),
     )

@@ -49,6 +49,17 @@ class StatusPlan:
     takeback_answer: StatusCode  # AGREED (15) or REFUSED (16) if asked to give the document back
 
 
+@dataclass(frozen=True)
+class Workload:
+    plans: list[DocPlan]
+    senders: tuple[AgencyCode, ...]  # heaviest first (the Zipf ranks)
+
+    @property
+    def hub(self) -> AgencyCode:
+        """The agency that sends most: the Government Office (G22) when it is in the network."""
+        return self.senders[0]
+
+
 def _intensity(frac: float) -> float:
     return PEAK_FACTOR if any(a <= frac < b for a, b in PEAKS) else 1.0
 
@@ -62,7 +73,7 @@ def plan_documents(
     max_size: int = 40 << 20,
     broadcast_share: float = 0.02,
     peaks: bool = True,
-) -> list[DocPlan]:
+) -> Workload:
     """``count`` documents over ``duration_s`` seconds among ``agencies`` (``peaks=False``: a steady rate)."""
     if len(agencies) < 2:
         raise ValueError("a workload needs at least two agencies")
@@ -89,7 +100,7 @@ def plan_documents(
             to = rng.sample(others, min(len(others), rng.randint(4, 10)))
         size = int(min(max_size, max(2048, math.exp(rng.gauss(math.log(60 << 10), 1.6)))))
         plans.append(DocPlan(i, at, sender, tuple(sorted(to, key=str)), size, broadcast, rng.random() < 0.02 and not broadcast))
-    return plans
+    return Workload(plans, tuple(order))
 
 
 def _arrival_times(count: int, duration_s: float, rng: random.Random) -> list[float]:

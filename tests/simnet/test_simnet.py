@@ -16,6 +16,7 @@ from cli.main import cli
 from protocol.agency import AgencyCode
 from simnet.agencies import embedded_agencies, national_set
 from simnet.faults import FaultSpecError, parse_faults
+from simnet.inprocess import InProcessDriver
 from simnet.report import write_report
 from simnet.sim import SimConfig, Simulation, run_simulation
 from simnet.workload import PEAKS, plan_documents
@@ -83,16 +84,15 @@ def test_the_verdict_catches_lost_and_duplicated_deliveries(tmp_path: Path) -> N
     class Sabotaged(Simulation):
         async def _settle(self) -> bool:
             settled = await super()._settle()
+            assert isinstance(self.driver, InProcessDriver)
             (doc, plan) = next(iter(self.doc_plan.items()))
             victim = plan.recipients[0]
-            e = self.engine_of(victim)
-            assert e is not None
+            e = self.driver.engine_of(victim)
             b = e.store.batch()
             b.add_inbox(victim, InboxEntry(bytes(doc), str(plan.sender), 0))  # a second copy
             other_doc, other_plan = list(self.doc_plan.items())[1]
             loser = other_plan.recipients[0]
-            le = self.engine_of(loser)
-            assert le is not None
+            le = self.driver.engine_of(loser)
             seq, _ = le.store.inbox_entry(loser, other_doc)  # type: ignore[misc]
             from store import keys as k
 
@@ -102,11 +102,7 @@ def test_the_verdict_catches_lost_and_duplicated_deliveries(tmp_path: Path) -> N
             le.store.write(b2)
             return settled
 
-    import trio
-    import trio.testing
-
-    sim = Sabotaged(config(6, 10, 60, "none", seed=4), tmp_path, echo=lambda s: None)
-    outcome = trio.run(sim.run, clock=trio.testing.MockClock(autojump_threshold=0))
+    outcome = Sabotaged(config(6, 10, 60, "none", seed=4), tmp_path, echo=lambda s: None).execute()
     check = outcome.checks["delivered exactly once to every recipient"]
     assert not outcome.ok and not check["ok"]
     assert check["duplicates"] and check["missing"]
@@ -138,7 +134,7 @@ def test_fault_specs() -> None:
 
 def test_workload_looks_like_the_national_axis() -> None:
     codes = [a.code for a in AGENCIES]
-    plans = plan_documents(codes, count=5000, duration_s=1000, rng=random.Random(3))
+    plans = plan_documents(codes, count=5000, duration_s=1000, rng=random.Random(3)).plans
     senders = Counter(p.sender for p in plans)
     assert senders.most_common(1)[0][0] == AgencyCode.parse("G22")
     assert sum(n for _, n in senders.most_common(10)) > 0.4 * len(plans)  # a few send most
