@@ -268,10 +268,6 @@ class Cluster:
             await publisher.e().publish_directory([link])
         return link
 
-    def reconfigure(self, name: str, **changes: Any) -> None:
-        node = self.nodes[name]
-        node.config = dataclasses.replace(node.config, **changes)
-
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float, step: float = 0.05) -> None:
     """Poll ``predicate`` in (virtual or real) time; raise TimeoutError naming it if it stays false."""

@@ -49,7 +49,6 @@ class VirtualNetwork:
         self.nodes: dict[str, VirtualOverlay] = {}
         self.down: set[str] = set()
         self.groups: list[set[str]] | None = None
-        self.faults: dict[frozenset[str], LinkFaults] = {}
         self.everywhere = LinkFaults()  # applied to every link (delay and loss windows)
         self._base: dict[frozenset[str], float] = {}
         self.links: dict[str, set[str]] = {}  # who is connected to whom, both directions
@@ -76,11 +75,10 @@ class VirtualNetwork:
         key = frozenset((a, b))
         if key not in self._base:
             self._base[key] = self.random.uniform(*self.latency_ms)
-        extra = self.faults.get(key, LinkFaults()).delay_ms + self.everywhere.delay_ms
-        return (self._base[key] + extra) / 1000
+        return (self._base[key] + self.everywhere.delay_ms) / 1000
 
     def lost(self, a: str, b: str) -> bool:
-        p = max(self.loss, self.everywhere.loss, self.faults.get(frozenset((a, b)), LinkFaults()).loss)
+        p = max(self.loss, self.everywhere.loss)
         if p and self.random.random() < p:
             self.stats.lost += 1
             return True
