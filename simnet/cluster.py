@@ -201,7 +201,8 @@ class Cluster:
             node.scope.cancel()
             await node.stopped.wait()
 
-    async def _run(self, node: SimNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    # mypy reads trio-typing's stale trio stubs (a py-libp2p dependency), which lack trio.TaskStatus
+    async def _run(self, node: SimNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[name-defined]
         node.home.mkdir(parents=True, exist_ok=True)
         node.stopped = trio.Event()
         node.starts += 1
