@@ -199,8 +199,12 @@ class Simulation:
 
     def welcome(self, code: AgencyCode) -> None:
         """A joining agency takes part at once: the workload's hub welcomes it, and it answers."""
-        for i, (sender, to) in enumerate(((self.hub, code), (code, self.hub))):
-            plan = DocPlan(len(self.plans) + 2 * len(self.joined) + i, self.now(), sender, (to,), WELCOME_BYTES, False, False)
+        exchange = ((self.hub, code), (code, self.hub))
+        for i, (sender, to) in enumerate(exchange):
+            # Unique past the workload's indexes (the index seeds the bytes and the idempotency
+            # key), and the same numbers as before issue 12, so virtual runs repeat to the byte.
+            index = len(self.plans) + len(exchange) * len(self.joined) + i
+            plan = DocPlan(index, self.now(), sender, (to,), WELCOME_BYTES, False, False)
             self.extra.append(plan)
             self.nursery.start_soon(self._submit, plan)
 

@@ -174,3 +174,25 @@ def test_a_virtual_run_puts_trios_scheduler_back(tmp_path: Path) -> None:
     assert outcome.ok
     assert core._ALLOW_DETERMINISTIC_SCHEDULING is flag
     assert core._r.getstate() == state
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_joins_in_a_network_without_g22_are_welcomed_by_its_heaviest_sender_and_settle(tmp_path: Path) -> None:
+    """Each join adds its exchange with the workload's hub; the run waits for all of them, however many joins."""
+    agencies = [a for a in national_set(AGENCIES, 7) if a.code != AgencyCode.parse("G22")]
+    cfg = SimConfig(agencies=agencies, docs=8, duration_s=60, faults="join=H98@20%,join=H99@40%", seed=3, max_size=256 << 10)
+    sim = Simulation(cfg, tmp_path, echo=lambda s: None)
+    outcome = sim.execute()
+    assert outcome.ok, json.dumps(outcome.checks, indent=1, default=str)
+    assert sim.hub in {a.code for a in agencies}
+    h98, h99 = AgencyCode.parse("H98"), AgencyCode.parse("H99")
+    assert [(p.sender, p.recipients) for p in sim.extra] == [
+        (sim.hub, (h98,)),
+        (h98, (sim.hub,)),
+        (sim.hub, (h99,)),
+        (h99, (sim.hub,)),
+    ]
+    indexes = [p.index for p in [*sim.plans, *sim.extra]]
+    assert len(set(indexes)) == len(indexes)
+    assert outcome.stats["documents"] == 8 + 4 and len(sim.sent) == len(sim.plans) + len(sim.extra)
