@@ -43,6 +43,7 @@ def simnet_run(
 
     from protocol.agency import parse_agency_list
     from simnet.agencies import embedded_agencies, national_set
+    from simnet.config import Mode
     from simnet.sim import SimConfig, run_simulation, verdict_lines
 
     listing = parse_agency_list(agencies.read_text("utf-8")) if agencies is not None else embedded_agencies()
@@ -54,8 +55,7 @@ def simnet_run(
         duration_s=duration,
         faults=faults,
         seed=seed,
-        mode=mode,
-        report=report,
+        mode=Mode(mode),
         relay_shards=relay,
         max_size=int(max_size_mb * (1 << 20)),
     )

@@ -202,7 +202,8 @@ class Cluster:
             node.scope.cancel()
             await node.stopped.wait()
 
-    async def _run(self, node: SimNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    # mypy reads trio-typing's stale trio stubs (a py-libp2p dependency), which lack trio.TaskStatus
+    async def _run(self, node: SimNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[name-defined]
         node.home.mkdir(parents=True, exist_ok=True)
         node.stopped = trio.Event()
         node.starts += 1
@@ -268,10 +269,6 @@ class Cluster:
         if publisher is not None:
             await publisher.e().membership.publish_directory([link])
         return link
-
-    def reconfigure(self, name: str, **changes: Any) -> None:
-        node = self.nodes[name]
-        node.config = dataclasses.replace(node.config, **changes)
 
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float, step: float = 0.05) -> None:

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import enum
 import random
 import re
 from dataclasses import dataclass
@@ -27,7 +28,19 @@ from dataclasses import dataclass
 from protocol.agency import AgencyCode
 from protocol.errors import AgencyCodeError, SchemaError
 
-KINDS = ("kill", "partition", "delay", "loss", "rekey", "join", "forge")
+
+class FaultKind(enum.StrEnum):
+    KILL = "kill"
+    PARTITION = "partition"
+    DELAY = "delay"
+    LOSS = "loss"
+    REKEY = "rekey"
+    JOIN = "join"
+    FORGE = "forge"
+
+
+WINDOWED = {FaultKind.KILL, FaultKind.PARTITION, FaultKind.DELAY, FaultKind.LOSS}  # last a while (10 % of the run unless said)
+NAMING_AN_AGENCY = {FaultKind.KILL, FaultKind.REKEY, FaultKind.JOIN}
 DEFAULT = (
     "kill=random@20%+10%,partition=gov|prov@40%+12%,delay=300@60%+8%,loss=0.2@70%+8%,rekey=random@50%,join=H99@30%,forge@35%"
 )
@@ -40,14 +53,10 @@ class FaultSpecError(SchemaError):
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str
+    kind: FaultKind
     arg: str
     start_s: float
     length_s: float
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.length_s
 
     def label(self) -> str:
         return f"{self.kind}{'=' + self.arg if self.arg else ''}"
@@ -70,34 +79,32 @@ def parse_faults(spec: str, *, duration_s: float, agencies: list[AgencyCode], rn
         m = _ITEM.match(item.strip())
         if not m:
             raise FaultSpecError(f"{item!r}: expected KIND[=ARG]@START[+LENGTH], e.g. kill=H29@30%+10%")
-        kind, arg = m["kind"], (m["arg"] or "").strip()
-        if kind not in KINDS:
-            raise FaultSpecError(f"{item!r}: unknown fault {kind!r}; known: {', '.join(KINDS)}")
+        arg = (m["arg"] or "").strip()
+        try:
+            kind = FaultKind(m["kind"])
+        except ValueError:
+            raise FaultSpecError(f"{item!r}: unknown fault {m['kind']!r}; known: {', '.join(FaultKind)}") from None
         start = _time(m["start"], duration_s)
-        length = (
-            _time(m["length"], duration_s)
-            if m["length"]
-            else (0.1 * duration_s if kind in ("kill", "partition", "delay", "loss") else 0.0)
-        )
-        if arg == "random" and kind in ("kill", "rekey"):
+        length = _time(m["length"], duration_s) if m["length"] else (0.1 * duration_s if kind in WINDOWED else 0.0)
+        if arg == "random" and kind in (FaultKind.KILL, FaultKind.REKEY):
             if not candidates:
                 raise FaultSpecError(f"{item!r}: no agency to pick at random")
             arg = str(rng.choice(candidates))
-        if kind in ("kill", "rekey", "join"):
+        if kind in NAMING_AN_AGENCY:
             try:
                 arg = str(AgencyCode.parse(arg))
             except AgencyCodeError as exc:
                 raise FaultSpecError(f"{item!r}: {exc.message}") from None
-            if kind != "join" and AgencyCode.parse(arg) not in agencies:
+            if kind is not FaultKind.JOIN and AgencyCode.parse(arg) not in agencies:
                 raise FaultSpecError(f"{item!r}: {arg} is not an agency of this network")
-        if kind in ("delay", "loss"):
+        if kind in (FaultKind.DELAY, FaultKind.LOSS):
             try:
                 value = float(arg)
             except ValueError:
                 raise FaultSpecError(f"{item!r}: {kind} needs a number") from None
-            if kind == "loss" and not 0 <= value < 1:
+            if kind is FaultKind.LOSS and not 0 <= value < 1:
                 raise FaultSpecError(f"{item!r}: loss is a fraction below 1")
-        if kind == "partition" and not arg:
+        if kind is FaultKind.PARTITION and not arg:
             raise FaultSpecError(f"{item!r}: say how to split: gov|prov, half, or codes like H29|H17")
         faults.append(Fault(kind, arg, start, length))
     return sorted(faults, key=lambda f: f.start_s)

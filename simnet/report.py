@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .sim import Outcome
+from .config import Outcome
 
 FAULT_COLOURS = {"kill": "#d62728", "partition": "#9467bd", "delay": "#ff7f0e", "loss": "#8c564b"}
 POINT_FAULTS = ("rekey", "join", "forge")

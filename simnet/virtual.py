@@ -49,7 +49,6 @@ class VirtualNetwork:
         self.nodes: dict[str, VirtualOverlay] = {}
         self.down: set[str] = set()
         self.groups: list[set[str]] | None = None
-        self.faults: dict[frozenset[str], LinkFaults] = {}
         self.everywhere = LinkFaults()  # applied to every link (delay and loss windows)
         self._base: dict[frozenset[str], float] = {}
         self.links: dict[str, set[str]] = {}  # who is connected to whom, both directions
@@ -76,11 +75,10 @@ class VirtualNetwork:
         key = frozenset((a, b))
         if key not in self._base:
             self._base[key] = self.random.uniform(*self.latency_ms)
-        extra = self.faults.get(key, LinkFaults()).delay_ms + self.everywhere.delay_ms
-        return (self._base[key] + extra) / 1000
+        return (self._base[key] + self.everywhere.delay_ms) / 1000
 
     def lost(self, a: str, b: str) -> bool:
-        p = max(self.loss, self.everywhere.loss, self.faults.get(frozenset((a, b)), LinkFaults()).loss)
+        p = max(self.loss, self.everywhere.loss)
         if p and self.random.random() < p:
             self.stats.lost += 1
             return True
@@ -169,7 +167,8 @@ class VirtualOverlay:
     def peer_id(self) -> str:
         return self._peer_id
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    # mypy reads trio-typing's stale trio stubs (a py-libp2p dependency), which lack trio.TaskStatus
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[name-defined]
         """Attach this node to the network for as long as the task runs."""
         try:
             async with trio.open_nursery() as nursery:
@@ -233,28 +232,34 @@ class VirtualOverlay:
         net = self.net
         net.stats.requests += 1
         net.stats.request_bytes += len(data)
-        with trio.move_on_after(timeout) as scope:
-            if not net.reachable(self._peer_id, peer):
-                raise OverlayError(peer, "not connected")
-            delay = net.latency_s(self._peer_id, peer)
-            if net.lost(self._peer_id, peer):
-                await trio.sleep(timeout)
-            await trio.sleep(delay)
-            other = net.nodes[peer]
-            handler = other.handlers.get(protocol)
-            if handler is None or other.nursery is None or not net.reachable(self._peer_id, peer):
-                raise OverlayError(peer, f"protocol {protocol} not supported or peer gone")
-            response = await _call_in(other.nursery, handler, self._peer_id, data)
-            if response is None:
-                raise OverlayError(peer, "peer stopped while answering")
-            await trio.sleep(delay)
-            if not net.reachable(self._peer_id, peer):
-                raise OverlayError(peer, "connection lost")
-            if len(response) > max_response_bytes:
-                raise OverlayError(peer, "response too large")
-            return response
-        assert scope.cancelled_caught
-        raise OverlayError(peer, f"no answer within {timeout} s")
+        response: bytes | None = None
+        with trio.move_on_after(timeout):
+            response = await self._exchange(peer, protocol, data, timeout=timeout, max_response_bytes=max_response_bytes)
+        if response is None:  # _exchange answers or raises: None is the timeout
+            raise OverlayError(peer, f"no answer within {timeout} s")
+        return response
+
+    async def _exchange(self, peer: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:
+        net = self.net
+        if not net.reachable(self._peer_id, peer):
+            raise OverlayError(peer, "not connected")
+        delay = net.latency_s(self._peer_id, peer)
+        if net.lost(self._peer_id, peer):
+            await trio.sleep(timeout)
+        await trio.sleep(delay)
+        other = net.nodes[peer]
+        handler = other.handlers.get(protocol)
+        if handler is None or other.nursery is None or not net.reachable(self._peer_id, peer):
+            raise OverlayError(peer, f"protocol {protocol} not supported or peer gone")
+        response = await _call_in(other.nursery, handler, self._peer_id, data)
+        if response is None:
+            raise OverlayError(peer, "peer stopped while answering")
+        await trio.sleep(delay)
+        if not net.reachable(self._peer_id, peer):
+            raise OverlayError(peer, "connection lost")
+        if len(response) > max_response_bytes:
+            raise OverlayError(peer, "response too large")
+        return response
 
     def refresh(self) -> None:
         pass  # membership is not simulated: every node of the cluster is in the directory

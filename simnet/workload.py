@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass
 
 from protocol.agency import AgencyCode
+from protocol.status import StatusCode
 
 G22 = AgencyCode.parse("G22")
 PEAKS = ((0.10, 0.22), (0.55, 0.65))  # fractions of the run with 4x the base rate
@@ -45,16 +46,22 @@ class StatusPlan:
     reject: bool
     delays: tuple[float, ...]  # before 03/02, 04, 05..., 06
     processing_steps: int
-    takeback_answer: int  # 15 or 16 if asked to give the document back
+    takeback_answer: StatusCode  # AGREED (15) or REFUSED (16) if asked to give the document back
+
+
+@dataclass(frozen=True)
+class Workload:
+    plans: list[DocPlan]
+    senders: tuple[AgencyCode, ...]  # heaviest first (the Zipf ranks)
+
+    @property
+    def hub(self) -> AgencyCode:
+        """The agency that sends most: the Government Office (G22) when it is in the network."""
+        return self.senders[0]
 
 
 def _intensity(frac: float) -> float:
     return PEAK_FACTOR if any(a <= frac < b for a, b in PEAKS) else 1.0
-
-
-def _mean_intensity() -> float:
-    peak = sum(b - a for a, b in PEAKS)
-    return peak * PEAK_FACTOR + (1 - peak)
 
 
 def plan_documents(
@@ -66,7 +73,7 @@ def plan_documents(
     max_size: int = 40 << 20,
     broadcast_share: float = 0.02,
     peaks: bool = True,
-) -> list[DocPlan]:
+) -> Workload:
     """``count`` documents over ``duration_s`` seconds among ``agencies`` (``peaks=False``: a steady rate)."""
     if len(agencies) < 2:
         raise ValueError("a workload needs at least two agencies")
@@ -93,7 +100,7 @@ def plan_documents(
             to = rng.sample(others, min(len(others), rng.randint(4, 10)))
         size = int(min(max_size, max(2048, math.exp(rng.gauss(math.log(60 << 10), 1.6)))))
         plans.append(DocPlan(i, at, sender, tuple(sorted(to, key=str)), size, broadcast, rng.random() < 0.02 and not broadcast))
-    return plans
+    return Workload(plans, tuple(order))
 
 
 def _arrival_times(count: int, duration_s: float, rng: random.Random) -> list[float]:
@@ -122,10 +129,5 @@ def plan_statuses(rng: random.Random, *, mean_delay_s: float) -> StatusPlan:
     reject = rng.random() < 0.05
     steps = rng.randint(1, 3)
     delays = tuple(rng.expovariate(1 / mean_delay_s) for _ in range(3 + steps))
-    return StatusPlan(reject=reject, delays=delays, processing_steps=steps, takeback_answer=15 if rng.random() < 0.6 else 16)
-
-
-def rate_profile(duration_s: float, count: int) -> list[tuple[float, float]]:
-    """Expected documents/s over the run (for the report): [(t, rate)]."""
-    base = count / duration_s / _mean_intensity()
-    return [(duration_s * k / 200, base * _intensity(k / 200)) for k in range(201)]
+    answer = StatusCode.AGREED if rng.random() < 0.6 else StatusCode.REFUSED
+    return StatusPlan(reject=reject, delays=delays, processing_steps=steps, takeback_answer=answer)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from simnet.agencies import embedded_agencies, national_set
-from simnet.sim import Outcome, SimConfig, run_simulation, verdict_lines
+from simnet.sim import Mode, Outcome, SimConfig, run_simulation, verdict_lines
 
 pytestmark = pytest.mark.slow
 
 
-def config(mode: str, n: int, docs: int, duration: float, faults: str, seed: int) -> SimConfig:
+def config(mode: Mode, n: int, docs: int, duration: float, faults: str, seed: int) -> SimConfig:
     return SimConfig(
         agencies=national_set(embedded_agencies(), n),
         docs=docs,
@@ -44,7 +44,7 @@ def run_passing(cfg: SimConfig, root: Path) -> Outcome:
 
 @pytest.mark.timeout(240)
 def test_libp2p_mode_delivers_everything_through_a_kill_a_partition_a_delay_and_a_forgery(tmp_path: Path) -> None:
-    cfg = config("libp2p", 4, 12, 40, "kill=G01@25%+25%,forge@40%,partition=half@55%+20%,delay=100@50%+10%", seed=4)
+    cfg = config(Mode.LIBP2P, 4, 12, 40, "kill=G01@25%+25%,forge@40%,partition=half@55%+20%,delay=100@50%+10%", seed=4)
     outcome = run_passing(cfg, tmp_path)
     seen = events(outcome.timeline)
     assert {"kill", "restart", "forge", "partition", "heal"} <= seen
@@ -60,7 +60,7 @@ def test_libp2p_mode_delivers_everything_through_a_kill_a_partition_a_delay_and_
 
 @pytest.mark.timeout(300)
 def test_processes_mode_survives_sigkill_and_skips_what_it_cannot_inject(tmp_path: Path) -> None:
-    cfg = config("processes", 3, 10, 30, "kill=A01@30%+20%,partition=half@50%+10%", seed=5)
+    cfg = config(Mode.PROCESSES, 3, 10, 30, "kill=A01@30%+20%,partition=half@50%+10%", seed=5)
     outcome = run_passing(cfg, tmp_path)
     seen = events(outcome.timeline)
     assert {"kill", "restart", "partition.skipped"} <= seen

@@ -1,4 +1,4 @@
-"""The libp2p-mode delay shim on real hosts: a request round trip pays the delay on both reads."""
+"""The libp2p-mode delay shim on real hosts: a request round trip pays the delay on both reads; the library is restored after."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 import trio
+from libp2p.io.trio import TrioTCPStream
 
 from identity.keys import NodeKey
 from simnet.cluster import free_port, wait_until
@@ -41,14 +42,29 @@ def test_the_delay_shim_slows_every_read_on_real_connections_and_turns_off() -> 
                 await wait_until(lambda: b_key.peer_id in a.connected_peers(), timeout=15)
                 await round_trip()  # warm: the first stream negotiates protocols
                 before = min([await round_trip() for _ in range(3)])
-                try:
-                    LinkDelay.set(200)
-                    delayed = min([await round_trip() for _ in range(3)])
-                finally:
-                    LinkDelay.set(0)
+                delay.set(200)
+                assert TrioTCPStream.read is not library_read  # patched on first use, inside the run only
+                delayed = min([await round_trip() for _ in range(3)])
+                delay.set(0)
                 after = min([await round_trip() for _ in range(3)])
                 assert delayed >= 0.4, delayed  # the request read at b, the response read at a
                 assert delayed >= before + 0.3 and delayed >= after + 0.3, (before, delayed, after)
                 n.cancel_scope.cancel()
 
-    trio.run(main)
+    library_read = TrioTCPStream.read
+    with LinkDelay() as delay:
+        assert TrioTCPStream.read is library_read  # nothing patched until a delay is set
+        trio.run(main)
+    assert TrioTCPStream.read is library_read  # the run is over: the library is as it was
+
+
+def test_the_shim_refuses_a_read_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A py-libp2p update that reshapes TrioTCPStream.read fails the run loudly instead of delaying nothing."""
+
+    def read(self: TrioTCPStream, size: int) -> bytes:
+        return b""
+
+    monkeypatch.setattr(TrioTCPStream, "read", read)
+    with LinkDelay() as delay, pytest.raises(RuntimeError, match=r"TrioTCPStream\.read"):
+        delay.set(100)
+    assert TrioTCPStream.read is read

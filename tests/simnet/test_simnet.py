@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +16,7 @@ from cli.main import cli
 from protocol.agency import AgencyCode
 from simnet.agencies import embedded_agencies, national_set
 from simnet.faults import FaultSpecError, parse_faults
+from simnet.inprocess import InProcessDriver
 from simnet.report import write_report
 from simnet.sim import SimConfig, Simulation, run_simulation
 from simnet.workload import PEAKS, plan_documents
@@ -81,16 +84,15 @@ def test_the_verdict_catches_lost_and_duplicated_deliveries(tmp_path: Path) -> N
     class Sabotaged(Simulation):
         async def _settle(self) -> bool:
             settled = await super()._settle()
+            assert isinstance(self.driver, InProcessDriver)
             (doc, plan) = next(iter(self.doc_plan.items()))
             victim = plan.recipients[0]
-            e = self.engine_of(victim)
-            assert e is not None
+            e = self.driver.engine_of(victim)
             b = e.store.batch()
             b.add_inbox(victim, InboxEntry(bytes(doc), str(plan.sender), 0))  # a second copy
             other_doc, other_plan = list(self.doc_plan.items())[1]
             loser = other_plan.recipients[0]
-            le = self.engine_of(loser)
-            assert le is not None
+            le = self.driver.engine_of(loser)
             seq, _ = le.store.inbox_entry(loser, other_doc)  # type: ignore[misc]
             from store import keys as k
 
@@ -100,11 +102,7 @@ def test_the_verdict_catches_lost_and_duplicated_deliveries(tmp_path: Path) -> N
             le.store.write(b2)
             return settled
 
-    import trio
-    import trio.testing
-
-    sim = Sabotaged(config(6, 10, 60, "none", seed=4), tmp_path, echo=lambda s: None)
-    outcome = trio.run(sim.run, clock=trio.testing.MockClock(autojump_threshold=0))
+    outcome = Sabotaged(config(6, 10, 60, "none", seed=4), tmp_path, echo=lambda s: None).execute()
     check = outcome.checks["delivered exactly once to every recipient"]
     assert not outcome.ok and not check["ok"]
     assert check["duplicates"] and check["missing"]
@@ -136,7 +134,7 @@ def test_fault_specs() -> None:
 
 def test_workload_looks_like_the_national_axis() -> None:
     codes = [a.code for a in AGENCIES]
-    plans = plan_documents(codes, count=5000, duration_s=1000, rng=random.Random(3))
+    plans = plan_documents(codes, count=5000, duration_s=1000, rng=random.Random(3)).plans
     senders = Counter(p.sender for p in plans)
     assert senders.most_common(1)[0][0] == AgencyCode.parse("G22")
     assert sum(n for _, n in senders.most_common(10)) > 0.4 * len(plans)  # a few send most
@@ -165,3 +163,36 @@ def test_cli_prints_a_verdict() -> None:
     assert "VERDICT: PASS" in r.output and "delivered exactly once" in r.output
     bad = CliRunner().invoke(cli, ["simnet", "run", "--nodes", "5", "--faults", "kill=Q01@1"])
     assert bad.exit_code == 2 and "not an agency of this network" in bad.output
+
+
+@pytest.mark.timeout(120)
+def test_a_virtual_run_puts_trios_scheduler_back(tmp_path: Path) -> None:
+    """Virtual mode makes trio's scheduler deterministic and seeds its RNG: for its own run only."""
+    core: Any = importlib.import_module("trio._core._run")
+    flag, state = core._ALLOW_DETERMINISTIC_SCHEDULING, core._r.getstate()
+    outcome = run_simulation(config(3, 2, 20, "none", seed=6), tmp_path, echo=lambda s: None)
+    assert outcome.ok
+    assert core._ALLOW_DETERMINISTIC_SCHEDULING is flag
+    assert core._r.getstate() == state
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_joins_in_a_network_without_g22_are_welcomed_by_its_heaviest_sender_and_settle(tmp_path: Path) -> None:
+    """Each join adds its exchange with the workload's hub; the run waits for all of them, however many joins."""
+    agencies = [a for a in national_set(AGENCIES, 7) if a.code != AgencyCode.parse("G22")]
+    cfg = SimConfig(agencies=agencies, docs=8, duration_s=60, faults="join=H98@20%,join=H99@40%", seed=3, max_size=256 << 10)
+    sim = Simulation(cfg, tmp_path, echo=lambda s: None)
+    outcome = sim.execute()
+    assert outcome.ok, json.dumps(outcome.checks, indent=1, default=str)
+    assert sim.hub in {a.code for a in agencies}
+    h98, h99 = AgencyCode.parse("H98"), AgencyCode.parse("H99")
+    assert [(p.sender, p.recipients) for p in sim.extra] == [
+        (sim.hub, (h98,)),
+        (h98, (sim.hub,)),
+        (sim.hub, (h99,)),
+        (h99, (sim.hub,)),
+    ]
+    indexes = [p.index for p in [*sim.plans, *sim.extra]]
+    assert len(set(indexes)) == len(indexes)
+    assert outcome.stats["documents"] == 8 + 4 and len(sim.sent) == len(sim.plans) + len(sim.extra)
