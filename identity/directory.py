@@ -13,6 +13,9 @@ nodes keep newer links they receive in their store.
 
 Hosted codes are not listed on node records: they are derived from the
 agencies' ``node`` field, so the two can never disagree.
+
+Why one module: records, deltas, signing and the chain are one format, verified together;
+docs/directory.md follows it section by section.
 """
 
 from __future__ import annotations

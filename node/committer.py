@@ -38,8 +38,6 @@ class GroupCommitter:
         self._queue: list[tuple[Batch, trio.Event, list[BaseException], bool]] = []
         self._wake = trio.Event()
         self.commits = 0
-        self.fsyncs = 0
-        self.batches = 0
 
     async def commit(self, batch: Batch) -> None:
         """Return once ``batch`` is durable; raises StoreError if the write failed."""
@@ -77,8 +75,6 @@ class GroupCommitter:
                     done.set()
                 raise
             self.commits += 1
-            self.fsyncs += durable
-            self.batches += len(taken)
             for batch, done, _, _ in taken:
                 for callback in batch.after_write:
                     callback()

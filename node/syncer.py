@@ -68,7 +68,6 @@ class Syncer:
         self.peak_active = 0  # most rounds ever in flight at once (never above sync.parallel)
         self.rounds = 0
         self.skipped = 0
-        self.pulled = 0
 
     def sync_soon(self, peer: str) -> None:
         self._soon[peer] = None
@@ -201,7 +200,6 @@ class Syncer:
                 if not page.entries:
                     break
         self.rounds += 1
-        self.pulled += new
         self.metrics.inc("sync_rounds")
         if new:
             self.metrics.inc("sync_envelopes_pulled", new)

@@ -18,6 +18,9 @@ idempotency keys. It sorts what it finds into
 read and drops the rest), then makes the records consistent again and resets
 the sync cursors so the node re-reads its peers' logs. Memory: about 100
 bytes per envelope and per document, for the reference sets.
+
+Why one module: check, gc and repair walk the same references in the same order; repair acts
+on what check finds, so the two are read side by side.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ docs/performance.md); any error LevelDB reports on a read becomes
 (``TRUC-DAMAGED``) so the node does not start on it again until
 ``truc store check`` finds the store sound, and is handed to
 ``on_corruption`` so the node can stop.
+
+Why one module: the key layout (store/keys.py) is read and written only here; the reads and
+the Batch that writes each keyspace stay side by side, so they are reviewed together.
 """
 
 from __future__ import annotations

@@ -105,3 +105,15 @@ def test_checker_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    import plyvel\n    from trio import sleep\n")
     assert {"plyvel", "trio"} <= imports_of(bad)
+
+
+def test_a_module_over_500_lines_says_why_it_is_one_module() -> None:
+    """Issue 12: no module over ~500 lines without a reason written at its top."""
+    long = []
+    for package in PACKAGES:
+        for path in source_files(package):
+            text = path.read_text("utf-8")
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if text.count("\n") > 500 and "Why one module" not in doc:
+                long.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert not long, "split these, or say at their top why they are one module: " + ", ".join(long)

@@ -9,6 +9,9 @@ mapping; the tree stays the source of truth for export.
 ``Package.from_tree`` is the one place that decides whether a header is
 acceptable: the reader, the builders and the CBOR decoder all go through it,
 so a package is valid however it was made.
+
+Why one module: ``Package.from_tree`` is the one gate every header passes, and the typed
+views it builds are read together with it.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ threshold, which measured faster than larger buffers) and flushes at the end
 of every ``feed``. So a 134 MB base64 text node is decoded piece by piece
 (at most 768 KiB decoded at a time) and handed on. Feed pieces of 64 KiB or
 so: that is the fastest size measured (docs/edxml.md).
+
+Why one module: the parser's state (the element stack, depth and counts, the base64 lane,
+the attachment decoders) is one state machine; split, that state would be passed around.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ Writing. :func:`zip_one` wraps one file as VNPT's library does: a single
 deflated entry ``<uuid>.<ext>`` written in streaming mode, sizes and CRC in a
 data descriptor after the data (what ``java.util.zip.ZipOutputStream`` does
 for a deflated entry), so the file is read once and never held.
+
+Why one module: reading and writing share the format's structures (local headers, data
+descriptors, the central directory, the CRC and size rules); split, each half would declare them again.
 """
 
 from __future__ import annotations
