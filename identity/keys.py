@@ -193,15 +193,10 @@ def read_toml_file(path: Path, *, secret: bool, expect_type: str) -> dict[str, A
     Raises KeyFileError naming the file: missing, unreadable, wrong type, or
     (for secret keys) readable by group or others.
     """
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise KeyFileError(f"{path} does not exist") from None
-    if secret and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{path} is readable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"a secret key must be private: chmod 600 {path}"
-        )
+    if secret:
+        check_private(path, "a secret key")
+    elif not path.exists():
+        raise KeyFileError(f"{path} does not exist")
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -218,14 +213,19 @@ def check_private_dir(path: Path) -> None:
     tells them which agencies' keys live here, and one they can write lets
     them swap a key file.
     """
+    check_private(path, "a folder of secret keys", folder=True)
+
+
+def check_private(path: Path, what: str, *, folder: bool = False) -> None:
+    """Raise KeyFileError unless ``path`` exists and group and others have no access (the message has the chmod)."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise KeyFileError(f"{path} does not exist") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
-            f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"a folder of secret keys must be private: chmod 700 {path}"
+            f"{path} is {'open to' if folder else 'readable by'} other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"{what} must be private: chmod {'700' if folder else '600'} {path}"
         )
 
 

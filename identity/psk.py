@@ -24,12 +24,11 @@ others can read it (like the node's own key files).
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from protocol.errors import KeyFileError
 
-from .keys import Rng
+from .keys import Rng, check_private
 
 PSK_BYTES = 32
 HEADER = "/key/swarm/psk/1.0.0/"
@@ -96,15 +95,7 @@ def save_psk_file(path: Path, key: bytes, *, overwrite: bool = False) -> None:
 
 def load_psk_file(path: Path) -> bytes:
     """Read and check a key file; raises KeyFileError: missing, readable by others, or not a PSK v1 file."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise KeyFileError(f"{path} does not exist") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{path} is readable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"the network's private key must be private: chmod 600 {path}"
-        )
+    check_private(path, "the network's private key")
     try:
         text = path.read_bytes().decode("ascii")
     except OSError as exc:

@@ -4,7 +4,7 @@ Both ``truc run`` (node/daemon.py) and simnet's in-process nodes
 (simnet/cluster.py) build a node here, so they cannot differ. Read it and
 you know what a node is made of; docs/architecture.md draws the same graph.
 
-    NodeCore ── shared state: config, store, trust, keys, clock, lifecycle
+    NodeCore ── shared state: config, store, trust, keys, clock, lifecycle (built by the caller first)
       └─ overlay (given: py-libp2p, or simnet's virtual wire) reads core.trust through a DirectoryGate
     Outbox ─ Statuses ─ Inbound ─ Membership ─ Submission ─ Retention
     workers: DeliveryWorker (outbox), BlockFetcher, Syncer; GossipBatcher
@@ -13,61 +13,19 @@ you know what a node is made of; docs/architecture.md draws the same graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from identity.keys import AgencyKeys, Rng
-from identity.trust import Trust
-from protocol.agency import AgencyCode
-from protocol.config import NodeConfig
-from protocol.envelope import Envelope
-from store.store import Store
-
 from .batcher import GossipBatcher
-from .committer import Offload
-from .core import Clock, NodeCore
+from .core import NodeCore
 from .delivery import DeliveryWorker
 from .engine import Engine
 from .fetcher import BlockFetcher
 from .inbound import Arrival, Inbound
-from .log import Log
 from .membership import Membership
-from .metrics import Metrics
 from .outbox import Outbox
 from .overlay import Overlay, shard_topic
 from .retention import Retention
 from .statuses import Statuses
 from .submission import Submission
 from .syncer import Syncer
-
-
-def node_core(
-    *,
-    config: NodeConfig,
-    store: Store,
-    trust: Trust,
-    chain: Sequence[Envelope],
-    hosted: dict[AgencyCode, AgencyKeys],
-    peer_id: str,
-    clock: Clock,
-    rng: Rng,
-    offload: Offload,
-    log: Log,
-    metrics: Metrics,
-) -> NodeCore:
-    """The shared state a node's parts are built on (before its overlay, which reads ``trust`` from it)."""
-    return NodeCore(
-        config=config,
-        store=store,
-        trust=trust,
-        chain=list(chain),
-        hosted=hosted,
-        peer_id=peer_id,
-        clock=clock,
-        rng=rng,
-        offload=offload,
-        log=log,
-        metrics=metrics,
-    )
 
 
 class DirectoryGate:

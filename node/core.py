@@ -201,3 +201,21 @@ class NodeCore:
 
     def blocks_missing(self, h: MessageHeader) -> list[int]:
         return [i for i, d in enumerate(h.body.blocks) if not self.store.has_block(d)]
+
+
+class Part:
+    """A part of a node built on its core: the names every part reads, given once.
+
+    ``trust`` is not among them: it is replaced when a newer directory serial
+    applies, so parts read ``self.n.trust`` each time.
+    """
+
+    def __init__(self, n: NodeCore) -> None:
+        self.n = n
+        self.store = n.store
+        self.committer = n.committer
+        self.config = n.config
+        self.hosted = n.hosted
+        self.clock = n.clock
+        self.log = n.log
+        self.metrics = n.metrics

@@ -43,8 +43,9 @@ from store.store import Store
 
 from . import http, systemd
 from .access import AccessPolicy
-from .assemble import DirectoryGate, assemble, node_core
+from .assemble import DirectoryGate, assemble
 from .committer import run_in_thread
+from .core import NodeCore
 from .engine import Engine
 from .ipc import IpcServer
 from .log import Log, capture_library_logs
@@ -119,7 +120,7 @@ async def run_node(
         if cfg.metrics_listen:
             metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen))
         metrics = Metrics()
-        core = node_core(
+        core = NodeCore(
             config=cfg,
             store=store,
             trust=Trust(directory, authority),

@@ -36,7 +36,7 @@ from protocol.status import Role, StatusCode
 from store.records import DocRecord, DocRole
 from store.store import Batch
 
-from .core import NodeCore, Post, in_flight
+from .core import NodeCore, Part, Post, in_flight
 from .outbox import Outbox
 from .statuses import Statuses
 
@@ -57,7 +57,7 @@ class Arrival(enum.Enum):
     PARKED = "parked"  # re-checked when its document arrived
 
 
-class Inbound:
+class Inbound(Part):
     def __init__(
         self,
         n: NodeCore,
@@ -68,18 +68,11 @@ class Inbound:
         answer_sync: Callable[[m.SyncRequest, str], bytes],
     ) -> None:
         """``want_blocks`` queues a document's blocks for fetching; ``answer_sync`` answers a peer's sync request."""
-        self.n = n
+        super().__init__(n)
         self.outbox = outbox
         self.statuses = statuses
         self.want_blocks = want_blocks
         self.answer_sync = answer_sync
-        self.store = n.store
-        self.committer = n.committer
-        self.config = n.config
-        self.hosted = n.hosted
-        self.clock = n.clock
-        self.log = n.log
-        self.metrics = n.metrics
         self._parking: dict[Digest, set[Digest]] = {}  # parked statuses in batches not yet written
         self.parked_by: Counter[AgencyCode] = Counter()  # parked statuses per author, counted at start
 

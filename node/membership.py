@@ -21,14 +21,14 @@ from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Env
 from protocol.errors import DirectoryError, SchemaError, TrucError
 from protocol.status import Role
 
-from .core import NodeCore, Post
+from .core import NodeCore, Part, Post
 from .inbound import Inbound
 from .outbox import REFUSALS_SHOWN_MS, REFUSED_BY_RECIPIENT, Outbox
 from .overlay import Overlay, directory_topic, shard_topic
 from .statuses import Statuses
 
 
-class Membership:
+class Membership(Part):
     def __init__(
         self,
         n: NodeCore,
@@ -41,20 +41,13 @@ class Membership:
         peer_seen: Callable[[Sequence[AgencyCode]], None],
     ) -> None:
         """``sync_soon`` queues a catch-up round with a peer; ``peer_seen`` makes what waits for its agencies due."""
-        self.n = n
+        super().__init__(n)
         self.overlay = overlay
         self.outbox = outbox
         self.statuses = statuses
         self.inbound = inbound
         self.sync_soon = sync_soon
         self.peer_seen = peer_seen
-        self.store = n.store
-        self.committer = n.committer
-        self.config = n.config
-        self.hosted = n.hosted
-        self.clock = n.clock
-        self.log = n.log
-        self.metrics = n.metrics
         self.last_seen: dict[str, int] = {}
 
     def dir_validate(self, topic: str, peer: str, data: bytes) -> bool:

@@ -27,20 +27,14 @@ from protocol.status import HistoryItem, Phase, Role, StatusCode, ThreadState, c
 from store.records import DocRecord, HistoryRecord, InboxEntry
 from store.store import Batch
 
-from .core import NodeCore, Post
+from .core import NodeCore, Part, Post
 from .outbox import Outbox
 
 
-class Statuses:
+class Statuses(Part):
     def __init__(self, n: NodeCore, outbox: Outbox) -> None:
-        self.n = n
+        super().__init__(n)
         self.outbox = outbox
-        self.store = n.store
-        self.committer = n.committer
-        self.hosted = n.hosted
-        self.clock = n.clock
-        self.log = n.log
-        self.metrics = n.metrics
 
     def check_open(self, h: MessageHeader, code: AgencyCode, blocks: Any) -> DocumentMeta | RemoteError:
         """Open the whole document as recipient ``code``: the receipt means it arrived intact and readable."""

@@ -24,25 +24,18 @@ from protocol.ids import Digest
 from store.records import DocRecord, DocRole
 from store.store import InflightBlocks
 
-from .core import NodeCore, Post
+from .core import NodeCore, Part, Post
 from .outbox import Outbox
 from .statuses import Statuses
 
 SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
 
 
-class Submission:
+class Submission(Part):
     def __init__(self, n: NodeCore, outbox: Outbox, statuses: Statuses) -> None:
-        self.n = n
+        super().__init__(n)
         self.outbox = outbox
         self.statuses = statuses
-        self.store = n.store
-        self.committer = n.committer
-        self.config = n.config
-        self.hosted = n.hosted
-        self.clock = n.clock
-        self.log = n.log
-        self.metrics = n.metrics
         self._idempotency: dict[tuple[AgencyCode, str], trio.Event] = {}
 
     def check_submit(

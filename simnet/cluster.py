@@ -22,7 +22,7 @@ from identity.directory import DirectoryDelta, apply_link, sign_delta, sign_snap
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
 from identity.provision import DeterministicRng, ProvisionedNode, build_directory
 from identity.trust import Trust
-from node.assemble import DirectoryGate, assemble, node_core
+from node.assemble import DirectoryGate, assemble
 from node.committer import run_in_thread, run_inline
 from node.core import NodeCore
 from node.engine import Engine
@@ -215,7 +215,7 @@ class Cluster:
         for link in links:
             if link.header.serial > directory.serial:  # type: ignore[union-attr]
                 directory = apply_link(directory, link, self.authority_public)
-        core = node_core(
+        core = NodeCore(
             config=node.config,
             store=store,
             trust=Trust(directory, self.authority_public),
