@@ -276,7 +276,7 @@ def stats(e: Engine, *, since: int) -> dict[str, Any]:
             continue
         if rec.role is DocRole.SENT:
             sent[rec.sender] += 1
-            for recipient, d in e.store.deliveries(AgencyCode.parse(rec.sender), doc_id).items():
+            for d in e.store.deliveries(AgencyCode.parse(rec.sender), doc_id).values():
                 if d.state is DeliveryState.DELIVERED:
                     delivered += 1
                     latencies.append(d.delivered_at - rec.created_at)
@@ -284,7 +284,6 @@ def stats(e: Engine, *, since: int) -> dict[str, Any]:
                     failed += 1
                 else:
                     pending += 1
-                _ = recipient
         elif rec.role is DocRole.RECEIVED:
             for code in rec.to:
                 if AgencyCode.parse(code) in e.hosted:

@@ -30,7 +30,7 @@ from node.log import Log, NullLog
 from node.metrics import Metrics
 from protocol.agency import AgencyCode
 from protocol.config import NodeConfig, RetryPolicy
-from protocol.envelope import Envelope
+from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
 from store.store import Store
 
 from .ports import free_port
@@ -208,7 +208,7 @@ class Cluster:
         node.stopped = trio.Event()
         node.starts += 1
         store = Store(node.home / "store", rng=DeterministicRng(f"{node.name}-{node.starts}"))
-        stored = [Envelope.decode(raw, max_bytes=64 << 20) for raw in store.directory_links()]
+        stored = [Envelope.decode(raw, max_bytes=MAX_DIRECTORY_ENVELOPE_BYTES) for raw in store.directory_links()]
         by_serial = {link.header.serial: link for link in [*self.links, *stored]}  # type: ignore[union-attr]
         links = [by_serial[s] for s in sorted(by_serial)]
         directory = self.directory
