@@ -53,11 +53,21 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, out_dir: Path) -> Iterator[d
 
 
 def quick_info(node: Daemon, limit_s: float = 2.0) -> float:
-    """node.info on a fresh connection; returns how long it took (fails beyond ``limit_s``)."""
+    """node.info on a fresh connection; returns how long it took (fails beyond ``limit_s``).
+
+    ``busy`` means "try again shortly" (docs/ipc.md §3), so a well-behaved client retries it:
+    while attackers hold every connection slot for a moment, the time to an answer is what counts.
+    """
     t0 = time.monotonic()
-    with Client(node.home / "truc.sock", timeout=limit_s) as c:
-        assert c.call("node.info")["codes"] == [G22, SUB]
-    return time.monotonic() - t0
+    while True:
+        try:
+            with Client(node.home / "truc.sock", timeout=limit_s) as c:
+                assert c.call("node.info")["codes"] == [G22, SUB]
+            return time.monotonic() - t0
+        except BusyError:
+            if time.monotonic() - t0 > limit_s:
+                raise
+            time.sleep(0.02)
 
 
 def submit_path(node: Daemon, path: str | Path) -> Any:
