@@ -88,6 +88,7 @@ class NodeConfig:
     push_batch: int = 64
     direct_push: bool = True  # False: every envelope goes by gossip only (measurements; networks without direct reachability)
     ipc: IpcSettings = field(default_factory=IpcSettings)
+    edxml_zip: str = "as_received"  # how exported edXML packages carry attachments: as_received, zip, raw
 
     @property
     def max_document_bytes(self) -> int:
@@ -107,8 +108,10 @@ _SECTIONS: dict[str, set[str]] = {
     "ipc": {
         "max_connections", "idle_timeout_s", "frame_timeout_s", "send_timeout_s", "read_paths", "spool_mb", "clients",
     },
+    "edxml": {"zip"},
 }  # fmt: skip
 _CLIENT_KEYS = {"user", "group", "codes", "admin"}
+EDXML_ZIP_MODES = ("as_received", "zip", "raw")  # protocol.edxml.ZipMode's values
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$|^\d{1,10}$")
 
 
@@ -266,6 +269,7 @@ def parse_config(text: str, source: str) -> NodeConfig:
         push_batch=r.integer("gossip", "push_batch", 64, lo=1, hi=1024),
         direct_push=r.boolean("gossip", "direct_push", True),
         ipc=_ipc_settings(r, codes),
+        edxml_zip=r.text("edxml", "zip", "as_received", choices=EDXML_ZIP_MODES),
     )
 
 
@@ -385,7 +389,11 @@ spool_mb = {c.ipc.spool_mb:g}             # attachments being received, in total
 #   user = "iofice"                 # or group = "vpcp-docs"; a name or a numeric id
 #   codes = ["000.00.01.G22"]       # hosted agencies it acts for
 #   admin = false                   # true: also peers, queues, stats, every document, directory.publish
-{_clients(c.ipc.clients)}"""
+{_clients(c.ipc.clients)}
+[edxml]
+zip = {_q(c.edxml_zip)}            # exported packages' attachments: as_received (zipped if the sender zipped),
+                                   # zip (every file in VNPT's one-file zip), raw (every file as it is)
+"""
 
 
 def _clients(rules: tuple[ClientRule, ...]) -> str:

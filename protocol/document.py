@@ -23,7 +23,8 @@ from .body import MANIFEST_PREFIX_BYTES
 from .errors import DecodeError, SchemaError
 from .ids import Digest
 
-MAX_MANIFEST_BYTES = 256 << 10
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_EDXML_HEADER_BYTES = (1 << 20) - (64 << 10)  # the edXML header carried in a version-2 manifest
 MAX_FILES = 256
 MAX_NOTE_CHARS = 4000
 MAX_FILE_NAME_BYTES = 255  # UTF-8 bytes: what a recipient's file system can take as a name
@@ -162,6 +163,7 @@ class DocumentMeta:
     business: BusinessType = BusinessType.NEW
     ref: Digest | None = None  # target document for revoke/update/replace
     files: tuple[FileEntry, ...] = field(default=())
+    edxml: bytes = b""  # the document's edXML header, in its CBOR form (docs/edxml.md §10); "" when none
 
     def __post_init__(self) -> None:
         _check_meta(self)
@@ -184,6 +186,9 @@ class DocumentMeta:
         }
         if self.ref is not None:
             m["ref"] = bytes(self.ref)
+        if self.edxml:
+            m["v"] = 2  # a manifest without edXML stays byte for byte what version 1 wrote
+            m["edxml"] = self.edxml
         return m
 
     def encode(self) -> bytes:
@@ -210,10 +215,11 @@ class DocumentMeta:
                 "btype",
                 "files",
             },
-            {"ref"},
+            {"ref", "edxml"},
         )
-        if cbor.get_int(m, "v", where) != 1:
-            raise SchemaError("manifest.v: only version 1 is known")
+        version = cbor.get_int(m, "v", where)
+        if version not in (1, 2) or ("edxml" in m) != (version == 2) or m.get("edxml") == b"":
+            raise SchemaError("manifest.v: version 1 (no edXML header) or 2 (with one) are known")
         try:
             business = BusinessType(cbor.get_text(m, "btype", where, max_len=16))
         except ValueError:
@@ -237,6 +243,7 @@ class DocumentMeta:
             business=business,
             ref=Digest(cbor.get_bytes(m, "ref", where, size=32)) if "ref" in m else None,
             files=files,
+            edxml=cbor.get_bytes(m, "edxml", where, max_len=MAX_EDXML_HEADER_BYTES) if "edxml" in m else b"",
         )
 
     @property
@@ -265,6 +272,8 @@ def _check_meta(meta: DocumentMeta) -> None:
     if meta.business is not BusinessType.NEW and meta.ref is None:
         raise SchemaError(f"a {meta.business.value} document must reference its target document")
     check_attachments([(f.name, f.media_type) for f in meta.files])
+    if len(meta.edxml) > MAX_EDXML_HEADER_BYTES:
+        raise SchemaError(f"the edXML header is {len(meta.edxml)} bytes, over the {MAX_EDXML_HEADER_BYTES} a manifest carries")
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,13 @@ class IllegalTransitionError(RemoteError):
     code = "illegal_transition"
 
 
+class DocumentIdTakenError(RemoteError):
+    """This sender already used this edXML DocumentId, for the same recipients, with other content"""
+
+    code = "document_id_taken"
+    exit_code = EXIT_FIX_IT
+
+
 class ParkedLimitError(RemoteError):
     """Too many statuses from this agency are waiting here for documents this node does not have"""
 
@@ -349,6 +356,7 @@ class EdxmlError(RemoteError):
     """The edXML package is not valid"""
 
     code = "edxml"
+    exit_code = EXIT_FIX_IT
 
 
 class EdxmlSyntaxError(EdxmlError):

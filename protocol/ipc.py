@@ -55,6 +55,9 @@ METHODS = (
     "directory.publish",
     "node.info",
     "stats",
+    "edxml.submit",
+    "edxml.export",
+    "edxml.statuses",
 )
 
 
@@ -328,7 +331,33 @@ def declared_uploads(method: str, params: dict[str, Any]) -> dict[int, int]:
         if type(f) is dict:
             fp = Params("directory.publish: file", f, {"size"})
             return {0: fp.integer("size")}
+    if method == "edxml.submit":
+        package = parse_package(params)
+        if package.size is not None:
+            return {0: package.size}
     return {}
+
+
+@dataclass(frozen=True)
+class PackageParam:
+    """An edXML package: its bytes inline, or ``size`` bytes in upload frames (file 0), with an optional SHA-256."""
+
+    data: bytes | None
+    size: int | None = None
+    sha256: bytes | None = None
+
+
+def parse_package(params: dict[str, Any]) -> PackageParam:
+    """``edxml.submit``'s ``package``; raises SchemaError."""
+    p = Params("edxml.submit", params, {"package"})
+    v = p.p.get("package")
+    if type(v) is bytes and v:
+        return PackageParam(v)
+    if type(v) is dict:
+        fp = Params("edxml.submit: package", v, {"size", "sha256"})
+        sha = fp.digest("sha256") if fp.has("sha256") else None
+        return PackageParam(None, fp.integer("size", lo=1), bytes(sha) if sha is not None else None)
+    raise SchemaError("edxml.submit: package: expected the package's bytes, or {size, sha256?} with upload frames following")
 
 
 def parse_submit(params: dict[str, Any]) -> SubmitParams:

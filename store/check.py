@@ -40,7 +40,7 @@ from protocol.errors import StoreCorruptError, StoreError, StoreForeignError, Tr
 from protocol.ids import Digest
 
 from . import keys as k
-from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, HistoryRecord, InboxEntry, Owner
+from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, DocRole, EdxmlRef, HistoryRecord, InboxEntry, Owner
 from .store import DAMAGED_FILE, Batch, Store, _message
 
 SHOWN = 20  # findings listed per kind; the rest are counted
@@ -305,6 +305,12 @@ def _check_open(store: Store, report: Report) -> None:
     for key, value in _keyspace(store, k.PARKED, report):
         if _length(report, key, 1 + ID + ID, value, 0) and _gone(known, key[-ID:]):
             report.missing(f"parked status {key[-ID:].hex()[:12]}")
+    for key, value in _keyspace(store, k.EDXML_INDEX, report):
+        if _length(report, key, 1 + CODE + CODE + ID + ID, value, 0) and _gone(known, key[-ID:]):
+            report.missing(f"document {key[-ID:].hex()[:12]} named by an edXML DocumentId")
+    for key, value in _keyspace(store, k.EDXML_REF, report):
+        if _length(report, key, 1 + ID) and _decode(report, EdxmlRef, key, value) is not None and _gone(known, key[1:]):
+            report.missing(f"document {key[1:].hex()[:12]} with edXML names")
     for key, value in _keyspace(store, k.CURSOR, report):
         if _length(report, key, 1 + 3 + k.PEER_BYTES):
             _decode(report, Cursor, key, value)

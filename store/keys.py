@@ -26,6 +26,8 @@ libp2p identity multihash.
 | X   | X id32                                | u64 ms: envelope dropped (tombstone) |
 | Y   | Y serial8                             | directory link envelope              |
 | W   | W hash32                              | u32 size: block of an uncommitted doc|
+| G   | G party13 sender13 docidhash32 id32   | empty (edXML DocumentId index)       |
+| J   | J id32                                | EdxmlRef (a document's edXML names)  |
 | M   | M name                                | store metadata (format, epoch, owner)|
 """
 
@@ -52,6 +54,8 @@ PARKED = b"S"
 TOMBSTONE = b"X"
 DIRECTORY = b"Y"
 INFLIGHT = b"W"  # a block written for a document not committed yet (format 2)
+EDXML_INDEX = b"G"  # (hosted party, the document's sender, sha256 of its edXML DocumentId, document id) (format 3)
+EDXML_REF = b"J"  # document id -> its edXML DocumentId, số/ký hiệu, date (format 3)
 META = b"M"
 
 # Every keyspace and what it holds, for the checker and its reports.
@@ -73,6 +77,8 @@ KEYSPACES = {
     TOMBSTONE: "tombstones",
     DIRECTORY: "directory links",
     INFLIGHT: "in-flight blocks",
+    EDXML_INDEX: "edXML DocumentId index",
+    EDXML_REF: "edXML references",
     META: "metadata",
 }
 

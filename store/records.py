@@ -18,8 +18,18 @@ from protocol.errors import DecodeError, StoreError
 MAX_RECORD_BYTES = 1 << 20
 R = TypeVar("R", bound="Record")
 __all__ = [  # DeliveryKind and DeliveryState are protocol's (the delivery state machine); records carry them
-    "Audit", "Cursor", "DeliveryKind", "DeliveryRecord", "DeliveryState", "DocRecord", "DocRole", "HistoryRecord",
-    "InboxEntry", "Owner", "Record",
+    "Audit",
+    "Cursor",
+    "DeliveryKind",
+    "DeliveryRecord",
+    "DeliveryState",
+    "DocRecord",
+    "DocRole",
+    "EdxmlRef",
+    "HistoryRecord",
+    "InboxEntry",
+    "Owner",
+    "Record",
 ]  # fmt: skip
 
 
@@ -147,3 +157,20 @@ class Audit(Record):
     block_bytes: int
     garbage_blocks: int  # stored, referenced by no stored document
     garbage_bytes: int
+
+
+@dataclass(frozen=True)
+class EdxmlRef(Record):
+    """What a document is called in edXML, kept by every node that holds it for an agency of its own.
+
+    The sender's node cannot open what it sent (it is encrypted to the
+    recipients), yet it must name the document in the status packages it
+    hands its own agency: so it keeps these names when the document is made.
+    """
+
+    document_id: str  # the edXML DocumentId, as written (never parsed)
+    number: str  # CodeNumber (số)
+    notation: str  # CodeNotation (ký hiệu)
+    date: str  # PromulgationDate as written (yyyy/MM/dd, or whatever the producer sent)
+    sender: str  # the document's sending agency, canonical code
+    fingerprint: bytes = b""  # an imported edoc's (protocol.edxml.carry.fingerprint): a retry is told from a change

@@ -38,9 +38,9 @@ from protocol.errors import StoreCorruptError, StoreError, StoreForeignError, St
 from protocol.ids import Digest
 
 from . import keys as k
-from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, HistoryRecord, InboxEntry, Owner
+from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, EdxmlRef, HistoryRecord, InboxEntry, Owner
 
-FORMAT_VERSION = 2  # 2: M owner, keyspace W (in-flight blocks); a format-1 store is migrated at open
+FORMAT_VERSION = 3  # 2: M owner, keyspace W (in-flight blocks); 3: keyspaces G, J (edXML); older ones are migrated at open
 EPOCH_BYTES = 16
 PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log replay, compactions, table opens)
 VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
@@ -186,11 +186,12 @@ class Store:
                 raise StoreForeignError(f"{self.path} is a LevelDB database without a Trục format record")
             b.put(k.META + b"format", k.u64(FORMAT_VERSION))
             b.put(k.META + b"epoch", rng(EPOCH_BYTES))
-        elif k.read_u64(fmt) == 1:
-            b.put(k.META + b"format", k.u64(FORMAT_VERSION))  # format 2 only adds: M owner, keyspace W
+        elif k.read_u64(fmt) in (1, 2):
+            b.put(k.META + b"format", k.u64(FORMAT_VERSION))  # 2 and 3 only add: M owner, keyspaces W, G, J
         elif k.read_u64(fmt) != FORMAT_VERSION:
             raise StoreError(
-                f"{self.path} has store format {k.read_u64(fmt)}; this version reads format {FORMAT_VERSION} (and migrates 1)"
+                f"{self.path} has store format {k.read_u64(fmt)}; "
+                f"this version reads format {FORMAT_VERSION} (and migrates 1 and 2)"
             )
         raw = self._get(k.META + b"owner")
         stored = Owner.decode(raw) if raw is not None else None
@@ -450,11 +451,26 @@ class Store:
 
     @staticmethod
     def idempotency_hash(key: str) -> bytes:
-        return hashlib.sha256(key.encode("utf-8")).digest()
+        return _text_hash(key)
 
     def idempotent(self, sender: AgencyCode, key: str) -> Digest | None:
         raw = self._get(k.IDEMPOTENCY + k.code(sender) + self.idempotency_hash(key))
         return Digest(raw) if raw is not None else None
+
+    # --- edXML names ------------------------------------------------------------------
+
+    def edxml_docs(self, party: AgencyCode, sender: AgencyCode, document_id: str) -> list[Digest]:
+        """The documents hosted agency ``party`` holds from ``sender`` under the edXML ``document_id``.
+
+        Usually one; a sender may use one DocumentId for several documents
+        (to other recipients, or sent again): the caller picks among them.
+        """
+        prefix = k.EDXML_INDEX + k.code(party) + k.code(sender) + _text_hash(document_id)
+        return [Digest(key[len(prefix) :]) for key, _ in self._scan(prefix)]
+
+    def edxml_ref(self, doc_id: bytes) -> EdxmlRef | None:
+        raw = self._get(k.EDXML_REF + doc_id)
+        return EdxmlRef.decode(raw) if raw is not None else None
 
     # --- sync log and cursors --------------------------------------------------------
 
@@ -700,6 +716,13 @@ class Batch:
     def delete_history(self, doc_id: bytes, recipient: AgencyCode, seq: int, status_id: bytes) -> None:
         self.delete(k.HISTORY + doc_id + k.code(recipient) + k.u32(seq) + status_id)
 
+    def put_edxml(self, doc_id: bytes, ref: EdxmlRef, parties: list[AgencyCode]) -> None:
+        """A document's edXML names, and the index entry for each hosted ``party`` to it."""
+        self.put(k.EDXML_REF + doc_id, ref.encode())
+        sender = AgencyCode.parse(ref.sender)
+        for party in parties:
+            self.put(k.EDXML_INDEX + k.code(party) + k.code(sender) + _text_hash(ref.document_id) + doc_id, b"")
+
     def put_idempotency(self, sender: AgencyCode, key: str, doc_id: bytes) -> None:
         self.put(k.IDEMPOTENCY + k.code(sender) + Store.idempotency_hash(key), doc_id)
 
@@ -714,3 +737,7 @@ class Batch:
 
     def put_directory_link(self, serial: int, data: bytes) -> None:
         self.put(k.DIRECTORY + k.u64(serial), data)
+
+
+def _text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()

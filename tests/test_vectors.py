@@ -139,3 +139,30 @@ def test_pinned_sync_heads_exchange_decodes() -> None:
     assert req.mine == m.HeadsResponse(bytes(range(16)), (("G22", 12), ("H01", 3)), 2)
     resp = m.HeadsResponse.decode(pinned("sync-heads-response"))
     assert resp.heads == (("G22", 40), ("H29", 7)) and resp.serial == 2
+
+
+def test_pinned_edxml_document_carries_its_header_and_its_store_names() -> None:
+    from protocol.edxml import read_package, write_bytes
+    from protocol.edxml.carry import carried_package, names_of
+    from protocol.edxml.writer import ZipMode
+    from store.records import EdxmlRef
+
+    f = Fixture()
+    doc = Envelope.decode(pinned("document-edxml"))
+    assert isinstance(doc.header, MessageHeader)
+    events = list(read_document(doc.header, f.h01, doc.inline))
+    meta = events[0]
+    assert isinstance(meta, DocumentMeta) and meta.to_cbor()["v"] == 2 and meta.edxml
+    package = carried_package(meta, "000.00.00.G22", ["000.00.00.H01"])
+    data = b"".join(e.data for e in events if isinstance(e, FileBytes))
+    out, files = read_package(write_bytes(package, [data], zip=ZipMode.RAW))
+    assert files == [b"%PDF-1.7 vector"] and out.edoc is not None
+    assert out.edoc.document_id == names_of(meta, "000.00.00.G22", doc.id.hex()).document_id
+    assert out.edoc.document_id == "000.00.00.G22,2026/11/22,15/VPCP-KSTT"
+    # The same document without its header is byte for byte a version-1 manifest.
+    import dataclasses
+
+    assert dataclasses.replace(meta, edxml=b"").to_cbor()["v"] == 1
+    pairs = cbor.decode(pinned("store-keys-edxml"), max_bytes=1 << 16)
+    assert [p[0][:1] for p in pairs] == [b"G", b"J"]
+    assert EdxmlRef.decode(pairs[1][1]).document_id == out.edoc.document_id

@@ -400,7 +400,13 @@ def to_document_meta(edoc: Edoc, files: Sequence[FileEntry] = (), ref: Digest | 
     }
     clipped = {k: v[: _META_LIMITS[k]] for k, v in values.items()}
     return DocumentMeta(
-        **clipped,
+        subject=clipped["subject"],
+        number=clipped["number"],
+        notation=clipped["notation"],
+        doc_type=clipped["doc_type"],
+        place=clipped["place"],
+        signer=clipped["signer"],
+        signer_title=clipped["signer_title"],
         date=edoc.date_iso,
         urgency=Urgency(edoc.urgency),
         due=edoc.due_iso,

@@ -166,20 +166,22 @@ def test_another_nodes_store_is_refused(tmp_path: Path) -> None:
         pass
 
 
-def test_a_store_of_the_previous_format_is_migrated_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old", [1, 2])
+def test_a_store_of_a_previous_format_is_migrated_in_place(tmp_path: Path, old: int) -> None:
     db = tmp_path / "store"
     filled(db)
-    # Format 1 as version 1 wrote it: no owner, format 1.
+    # As an older version wrote it: format 1 had no owner; format 2 had no edXML keyspaces (G, J).
     raw = plyvel.DB(str(db))
-    raw.put(k.META + b"format", k.u64(1))
-    raw.delete(k.META + b"owner")
+    raw.put(k.META + b"format", k.u64(old))
+    if old == 1:
+        raw.delete(k.META + b"owner")
     epoch = raw.get(k.META + b"epoch")
     raw.close()
     with Store(db, owner=ME) as s:
         assert s.epoch == epoch and s.inbox_count(H01) == 300
         assert s.owner == ME
     raw = plyvel.DB(str(db))
-    assert k.read_u64(raw.get(k.META + b"format")) == FORMAT_VERSION == 2
+    assert k.read_u64(raw.get(k.META + b"format")) == FORMAT_VERSION == 3
     raw.close()
     with pytest.raises(StoreForeignError), Store(db, owner=Owner("truc-test", "12D3KooWOther")):
         pass

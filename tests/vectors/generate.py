@@ -132,6 +132,20 @@ def build() -> dict[str, tuple[str, bytes]]:
     out["join-request"] = ("join request of the H01 node, signed by its node key", join.signed(node.key).encode())
     out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
     out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))
+    out["store-keys-edxml"] = ("store format 3: the edXML index (G) and names (J) of one document", edxml_store_sample(doc.id))
+    edoc, _ = seal_document(
+        edxml_meta(),
+        [FileSource("cong-van.pdf", "application/pdf", data=b"%PDF-1.7 vector")],
+        net=NET,
+        sender=f.g22,
+        recipients=[f.recipient(f.h01)],
+        at=AT + 3,
+        rng=DeterministicRng(b"doc-edxml"),
+    )
+    out["document-edxml"] = (
+        "document envelope G22 -> H01 whose manifest (version 2) carries an edXML header (wire bytes)",
+        edoc.encode(),
+    )
     out.update(ipc_sample(doc.id))
     out.update(sync_sample())
     return out
@@ -207,6 +221,38 @@ def ipc_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
 
 
 UPLOAD_SHA256 = "90c6384287945e78b04a0ea1a9ffcd58014e0e55e83a93f52344acd793686ba5"  # sha256(b"Xin chao moi")
+
+
+def edxml_meta() -> DocumentMeta:
+    """A manifest carrying the edXML header VNPT's library would write for meta()'s document (docs/protocol.md §4.1)."""
+    import dataclasses
+    import hashlib
+
+    from protocol.edxml import EdocFields, FileSpec, build_edoc, encode_package
+
+    data = b"%PDF-1.7 vector"
+    fields = EdocFields.from_meta(meta(), sender="000.00.00.G22", recipients=["000.00.00.H01"])
+    package = build_edoc(
+        fields,
+        names=lambda code: "",
+        files=[FileSpec("cong-van.pdf", "application/pdf", len(data), hashlib.sha256(data).digest())],
+        trace=[("000.00.00.G22", AT + 3)],
+    )
+    return dataclasses.replace(meta(), edxml=encode_package(package))
+
+
+def edxml_store_sample(doc_id: Digest) -> bytes:
+    import hashlib
+
+    from store.records import EdxmlRef
+
+    g22, h01 = AgencyCode.parse("G22"), AgencyCode.parse("H01")
+    ref = EdxmlRef("000.00.00.G22,2026/11/22,15/VPCP-KSTT", "15", "VPCP-KSTT", "2026/11/22", str(g22), bytes(32))
+    pairs = [
+        (k.EDXML_INDEX + k.code(h01) + k.code(g22) + hashlib.sha256(ref.document_id.encode()).digest() + doc_id, b""),
+        (k.EDXML_REF + doc_id, ref.encode()),
+    ]
+    return cbor.encode([[key, value] for key, value in pairs])
 
 
 def store_sample(doc_id: Digest) -> bytes:
