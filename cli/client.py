@@ -301,6 +301,50 @@ class Client:
             files.abort()
             raise
 
+    def edxml_submit(self, source: Path | bytes) -> dict[str, Any]:
+        """``edxml.submit`` a package: inline when it fits one frame, else streamed with its size and SHA-256."""
+        if isinstance(source, bytes) and len(source) <= ipc.CHUNK_BYTES:
+            return dict(self.call("edxml.submit", package=source))
+        data = source if isinstance(source, bytes) else None
+        if data is None:
+            assert isinstance(source, Path)
+            with open(source, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256")
+                size = os.fstat(f.fileno()).st_size
+        else:
+            digest, size = hashlib.sha256(data), len(data)
+        declared = {"size": size, "sha256": digest.hexdigest()}
+        return dict(self.call_with_files("edxml.submit", {"package": declared}, {0: source}))
+
+    def edxml_export(self, doc_id: str, out: str | Path, *, code: str | None = None, zip: str | None = None) -> dict[str, Any]:
+        """``edxml.export`` into the file ``out``; its size and SHA-256 are checked before it gets its name."""
+        out = Path(out)
+        part = out.with_name(f".{out.name}.part")
+        params = {k: v for k, v in {"id": doc_id, "code": code, "zip": zip}.items() if v is not None}
+        rid = self._send("edxml.export", params)
+        h = hashlib.sha256()
+        try:
+            with open(part, "wb") as f:
+                while True:
+                    m = self._read()
+                    if m["id"] not in (rid, 0):
+                        continue
+                    if "file" in m and "data" in m:
+                        f.write(m["data"])
+                        h.update(m["data"])
+                        continue
+                    if not m.get("ok"):
+                        _raise(m)
+                    result = dict(m["result"])
+                    break
+            if h.hexdigest() != result["sha256"] or part.stat().st_size != result["size"]:
+                raise HashMismatchError(f"{out}: the bytes received do not match the package's size and SHA-256")
+            os.replace(part, out)
+        finally:
+            part.unlink(missing_ok=True)
+        result["path"] = str(out)
+        return result
+
     def events(self) -> Iterator[dict[str, Any]]:
         """Subscribe and yield events forever: {"event", "at", "data"}."""
         rid = self._send("events.subscribe", {})

@@ -23,7 +23,7 @@ import click
 
 from protocol.errors import AccessDeniedError, SchemaError, TrucError, find_truc_error
 
-from . import inspection, offline, output, store_tools
+from . import edxml_tools, inspection, offline, output, store_tools
 from .client import file_entry
 from .context import Ctx, code_arg, home_option, json_option, pass_ctx
 
@@ -63,6 +63,7 @@ def cli() -> None:
     \b
     Documents (integrators and operators):
       send, inbox, fetch, ack, status, track, documents, events
+      edxml check/send/export/statuses   the national edXML packages, as they are
     \b
     Inspecting a running node (every read command also takes --json):
       info, peers, queues, stats, directory show/lookup
@@ -77,6 +78,7 @@ def cli() -> None:
 
 offline.register(cli)  # authority, node home, directory file
 cli.add_command(store_tools.store_group)
+cli.add_command(edxml_tools.edxml_group)
 for command in inspection.COMMANDS:
     cli.add_command(command)
 

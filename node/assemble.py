@@ -6,7 +6,7 @@ you know what a node is made of; docs/architecture.md draws the same graph.
 
     NodeCore ── shared state: config, store, trust, keys, clock, lifecycle (built by the caller first)
       └─ overlay (given: py-libp2p, or simnet's virtual wire) reads core.trust through a DirectoryGate
-    Outbox ─ Statuses ─ Inbound ─ Membership ─ Submission ─ Retention
+    Outbox ─ Statuses ─ Inbound ─ Membership ─ Submission ─ Retention ─ EdxmlGateway
     workers: DeliveryWorker (outbox), BlockFetcher, Syncer; GossipBatcher
     Engine ── starts them, registers the network handlers, and is what IPC and tests hold
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from .batcher import GossipBatcher
 from .core import NodeCore
 from .delivery import DeliveryWorker
+from .edxml import EdxmlGateway
 from .engine import Engine
 from .fetcher import BlockFetcher
 from .inbound import Arrival, Inbound
@@ -89,6 +90,7 @@ def assemble(n: NodeCore, overlay: Overlay) -> Engine:
         ingest=lambda raws, peer: inbound.ingest(raws, peer=peer, path=Arrival.SYNC),
         apply_directory=lambda envs, source: membership.apply_directory(envs, source=source),
     )
+    submission = Submission(n, outbox, statuses)
     return Engine(
         n,
         overlay,
@@ -100,6 +102,7 @@ def assemble(n: NodeCore, overlay: Overlay) -> Engine:
         statuses=statuses,
         inbound=inbound,
         membership=membership,
-        submission=Submission(n, outbox, statuses),
+        submission=submission,
         retention=Retention(n, expire_parked=inbound.expire_parked),
+        edxml=EdxmlGateway(n, submission, statuses),
     )

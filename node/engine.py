@@ -30,6 +30,7 @@ from store.records import DeliveryRecord
 from .batcher import GossipBatcher
 from .core import NodeCore
 from .delivery import DeliveryWorker
+from .edxml import EdxmlGateway
 from .fetcher import BlockFetcher
 from .inbound import Arrival, Inbound
 from .membership import Membership
@@ -58,6 +59,7 @@ class Engine:
         membership: Membership,
         submission: Submission,
         retention: Retention,
+        edxml: EdxmlGateway,
     ) -> None:
         self.n = n
         self.overlay = overlay
@@ -71,6 +73,7 @@ class Engine:
         self.membership = membership
         self.submission = submission
         self.retention = retention
+        self.edxml = edxml
         # What every user of a node reads, named here once.
         self.config = n.config
         self.store = n.store

@@ -7,8 +7,9 @@ what the connection's account may do (``Access``) before it touches anything.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -18,8 +19,10 @@ from identity.sealing import FileSource
 from protocol import ipc
 from protocol.agency import AgencyCode
 from protocol.document import DocumentMeta, FileBytes
+from protocol.edxml import ZipMode
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES
 from protocol.errors import (
+    HashMismatchError,
     NotARecipientError,
     NotAuthorizedError,
     NotFoundError,
@@ -36,6 +39,7 @@ from .ipc import Connection, Handler, IncomingUpload
 from .upload import ReadPaths, Spool, SpooledFile
 
 MAX_DIRECTORY_FILE_BYTES = 4 * MAX_DIRECTORY_ENVELOPE_BYTES
+MAX_EDXML_PACKAGE_HEADER = 16 << 20  # an edXML package's bytes beyond its base64 attachments: header, XML, line breaks
 
 
 class Methods:
@@ -62,6 +66,9 @@ class Methods:
             "directory.lookup": self._lookup,
             "directory.publish": self._publish,
             "stats": self._stats,
+            "edxml.submit": self._edxml_submit,
+            "edxml.export": self._edxml_export,
+            "edxml.statuses": self._edxml_statuses,
         }
 
     def _view(self, method: str, fn: Callable[[Engine], Any]) -> Handler:
@@ -255,6 +262,84 @@ class Methods:
         )
         return {"id": str(sid), "doc": str(doc), "code": str(code), "as": str(author)}
 
+    # --- edXML ---------------------------------------------------------------------------
+
+    async def _edxml_submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        package = ipc.parse_package(params)
+        limit = self.e.config.max_document_bytes * 4 // 3 + MAX_EDXML_PACKAGE_HEADER
+        if package.size is not None and package.size > limit:
+            raise TooLargeError(
+                f"edxml.submit: package: {package.size} bytes; with documents up to {self.e.config.max_document_bytes} "
+                f"bytes this node reads packages up to {limit} bytes"
+            )
+        if package.data is not None:
+            chunks = _pieces(package.data)
+        else:
+            assert package.size is not None
+            upload = conn.upload_of.get(rid)
+            assert upload is not None  # declared_uploads saw the same size
+            chunks = _checked(upload.chunks(0, package.size, self.frame_timeout_s), package.sha256)
+        done = await self.e.edxml.submit(chunks, self.spool, conn.access.require)
+        return {
+            "kind": done.kind.value,
+            "id": str(done.id),
+            "doc": str(done.doc),
+            "document_id": done.document_id,
+            "duplicate": done.duplicate,
+            "code": str(done.code) if done.code is not None else None,
+            "warnings": [[w.field, w.what] for w in done.warnings],
+        }
+
+    async def _edxml_export(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("edxml.export", params, {"id", "code", "zip"})
+        doc = p.digest("id")
+        code = self._recipient_code(conn, p, doc)
+        zip_text = p.text("zip", default=self.e.config.edxml_zip, max_len=16)
+        try:
+            zip_mode = ZipMode(zip_text)
+        except ValueError:
+            raise SchemaError(f"edxml.export: zip: {zip_text!r:.20} is not as_received, zip or raw") from None
+        document_id, pieces = self.e.edxml.export(doc, code, zip_mode)
+        h = hashlib.sha256()
+        size = 0
+        pending = bytearray()
+        for piece in pieces:
+            h.update(piece)
+            size += len(piece)
+            pending += piece
+            while len(pending) >= ipc.CHUNK_BYTES:
+                await conn.send(ipc.chunk(rid, 0, bytes(pending[: ipc.CHUNK_BYTES])))
+                del pending[: ipc.CHUNK_BYTES]
+        if pending:
+            await conn.send(ipc.chunk(rid, 0, bytes(pending)))
+        return {"id": str(doc), "document_id": document_id, "size": size, "sha256": h.hexdigest()}
+
+    async def _edxml_statuses(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
+        p = ipc.Params("edxml.statuses", params, {"id", "code", "since", "limit"})
+        doc = p.digest("id")
+        code = p.code("code", required=False)
+        if code is None:
+            h = self.e.doc_header(doc)
+            if h is None:
+                raise NotFoundError(f"document {doc}")
+            mine = [c for c in (h.sender, *h.to) if c in self.e.hosted and conn.access.may_act_for(c)]
+            if len(mine) != 1:
+                if not mine:
+                    raise NotAuthorizedError(f"no agency you act for on this node is a party to {doc.short()}")
+                raise SchemaError(f"edxml.statuses: code: say which hosted agency: {', '.join(map(str, mine))}")
+            code = mine[0]
+        conn.access.require(code)
+        since = p.integer("since", default=0)
+        limit = p.integer("limit", default=100, lo=1, hi=1000)
+        found = [s for s in self.e.edxml.status_packages(doc, code) if s.at > since]
+        return {
+            "statuses": [
+                {"id": str(s.id), "from": str(s.author), "code": str(s.code), "at": s.at, "package": s.package}
+                for s in found[:limit]
+            ],
+            "more": len(found) > limit,
+        }
+
     # --- directory, node ------------------------------------------------------------------
 
     async def _lookup(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
@@ -306,6 +391,21 @@ class Methods:
         finally:
             conn.subscriptions.remove(scope)
         return {"subscribed": False}
+
+
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), ipc.CHUNK_BYTES):
+        yield data[i : i + ipc.CHUNK_BYTES]
+
+
+async def _checked(chunks: AsyncIterator[bytes], sha256: bytes | None) -> AsyncIterator[bytes]:
+    """The chunks, then HashMismatchError (before the package is acted on) if they are not the bytes declared."""
+    h = hashlib.sha256()
+    async for data in chunks:
+        h.update(data)
+        yield data
+    if sha256 is not None and h.digest() != sha256:
+        raise HashMismatchError("edxml.submit: package: the bytes received do not match the sha256 the client declared")
 
 
 def _concerns(fields: dict[str, Any], conn: Connection) -> bool:

@@ -20,15 +20,22 @@ from identity.sealing import read_document, read_status_note, seal_status
 from protocol.agency import AgencyCode
 from protocol.delivery import DeliveryKind
 from protocol.document import MAX_NOTE_CHARS, BusinessType, DocumentMeta
+from protocol.edxml.carry import carried_package, names_of
 from protocol.envelope import Envelope, MessageHeader
 from protocol.errors import DecodeError, DecryptError, NotAuthorizedError, NotFoundError, RemoteError, SchemaError
 from protocol.ids import Digest
 from protocol.status import HistoryItem, Phase, Role, StatusCode, ThreadState, check_author, replay, transition
-from store.records import DocRecord, HistoryRecord, InboxEntry
+from store.records import DocRecord, EdxmlRef, HistoryRecord, InboxEntry
 from store.store import Batch
 
 from .core import NodeCore, Part, Post
 from .outbox import Outbox
+
+
+def edxml_ref(meta: DocumentMeta, sender: AgencyCode, doc_id: Digest, fingerprint: bytes = b"") -> EdxmlRef:
+    """The edXML names a node files a document under for its agencies (protocol/edxml/carry.py)."""
+    names = names_of(meta, str(sender), doc_id.hex())
+    return EdxmlRef(names.document_id, names.number, names.notation, names.date, str(sender), fingerprint)
 
 
 class Statuses(Part):
@@ -37,13 +44,20 @@ class Statuses(Part):
         self.outbox = outbox
 
     def check_open(self, h: MessageHeader, code: AgencyCode, blocks: Any) -> DocumentMeta | RemoteError:
-        """Open the whole document as recipient ``code``: the receipt means it arrived intact and readable."""
+        """Open the whole document as recipient ``code``: the receipt means it arrived intact and readable.
+
+        An edXML header must agree with the signed envelope (its From is the
+        sender, its To the recipients) and with the files: a sender cannot
+        make a recipient's software see another agency's name.
+        """
         try:
             meta = None
             for ev in read_document(h, self.hosted[code], blocks):
                 if isinstance(ev, DocumentMeta):
                     meta = ev
             assert meta is not None
+            if meta.edxml:
+                carried_package(meta, str(h.sender), [str(c) for c in h.to])
             return meta
         except RemoteError as exc:
             return exc
@@ -78,9 +92,10 @@ class Statuses(Part):
                 self.refuse(doc_id, h, opened, b, now, post)
             return dataclasses.replace(rec, complete=True, problem=opened.message)
         meta = opened
-        for code in h.to:
-            if code not in self.hosted or self.store.inbox_entry(code, doc_id) is not None:
-                continue
+        fresh = [c for c in h.to if c in self.hosted and self.store.inbox_entry(c, doc_id) is None]
+        if fresh:
+            b.put_edxml(doc_id, edxml_ref(meta, h.sender, doc_id), fresh)
+        for code in fresh:
             b.add_inbox(code, InboxEntry(doc_id, str(h.sender), now))
             receipt = self.author(
                 code, doc_id, h, StatusCode.ARRIVED, note="", seq=1, to=h.sender, role=Role.RECIPIENT, b=b, now=now, post=post

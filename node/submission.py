@@ -26,7 +26,7 @@ from store.store import InflightBlocks
 
 from .core import NodeCore, Part, Post
 from .outbox import Outbox
-from .statuses import Statuses
+from .statuses import Statuses, edxml_ref
 
 SEAL_WRITE_BLOCKS = 2  # blocks of a document being sealed are written this many at a time: memory stays flat
 
@@ -77,11 +77,13 @@ class Submission(Part):
         files: Sequence[FileSource],
         *,
         idempotency_key: str | None = None,
+        fingerprint: bytes = b"",
     ) -> Digest:
         """Seal, store durably and queue a document; returns its id once it is durable.
 
         With an ``idempotency_key`` the same key from the same sender returns
-        the first document's id and creates nothing new. Raises
+        the first document's id and creates nothing new. ``fingerprint`` is
+        an imported edoc's (node/edxml.py), kept with its edXML names. Raises
         NotHostedError, UnknownAgencyError, DirectoryExpiredError,
         TooLargeError or SchemaError.
         """
@@ -99,7 +101,7 @@ class Submission(Part):
             self._idempotency[slot] = trio.Event()
         new_blocks = self.store.inflight_blocks(SEAL_WRITE_BLOCKS)
         try:
-            return await self._submit(keys, to, targets, meta, files, idempotency_key, new_blocks)
+            return await self._submit(keys, to, targets, meta, files, idempotency_key, new_blocks, fingerprint)
         except BaseException:
             self._discard_blocks(new_blocks)
             raise
@@ -145,6 +147,7 @@ class Submission(Part):
         files: Sequence[FileSource],
         key: str | None,
         new_blocks: InflightBlocks,
+        fingerprint: bytes,
     ) -> Digest:
         """Seal and commit; blocks go to ``new_blocks`` as they are made, and the commit settles them."""
         entries = await self.n.offload(describe_files, files)
@@ -181,6 +184,7 @@ class Submission(Part):
             b.append_log(shard, env.id)
         if key is not None:
             b.put_idempotency(keys.code, key, env.id)
+        b.put_edxml(env.id, edxml_ref(full, keys.code, env.id, fingerprint), [keys.code])
         rec = DocRecord(
             role=DocRole.SENT,
             sender=str(keys.code),

@@ -70,16 +70,18 @@ class Spool:
     @contextmanager
     def reserve(self, n: int) -> Iterator[None]:
         """Room for ``n`` bytes for as long as the block runs; raises BusyError when the spool is full."""
-        if self.reserved + n > self.max_bytes:
-            raise BusyError(
-                f"the node is already receiving {self.reserved >> 20} MiB of attachments "
-                f"(limit [ipc] spool_mb = {self.max_bytes >> 20}); send again in a moment"
-            )
-        self.reserved += n
-        try:
+        with self.reservation() as r:
+            r.add(n)
             yield
+
+    @contextmanager
+    def reservation(self) -> Iterator[Reservation]:
+        """Room taken as it is needed (``add``), for bytes whose total is known only at the end; freed on exit."""
+        r = Reservation(self)
+        try:
+            yield r
         finally:
-            self.reserved -= n
+            self.reserved -= r.taken
 
     def _new(self) -> tuple[Path, int]:
         self._serial += 1
@@ -90,26 +92,26 @@ class Spool:
     async def _io(self, fn: object, *args: object) -> object:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)  # type: ignore[arg-type]
 
+    def writer(self) -> SpoolWriter:
+        """A new spool file to write in pieces (the caller closes or discards it)."""
+        path, fd = self._new()
+        return SpoolWriter(self, path, fd)
+
     async def receive(self, chunks: AsyncIterator[bytes], *, name: str, size: int, sha256: bytes | None) -> SpooledFile:
         """Write exactly ``size`` streamed bytes to a spool file; checks ``sha256`` when the client gave one."""
-        path, fd = self._new()
-        h = hashlib.sha256()
-        got = 0
+        w = self.writer()
         try:
             async for data in chunks:
-                got += len(data)
-                await self._io(_write_all, fd, data, h)
-            if got != size:  # the uploader enforces this; a short stream means the client went away
-                raise FileError(f"{name}: the client sent {got} of {size} bytes")
-            digest = h.digest()
-            if sha256 is not None and digest != sha256:
+                await w.write(data)
+            if w.size != size:  # the uploader enforces this; a short stream means the client went away
+                raise FileError(f"{name}: the client sent {w.size} of {size} bytes")
+            done = w.close()
+            if sha256 is not None and done.sha256 != sha256:
                 raise HashMismatchError(f"{name}: the bytes received do not match the sha256 the client declared")
-            return SpooledFile(path, size, digest)
+            return done
         except BaseException:
-            path.unlink(missing_ok=True)
+            w.discard()
             raise
-        finally:
-            os.close(fd)
 
     async def copy(self, fd: int, *, name: str, size: int, limit: int) -> SpooledFile:
         """Copy an opened client file (``size`` from fstat) to the spool, checking the size while reading."""
@@ -138,6 +140,49 @@ class Spool:
             raise
         finally:
             os.close(out)
+
+
+class Reservation:
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.taken = 0
+
+    def add(self, n: int) -> None:
+        """Take ``n`` more bytes of the spool; BusyError when it is full."""
+        s = self.spool
+        if s.reserved + n > s.max_bytes:
+            raise BusyError(
+                f"the node is already receiving {s.reserved >> 20} MiB of attachments "
+                f"(limit [ipc] spool_mb = {s.max_bytes >> 20}); send again in a moment"
+            )
+        s.reserved += n
+        self.taken += n
+
+
+class SpoolWriter:
+    """One spool file being written: its size and SHA-256 computed on the way."""
+
+    def __init__(self, spool: Spool, path: Path, fd: int) -> None:
+        self.spool = spool
+        self.path = path
+        self._fd: int | None = fd
+        self._h = hashlib.sha256()
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        assert self._fd is not None
+        self.size += len(data)
+        await self.spool._io(_write_all, self._fd, data, self._h)
+
+    def close(self) -> SpooledFile:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        return SpooledFile(self.path, self.size, self._h.digest())
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 def _write_all(fd: int, data: bytes, h: hashlib._Hash) -> None:

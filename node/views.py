@@ -191,6 +191,7 @@ def inbox(e: Engine, code: AgencyCode, *, after: int, limit: int, unacked: bool)
         if unacked and entry.acked_at:
             continue
         rec = e.store.doc(entry.id)
+        ref = e.store.edxml_ref(entry.id)
         items.append(
             {
                 "seq": seq,
@@ -202,6 +203,9 @@ def inbox(e: Engine, code: AgencyCode, *, after: int, limit: int, unacked: bool)
                 "received_at": entry.received_at,
                 "acked_at": entry.acked_at or None,
                 "business": rec.business if rec else "new",
+                "document_id": ref.document_id if ref else "",
+                "number": ref.number if ref else "",
+                "notation": ref.notation if ref else "",
             }
         )
     return {"items": items, "next_after": cursor, "more": more}
@@ -346,10 +350,12 @@ def track(e: Engine, doc_id: Digest) -> dict[str, Any]:
                 "delivered_at": delivery.delivered_at if delivery and delivery.delivered_at else None,
             }
         )
+    ref = e.store.edxml_ref(doc_id)
     return {
         "id": str(doc_id),
         "from": str(doc.sender),
         "subject": rec.subject,
+        "document_id": ref.document_id if ref else "",
         "created_at": doc.at,
         "size": rec.size,
         "role": rec.role.value,

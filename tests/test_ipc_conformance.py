@@ -16,6 +16,7 @@ without the document (or the reverse) fails here.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -27,9 +28,11 @@ import pytest
 
 from cli.client import Client
 from protocol import cbor, ipc
-from protocol.errors import TrucError
+from protocol.edxml import EdocFields, FileSpec, ZipMode, build_edoc, write_bytes
+from protocol.errors import TrucError, error_class
 from protocol.framing import frame
 from tests.procs import Daemon, invoke, ipc_exchange, provision, running, wait_for
+from tests.vectors.edxml import generate as gen
 
 pytestmark = pytest.mark.slow
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "ipc.md").read_text("utf-8")
@@ -98,7 +101,7 @@ def result_shape(method: str) -> Any:
 
 def documented_errors() -> list[str]:
     part = DOC[DOC.index("## 3. Errors") : DOC.index("## 4. Methods")]
-    return re.findall(r"^\| `([a-z_]+)` \|", part, re.M)
+    return re.findall(r"^\| `([a-z_0-9]+)` \|", part, re.M)
 
 
 def check_shape(got: Any, shape: Any, where: str) -> None:
@@ -168,6 +171,9 @@ def valid(net: Net, method: str) -> tuple[Daemon, dict[str, Any]]:
         "directory.lookup": (net.g22, {"code": H01}),
         "directory.show": (net.g22, {}),
         "directory.publish": (net.g22, {"file": (net.g22.home / "directory.cbor").read_bytes()}),
+        "edxml.submit": (net.g22, {"package": edxml_package()}),
+        "edxml.export": (net.h01, {"id": net.doc, "code": H01, "zip": "raw"}),
+        "edxml.statuses": (net.g22, {"id": net.doc, "code": G22, "since": 0, "limit": 10}),
     }
     return base[method]
 
@@ -226,6 +232,8 @@ def bad_values(rule: ParamRule) -> list[tuple[Any, str]]:
         out += [(1, "bad_schema"), ("true", "bad_schema")]
     elif t == "status":
         out += [("1", "bad_schema"), (True, "bad_schema"), (99, "bad_schema"), ("99", "bad_schema")]
+    elif t == "package":
+        out += [("x", "bad_schema"), (b"", "bad_schema"), ({"size": 0}, "bad_schema")]
     elif t in ("[file]", "file"):
         out += [("x", "bad_schema"), ([{"name": "a"}] if t == "[file]" else {"size": -1}, "bad_schema")]
     else:
@@ -293,6 +301,31 @@ def _expired_directory(net: Net) -> str:
         return error_of(n["old"], "submit", {"from": "H29", "to": ["H31"], "subject": "x"}).code
 
 
+def edxml_package(subject: str = "Kiểm tra edXML") -> bytes:
+    """A small edoc from G22 to H01, as VNPT's library writes one."""
+    fields = EdocFields(sender=G22, recipients=(H01,), subject=subject, number="7", notation="VPCP-TH", date="2026-11-30")
+    package = build_edoc(fields, names=lambda code: "", files=[FileSpec("a.txt", "text/plain")])
+    return write_bytes(package, [b"edxml"], zip=ZipMode.RAW)
+
+
+def _edxml_error(n: Net, code: str) -> str:
+    """The code the node answers for the hostile vector the codec's tests pin to ``code``."""
+    data = next(data for data, cls in gen.hostile().values() if error_class(code).__name__ == cls)
+    # The vectors are addressed to H29, which this network's directory lacks: the header would be refused first.
+    return error_of(n.g22, "edxml.submit", {"package": data.replace(b"000.00.00.H29", H01.encode())}).code
+
+
+def _document_id_taken(n: Net) -> str:
+    call(n.g22, "edxml.submit", {"package": edxml_package()})
+    return error_of(n.g22, "edxml.submit", {"package": edxml_package("Nội dung khác")}).code
+
+
+EDXML_CODES = (
+    "edxml_syntax", "edxml_forbidden", "edxml_limit", "edxml_not_edxml", "edxml_header", "edxml_manifest",
+    "edxml_base64", "edxml_unsafe_name", "edxml_zip", "edxml_zip_bomb",
+)  # fmt: skip
+
+
 def _submit(**kw: Any) -> dict[str, Any]:
     return {"from": G22, "to": [H01], "subject": "x", **kw}
 
@@ -327,6 +360,8 @@ ERROR_CASES: dict[str, Callable[[Net], str]] = {
         error_of(n.g22, "directory.publish", {"file": cbor.encode({"v": 1, "chain": [_last_link(n)]})}).code
     ),
     "directory_expired": _expired_directory,
+    "document_id_taken": _document_id_taken,
+    **{code: functools.partial(_edxml_error, code=code) for code in EDXML_CODES},
 }
 # Codes a client cannot cause on purpose, with the reason; they must still be documented.
 NOT_CAUSABLE = {
