@@ -27,6 +27,17 @@ from identity.home import Home
 from identity.keys import load_authority_public
 from identity.trust import Trust
 from protocol.agency import AgencyCode, parse_agency_list
+from protocol.edxml import (
+    EdocFields,
+    FileSpec,
+    ResponseFor,
+    StatusFields,
+    ZipMode,
+    build_edoc,
+    build_status,
+    read_package,
+    write_bytes,
+)
 from protocol.envelope import Envelope, Kind, MessageHeader
 from protocol.errors import TrucError
 from protocol.ids import Digest
@@ -107,6 +118,7 @@ class Demo:
         self.setup()
         self.broadcast()
         self.status_flow()
+        self.edxml_flow()
         self.offline_recipient()
         self.crash_recipient()
         self.summary()
@@ -193,11 +205,65 @@ class Demo:
         except Exception as exc:
             self.say(f"   an illegal status is refused: {exc}")
 
+    def edxml_flow(self) -> None:
+        """The agencies' existing software: an edXML package in, unchanged, at one end; out, whole, at the others."""
+        g22, h29, h17 = self.nodes[SENDER], self.nodes["000.00.00.H29"], self.nodes["000.00.00.H17"]
+        self.say()
+        self.say(
+            f"3. {g22.short}'s existing software sends an edXML package (QCVN 102, attachment in VNPT's zip) "
+            f"to {h29.short} and {h17.short}"
+        )
+        pdf = b"%PDF-1.7\n" + os.urandom(200_000)
+        fields = EdocFields(
+            sender=g22.code,
+            recipients=(h29.code, h17.code),
+            subject="Về việc liên thông văn bản điện tử theo QCVN 102:2016",
+            number="2345",
+            notation="VPCP-KSTT",
+            type_name="Công văn",
+            date=time.strftime("%Y-%m-%d"),
+            signer="Nguyễn Văn A",
+        )
+        names = {n.code: n.name for n in self.nodes.values()}
+        package = build_edoc(fields, names=lambda c: names.get(c, ""), files=[FileSpec("2345-VPCP-KSTT.pdf", "application/pdf")])
+        data = write_bytes(package, [pdf], zip=ZipMode.ZIP, at_ms=int(time.time() * 1000), rng=os.urandom)
+        with g22.client() as c:
+            sent = c.edxml_submit(data)
+            again = c.edxml_submit(data)
+        self.check(again["duplicate"] and again["id"] == sent["id"], "the same package sent twice is one document")
+        self.say(f"   DocumentId {sent['document_id']} is document {sent['id'][:12]}…; sent again, it stays one document")
+        doc = sent["id"]
+        self.wait(lambda: all(r["state"] == "delivered" for r in self.receipts(doc).values()), 60, "receipts for the package")
+        for node in (h29, h17):
+            out = self.root / "received" / f"{node.short.lower()}.edxml"
+            with node.client() as c:
+                c.edxml_export(doc, out)
+            got, files = read_package(out.read_bytes())
+            assert got.edoc is not None
+            self.check(files == [pdf] and got.attachments[0].wrapper != "", f"{node.short} exports the package, PDF intact")
+            self.check(
+                [t.organ_id for t in got.edoc.trace_headers] == [g22.code, node.code],
+                f"{node.short}'s package carries one TraceHeader per hop",
+            )
+            self.say(f"   {node.short}'s software gets it back as edXML ({out.stat().st_size} bytes), PDF still in VNPT's zip")
+        answer = build_status(
+            StatusFields(h29.code, ResponseFor(g22.code, "2345/VPCP-KSTT", "", sent["document_id"]), 3, int(time.time() * 1000)),
+            names=lambda c: names.get(c, ""),
+        )
+        with h29.client() as c:
+            c.edxml_submit(write_bytes(answer, [], zip=ZipMode.RAW))
+        self.wait(
+            lambda: [s["code"] for s in g22.call("edxml.statuses", id=doc)["statuses"] if s["from"] == h29.code] == ["01", "03"],
+            30,
+            "H29's status package at G22",
+        )
+        self.say(f"   {h29.short}'s software answers with a status package (03); {g22.short}'s software reads 01 and 03 back")
+
     def offline_recipient(self) -> None:
         g22, h41 = self.nodes[SENDER], self.nodes["000.00.00.H41"]
         n = 2 if self.short else 5
         self.say()
-        self.say(f"3. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
+        self.say(f"4. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
         took = h41.node.stop(signal.SIGTERM)
         assert h41.node.proc is not None
         self.check(h41.node.proc.returncode == 0, f"{h41.short} exited cleanly")
@@ -223,7 +289,7 @@ class Demo:
         g22, h17 = self.nodes[SENDER], self.nodes["000.00.00.H17"]
         n = 8 if self.short else 30
         self.say()
-        self.say(f"4. {g22.short} sends {n} documents to {h17.short}; {h17.short} is killed with SIGKILL in the middle")
+        self.say(f"5. {g22.short} sends {n} documents to {h17.short}; {h17.short} is killed with SIGKILL in the middle")
         docs = []
         with g22.client() as c:
             for i in range(n):
