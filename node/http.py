@@ -204,6 +204,11 @@ class HttpServer:
             if head is None:
                 return
             first = False
+            size = len(head.target) + sum(len(k) + len(v) + 4 for k, v in head.headers)
+            if size > self.limits.max_header_bytes:  # h11 bounds only heads that arrive in pieces
+                self._refused("headers_too_large")
+                await self._send_error(conn, stream, 431, f"the request's headers pass {self.limits.max_header_bytes} bytes")
+                return
             req = Request(conn, stream, head, self.limits)
             try:
                 resp = await self.handler(req)

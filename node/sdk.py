@@ -62,7 +62,12 @@ HTTP_STATUS = {
     SdkErrorCode.BUSY: 503,
     SdkErrorCode.INTERNAL: 500,
 }  # the rest (a refused document, an unknown docId, register/deleteAgency) are HTTP 200 with a FAIL envelope
-SERVER_REFUSAL = {400: SdkErrorCode.MALFORMED, 408: SdkErrorCode.TIMEOUT, 413: SdkErrorCode.TOO_LARGE}
+SERVER_REFUSAL = {
+    400: SdkErrorCode.MALFORMED,
+    408: SdkErrorCode.TIMEOUT,
+    413: SdkErrorCode.TOO_LARGE,
+    431: SdkErrorCode.TOO_LARGE,
+}
 JOIN = (
     "membership of the network comes from the signed directory, not from this call: the agency's node operator "
     "runs `truc init` and sends join-request.cbor to the network authority, which signs the new directory "
