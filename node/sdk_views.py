@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 MAX_ROWS = 1000  # rows one list call answers; the system calls again after acknowledging them
+PAGE = 1000  # inbox entries read from the store at a time
 STATUS_TEXT = {
     StatusCode.ARRIVED: "Đã đến (01)",
     StatusCode.REJECTED: "Từ chối (02)",
@@ -58,27 +59,27 @@ class Inboxes:
         self._head: dict[AgencyCode, int] = {}
 
     def documents(self, codes: Iterable[AgencyCode], limit: int = MAX_ROWS) -> list[Pending]:
+        """Documents in the inboxes of ``codes`` not acknowledged yet, oldest first per agency."""
         out: list[Pending] = []
         for code in codes:
             after = self._head.get(code, 0)
-            head_known = True
+            head = True  # everything before ``after`` is acknowledged
             while len(out) < limit:
-                page = views.inbox(self.e, code, after=after, limit=limit - len(out), unacked=True)
-                for item in page["items"]:
-                    if head_known:
-                        self._head[code] = item["seq"] - 1
-                        head_known = False
-                    out.append(
-                        Pending(
-                            Digest.parse(item["id"]), "edoc", item["from"], code, item["received_at"], Digest.parse(item["id"])
-                        )
-                    )
-                if head_known:
-                    self._head[code] = page["next_after"]
-                if not page["more"]:
+                page = self.e.store.inbox(code, after=after, limit=PAGE)
+                for seq, entry in page:
+                    if entry.acked_at:
+                        if head:
+                            self._head[code] = seq
+                        continue
+                    head = False
+                    doc = Digest(entry.id)
+                    out.append(Pending(doc, "edoc", entry.sender, code, entry.received_at, doc))
+                    if len(out) == limit:
+                        break
+                if len(page) < PAGE:
                     break
-                after = page["next_after"]
-        return out[:limit]
+                after = page[-1][0]
+        return out
 
     def statuses(self, codes: Iterable[AgencyCode], limit: int = MAX_ROWS) -> list[Pending]:
         """Statuses addressed to ``codes`` (their documents' recipients', a sender's 13s) not yet acknowledged."""
