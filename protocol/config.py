@@ -195,6 +195,21 @@ class _Reader:
             raise self.fail(section, key, f"expected true or false, got {v!r}")
         return v
 
+    def tables(self, section: str, key: str, known: set[str]) -> list[tuple[str, _Reader]]:
+        """``[[section.key]]`` tables: (where, a reader of the table as section "t"), unknown keys refused."""
+        raw = self.get(section, key, [])
+        if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+            raise self.fail(section, key, f"expected [[{section}.{key}]] tables")
+        out = []
+        for i, t in enumerate(raw):
+            where = f"{key}[{i}]"
+            unknown = set(t) - known
+            if unknown:
+                known_text = ", ".join(sorted(known))
+                raise self.fail(section, where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {known_text})")
+            out.append((where, _Reader({"t": t}, self.source)))
+        return out
+
     def texts(
         self, section: str, key: str, default: tuple[str, ...], check: Callable[[str], object] | None = None
     ) -> tuple[str, ...]:
@@ -321,25 +336,17 @@ def _sdk_settings(r: _Reader, hosted: tuple[AgencyCode, ...]) -> SdkSettings:
     base_path = r.text("sdk", "base_path", SdkSettings.base_path).rstrip("/")
     if not _BASE_PATH.match(base_path):
         raise r.fail("sdk", "base_path", "expected a path such as /XrdAdapter/adapter (letters, digits, _ . -)")
-    raw = r.get("sdk", "systems", [])
-    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-        raise r.fail("sdk", "systems", "expected [[sdk.systems]] tables")
     systems: list[SdkSystem] = []
-    for i, t in enumerate(raw):
-        where = f"systems[{i}]"
-        unknown = set(t) - _SYSTEM_KEYS
-        if unknown:
-            raise r.fail("sdk", where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_SYSTEM_KEYS))})")
-        sub = _Reader({"s": t}, r.source)
-        system_id = sub.text("s", "system_id", "")
+    for where, sub in r.tables("sdk", "systems", _SYSTEM_KEYS):
+        system_id = sub.text("t", "system_id", "")
         if not _SYSTEM_ID.match(system_id):
             raise r.fail("sdk", f"{where}.system_id", f"{system_id!r:.80} is not 1-64 letters, digits, _ . -")
         if any(s.system_id == system_id for s in systems):
             raise r.fail("sdk", f"{where}.system_id", f"{system_id} is listed twice")
-        secret_file = sub.text("s", "secret_file", "")
+        secret_file = sub.text("t", "secret_file", "")
         if not secret_file:
             raise r.fail("sdk", f"{where}.secret_file", "missing: the file holding the system's secret (truc sdk add-system)")
-        agencies = tuple(AgencyCode.parse(c) for c in sub.texts("s", "agencies", (), AgencyCode.parse))
+        agencies = tuple(AgencyCode.parse(c) for c in sub.texts("t", "agencies", (), AgencyCode.parse))
         if not agencies:
             raise r.fail("sdk", f"{where}.agencies", "a system acts for at least one hosted agency")
         foreign = [str(c) for c in agencies if c not in hosted]
@@ -366,26 +373,18 @@ def _check_absolute_dir(text: str) -> None:
 
 
 def _ipc_settings(r: _Reader, hosted: tuple[AgencyCode, ...]) -> IpcSettings:
-    raw_clients = r.get("ipc", "clients", [])
-    if not isinstance(raw_clients, list) or not all(isinstance(x, dict) for x in raw_clients):
-        raise r.fail("ipc", "clients", "expected [[ipc.clients]] tables")
     rules = []
-    for i, t in enumerate(raw_clients):
-        where = f"clients[{i}]"
-        unknown = set(t) - _CLIENT_KEYS
-        if unknown:
-            raise r.fail("ipc", where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_CLIENT_KEYS))})")
-        sub = _Reader({"c": t}, r.source)
-        user, group = sub.text("c", "user", ""), sub.text("c", "group", "")
+    for where, sub in r.tables("ipc", "clients", _CLIENT_KEYS):
+        user, group = sub.text("t", "user", ""), sub.text("t", "group", "")
         if bool(user) == bool(group):
             raise r.fail("ipc", where, "give exactly one of user or group (a name or a numeric id)")
         if not _ACCOUNT.match(user or group):
             raise r.fail("ipc", where, f"{user or group!r} is not a user or group name, nor a numeric id")
-        codes = tuple(AgencyCode.parse(c) for c in sub.texts("c", "codes", (), AgencyCode.parse))
+        codes = tuple(AgencyCode.parse(c) for c in sub.texts("t", "codes", (), AgencyCode.parse))
         foreign = [str(c) for c in codes if c not in hosted]
         if foreign:
             raise r.fail("ipc", f"{where}.codes", f"{', '.join(foreign)} not hosted by this node ([node] codes)")
-        admin = sub.boolean("c", "admin", False)
+        admin = sub.boolean("t", "admin", False)
         if not codes and not admin:
             raise r.fail("ipc", where, "grants nothing: list the agencies it acts for in codes, or set admin = true")
         rules.append(ClientRule(user=user, group=group, codes=codes, admin=admin))
