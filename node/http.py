@@ -221,6 +221,12 @@ class HttpServer:
             except h11.RemoteProtocolError as exc:
                 self._refused("bad_http")
                 resp = self.error_page(400, f"not HTTP/1.1: {exc}")
+            except _ClientGone:
+                raise
+            except Exception as exc:  # a bug in a handler: answer 500 and keep serving, as the IPC server does
+                self.metrics.inc("http_internal_errors", listener=self.name)
+                self.log.error("http.internal_error", listener=self.name, path=req.path[:100], error=repr(exc)[:500])
+                resp = self.error_page(500, "internal error in the node; it is logged")
             if not req.body_read:
                 await self._drain(conn, stream)
             keep = req.body_read or (req.method in ("GET", "HEAD") and not req.content_length)

@@ -79,7 +79,7 @@ Call = Callable[[Request, System, sdk.SignedCall], Awaitable[Response]]
 
 def page(status: int, why: str) -> Response:
     """The FAIL envelope for what the HTTP server refuses itself (headers too large, too slow, too many connections)."""
-    error = SERVER_REFUSAL.get(status, SdkErrorCode.BUSY if status == 503 else SdkErrorCode.MALFORMED)
+    error = SERVER_REFUSAL.get(status, {503: SdkErrorCode.BUSY, 500: SdkErrorCode.INTERNAL}.get(status, SdkErrorCode.MALFORMED))
     return Response(status, sdk.fail(error, why), JSON)
 
 
