@@ -39,6 +39,7 @@ IDLE_TIMEOUT_S = 30.0
 RECEIVE_BYTES = 65536
 DRAIN_BYTES = 1 << 20  # of a refused request's body, read and dropped so the client reads the answer
 DRAIN_S = 2.0
+DRAIN_PAUSE_S = 0.2
 
 
 class BodyTimeoutError(Exception):
@@ -248,7 +249,9 @@ class HttpServer:
                 except h11.RemoteProtocolError:
                     return
                 if ev is h11.NEED_DATA:
-                    data = await _receive(stream)
+                    data = b""
+                    with trio.move_on_after(DRAIN_PAUSE_S):  # a client that paused is not sending: answer now
+                        data = await _receive(stream)
                     if not data:
                         return
                     left -= len(data)

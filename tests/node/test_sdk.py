@@ -311,3 +311,13 @@ def test_a_system_reads_only_its_own_agencies_documents(sdk: Sdk) -> None:
     fail(h29.call("updateStatus", docid=doc, status="done"), "106")
     assert listed(h01, doc)
     assert base64.b64decode(h01.call("getEdoc", docId=doc)["data"]).startswith(b"<?xml")
+
+
+def test_a_system_added_while_the_node_runs_is_allowed_after_a_restart(sdk: Sdk) -> None:
+    node = sdk.d["g22"]
+    secret = add_system(node.home, "late", G22)
+    late = SdkClient(sdk.urls["g22"], "late", secret)
+    fail(late.call("countReceiveEdoc", "GET"), "102")
+    node.stop()
+    node.start()
+    assert late.call("countReceiveEdoc", "GET")["status"] == "OK"
