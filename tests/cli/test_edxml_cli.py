@@ -82,6 +82,9 @@ def test_a_vnpt_package_crosses_and_comes_back_out_unchanged_but_for_one_trace_h
         assert [t.organ_id for t in package.edoc.trace_headers][-2:] == [G22, code]  # type: ignore[union-attr]
     item = nodes["h29"].call("inbox.list", code=H29)["items"][0]  # type: ignore[index]
     assert (item["document_id"], item["number"]) == (original.edoc.document_id, "7816")  # type: ignore[union-attr]
+    row = next(line for line in truc("inbox", "--home", h29).output.splitlines() if line.startswith(sent["id"][:12]))
+    assert "7816/VPCP-TTĐT" in row
+    assert f"edXML DocumentId {original.edoc.document_id}" in truc("track", sent["id"], "--home", h29).output  # type: ignore[union-attr]
     # The sender's node cannot open what it sent: not a recipient (exit 1).
     r = truc("edxml", "export", sent["id"], "-o", str(tmp_path / "x.edxml"), "--home", g, code=1)
     assert "sender's own document system" in r.output
