@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from protocol.edxml import Package, PackageRead, Reader
+from protocol.errors import EXIT_REFUSED, TrucError
 
 from . import output
 from .context import Ctx, code_arg, home_option, json_option, pass_ctx
@@ -23,25 +24,65 @@ def edxml_group() -> None:
       truc edxml check FILE          read a package here, no node needed: what it says, warnings, errors
       truc edxml send FILE           send it through the node as it is (an edoc or a status package)
       truc edxml export ID           a received document as a package, for the agency's software
-      truc edxml statuses ID         the statuses about a document, as status packages
+      truc edxml export ID --statuses   the status packages about it, one file each, in order
+      truc edxml statuses ID         list the statuses about a document (as status packages with -o)
     """
 
 
 @edxml_group.command("check")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @json_option
-def check(file: Path, as_json: bool) -> None:
-    """Read FILE as the node would (streamed, every limit applied) and say what it is; exit 2 if it is refused."""
+def check(files: tuple[Path, ...], as_json: bool) -> None:
+    """Read each FILE as the node would (streamed, every limit applied): one line per file, exit 1 if any is refused.
+
+    \b
+    A line is "FILE: ok" with the kind, from, to, DocumentId, attachments and
+    warnings, or "FILE: refused" with the error code and why. --json: a list
+    of {"file", "ok", ...what the package says | "error": {"code", "message"}}.
+    """
+    results = [_check_one(f) for f in files]
+    output.show(results, as_json, _print_checked)
+    if not all(r["ok"] for r in results):
+        raise SystemExit(EXIT_REFUSED)
+
+
+def _print_checked(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        click.echo(_check_line(r))
+
+
+def _check_one(file: Path) -> dict[str, Any]:
+    try:
+        return {"file": str(file), "ok": True, **_summary(_read(file))}
+    except TrucError as exc:
+        return {"file": str(file), "ok": False, "error": {"code": exc.code, "message": exc.message}}
+    except OSError as exc:
+        return {"file": str(file), "ok": False, "error": {"code": "file", "message": f"cannot read it: {exc.strerror}"}}
+
+
+def _read(file: Path) -> Package:
     reader = Reader()
-    package: Package | None = None
     with open(file, "rb") as f:
         while chunk := f.read(READ_BYTES):
             reader.feed(chunk)
     for ev in reader.close():
         if isinstance(ev, PackageRead):
-            package = ev.package
-    assert package is not None
-    output.show(_summary(package), as_json, _print_summary)
+            return ev.package
+    raise AssertionError("a reader that closes without error has read a package")
+
+
+def _check_line(r: dict[str, Any]) -> str:
+    if not r["ok"]:
+        return f"{r['file']}: refused {r['error']['code']}: {r['error']['message']}"
+    warnings = "".join(f"; warning {field}: {what}" for field, what in r["warnings"])
+    if r["kind"] == "status":
+        return f"{r['file']}: ok status {r['code']} from {r['from']} to {r['to']} DocumentId {r['document_id']}{warnings}"
+    files = ", ".join(f"{a['name']} {output.size(a['size'])}{' zipped' if a['zipped'] else ''}" for a in r["attachments"])
+    business = f" {r['business']} of {r['target']}" if r["business"] != "new" else ""
+    return (
+        f"{r['file']}: ok edoc{business} from {r['from']} to {','.join(r['to'])} DocumentId {r['document_id']}, "
+        f"{len(r['attachments'])} attachment(s){': ' + files if files else ''}{warnings}"
+    )
 
 
 def _summary(p: Package) -> dict[str, Any]:
@@ -77,26 +118,6 @@ def _summary(p: Package) -> dict[str, Any]:
     return out
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    if s["kind"] == "edoc":
-        click.echo(f"edoc      {s['document_id']}")
-        click.echo(f"from      {s['from']}")
-        click.echo(f"to        {', '.join(s['to'])}")
-        click.echo(f"số/ký hiệu {s['number']}/{s['notation']}  ngày {s['date']}")
-        click.echo(f"subject   {s['subject']}")
-        if s["business"] != "new":
-            click.echo(f"business  {s['business']} of {s['target']}")
-        for a in s["attachments"]:
-            zipped = " (in VNPT's zip)" if a["zipped"] else ""
-            click.echo(f"file      {a['name']}  {output.size(a['size'])}  {a['type']}{zipped}")
-    else:
-        click.echo(f"status    {s['code']} from {s['from']} to {s['to']}")
-        click.echo(f"document  {s['document_id']}")
-        click.echo(f"note      {s['description']}")
-    for field, what in s["warnings"]:
-        click.echo(f"warning   {field}: {what}")
-
-
 @edxml_group.command("send")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @home_option
@@ -120,8 +141,19 @@ def _print_sent(r: dict[str, Any]) -> None:
 
 @edxml_group.command("export")
 @click.argument("doc_id")
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), help="File to write (default ID.edxml here).")
-@click.option("--as", "code", callback=code_arg, help="The hosted recipient (when several are hosted here).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="The file to write (default ID.edxml here); with --statuses, the directory (default ID-statuses).",
+)
+@click.option("--as", "code", callback=code_arg, help="The hosted agency it is for (when several are hosted here).")
+@click.option(
+    "--statuses",
+    "with_statuses",
+    is_flag=True,
+    help="Instead: the status packages about ID addressed to that agency, one file each, numbered in order.",
+)
 @click.option(
     "--zip",
     "zip_mode",
@@ -132,9 +164,25 @@ def _print_sent(r: dict[str, Any]) -> None:
 @json_option
 @pass_ctx
 def export(
-    ctx: Ctx, doc_id: str, out: Path | None, code: str | None, zip_mode: str | None, home: Path | None, as_json: bool
+    ctx: Ctx,
+    doc_id: str,
+    out: Path | None,
+    code: str | None,
+    with_statuses: bool,
+    zip_mode: str | None,
+    home: Path | None,
+    as_json: bool,
 ) -> None:
-    """Write a received document as an edXML package (checked against its SHA-256)."""
+    """Write a received document as an edXML package (checked against its SHA-256), or its status packages.
+
+    \b
+      truc edxml export ID --as CODE --out FILE              the package as CODE's software receives it
+      truc edxml export ID --as CODE --statuses --out DIR    the status packages about ID for CODE, in order
+    """
+    if with_statuses:
+        found = _statuses(ctx, home, doc_id, code, 0, out or Path(f"{doc_id}-statuses"))
+        output.show(found, as_json, _print_statuses)
+        return
     result = ctx.client(home).edxml_export(doc_id, out or Path(f"{doc_id}.edxml"), code=code, zip=zip_mode)
     output.show(result, as_json, lambda r: click.echo(f"{r['path']}  {output.size(r['size'])}  DocumentId {r['document_id']}"))
 
@@ -149,18 +197,32 @@ def export(
 @pass_ctx
 def statuses(ctx: Ctx, doc_id: str, code: str | None, since: int, out: Path | None, home: Path | None, as_json: bool) -> None:
     """The statuses about a document as status packages: for its sender, the recipients'; for a recipient, the 13s."""
+    output.show(_statuses(ctx, home, doc_id, code, since, out), as_json, _print_statuses)
+
+
+def _statuses(ctx: Ctx, home: Path | None, doc_id: str, code: str | None, since: int, out: Path | None) -> list[dict[str, Any]]:
+    """Every status package about ``doc_id`` (all pages), written to ``out`` as NN-CODE-ID.edxml when given."""
+    found: list[dict[str, Any]] = []
     params: dict[str, Any] = {"id": doc_id, "since": since, "limit": 1000}
     if code is not None:
         params["code"] = code
-    found = ctx.call(home, "edxml.statuses", **params)["statuses"]
-    for s in found:
+    while True:
+        page = ctx.call(home, "edxml.statuses", **params)
+        found += page["statuses"]
+        if not page["more"] or not page["statuses"]:
+            break
+        params["since"] = page["statuses"][-1]["at"]
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise click.UsageError(f"{out} exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(found, 1):
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / f"status-{s['code']}-{s['id'][:12]}.edxml"
+            path = out / f"{i:02d}-status-{s['code']}-{s['id'][:12]}.edxml"
             path.write_bytes(s["package"])
             s["path"] = str(path)
         s["package"] = len(s["package"])
-    output.show(found, as_json, _print_statuses)
+    return found
 
 
 def _print_statuses(found: list[dict[str, Any]]) -> None:

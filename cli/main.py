@@ -255,16 +255,22 @@ def inbox(ctx: Ctx, home: Path | None, code: str | None, unacked: bool, limit: i
     output.show_rows(
         items,
         as_json,
-        ["id", "from", "to", "received", "acked", "subject"],
+        ["id", "from", "to", "received", "acked", "số/ký hiệu", "subject"],
         lambda i: (
             output.short(i["id"]),
             i["from"],
             i["to"],
             output.when(i["received_at"]),
             "yes" if i["acked_at"] else "no",
+            _number(i),
             i["subject"][:50],
         ),
     )
+
+
+def _number(item: dict[str, Any]) -> str:
+    """số/ký hiệu as written on the document ("" when it has neither)."""
+    return "/".join(x for x in (item.get("number", ""), item.get("notation", "")) if x)
 
 
 @cli.command()
@@ -341,6 +347,8 @@ def track(ctx: Ctx, home: Path | None, doc_id: str, as_json: bool) -> None:
 
 def _print_track(t: dict[str, Any]) -> None:
     click.echo(f"{t['id']}\n  from {t['from']}  created {output.when(t['created_at'])}  {output.size(t['size'])}  {t['subject']}")
+    if t.get("document_id") and t["document_id"] != t["id"]:  # a document with no số or date is named by its id
+        click.echo(f"  edXML DocumentId {t['document_id']}")
     if t["problem"]:
         click.echo(f"  problem: {t['problem']}")
     for r in t["recipients"]:

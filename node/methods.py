@@ -332,12 +332,12 @@ class Methods:
         since = p.integer("since", default=0)
         limit = p.integer("limit", default=100, lo=1, hi=1000)
         found = [s for s in self.e.edxml.status_packages(doc, code) if s.at > since]
+        page, more = ipc.page_by_time(found, limit, lambda s: s.at)
         return {
             "statuses": [
-                {"id": str(s.id), "from": str(s.author), "code": str(s.code), "at": s.at, "package": s.package}
-                for s in found[:limit]
+                {"id": str(s.id), "from": str(s.author), "code": str(s.code), "at": s.at, "package": s.package} for s in page
             ],
-            "more": len(found) > limit,
+            "more": more,
         }
 
     # --- directory, node ------------------------------------------------------------------

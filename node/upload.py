@@ -34,6 +34,7 @@ import trio
 from protocol.errors import BusyError, ConfigError, FileError, HashMismatchError, TooLargeError
 
 from .access import PeerCred
+from .committer import Offload
 
 READ_BYTES = 1 << 20
 IO_THREADS = 4  # worker threads for attachment I/O, apart from trio's default pool the store uses
@@ -50,9 +51,11 @@ class SpooledFile:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, *, offload: Offload | None = None) -> None:
+        """``offload`` runs the file writes instead of worker threads (simnet's virtual time: node/committer.py)."""
         self.dir = directory
         self.max_bytes = max_bytes
+        self._offload = offload
         self.reserved = 0
         self.limiter = trio.CapacityLimiter(IO_THREADS)
         self._serial = 0
@@ -90,6 +93,8 @@ class Spool:
         return path, fd
 
     async def _io(self, fn: object, *args: object) -> object:
+        if self._offload is not None:
+            return await self._offload(fn, *args)
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)  # type: ignore[arg-type]
 
     def writer(self) -> SpoolWriter:

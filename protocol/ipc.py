@@ -22,8 +22,9 @@ SchemaError naming the parameter.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import cbor
 from .agency import AgencyCode
@@ -279,6 +280,23 @@ SUBMIT_KEYS = {
     "urgency", "due", "business", "ref", "files", "idempotency_key",
 }  # fmt: skip
 FILE_KEYS = {"name", "mime", "data", "path", "size", "sha256"}
+
+
+T = TypeVar("T")
+
+
+def page_by_time(items: Sequence[T], limit: int, at: Callable[[T], int]) -> tuple[list[T], bool]:
+    """(one page of ``items``, sorted by ``at``; whether more follow): a page never ends inside a run of equal times.
+
+    A client asks again with ``since`` = the last page's last time and
+    misses nothing: the page is cut before a run that ``limit`` would split,
+    or, when one run alone is over ``limit``, holds that whole run.
+    """
+    page = list(items[:limit])
+    if len(items) > limit:
+        tied = at(items[limit])
+        page = [x for x in page if at(x) != tied] or [x for x in items if at(x) == tied]
+    return page, len(items) > len(page)
 
 
 def parse_files(params: dict[str, Any]) -> list[FileParam]:

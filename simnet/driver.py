@@ -146,6 +146,14 @@ class Driver(Protocol):
         self, sender: AgencyCode, recipients: Sequence[AgencyCode], meta: DocumentMeta, files: Sequence[FileSource], key: str
     ) -> Digest: ...
 
+    async def submit_edxml(self, agency: AgencyCode, package: bytes) -> Digest:
+        """``agency``'s software sends an edXML package (edoc or status); returns the document it made or is about."""
+        ...
+
+    async def export_edxml(self, doc: Digest, code: AgencyCode) -> bytes:
+        """``code``'s software collects ``doc`` as an edXML package (attachments as they were sent)."""
+        ...
+
     async def inbox(self, code: AgencyCode, *, after: int = 0) -> list[InboxItem]: ...
 
     async def thread_state(self, doc: Digest, recipient: AgencyCode) -> ThreadState:

@@ -32,6 +32,7 @@ class Observed:
         default_factory=list
     )  # node, inbox at the crash, inbox at the end
     forge_exercised: bool = True
+    edxml: dict[str, list[str]] = field(default_factory=dict)  # "doc->recipient": how its export differs from what went in
 
 
 def verdict(expected: list[Pair], excused: set[Pair], obs: Observed) -> dict[str, dict[str, Any]]:
@@ -76,6 +77,12 @@ def verdict(expected: list[Pair], excused: set[Pair], obs: Observed) -> dict[str
         "injected": len(obs.forged),
         "stored": obs.forged_stored[:20],
         "rejections_counted": obs.rejections,
+    }
+    changed = {pair: diff for pair, diff in obs.edxml.items() if diff}
+    checks["every edXML package comes out at each recipient as it went in"] = {
+        "ok": not changed,
+        "exported": len(obs.edxml),
+        "differ": [f"{pair}: {'; '.join(diff)}" for pair, diff in list(changed.items())[:20]],
     }
     lost = [f"{d.short()}@{name}" for name, before, after in obs.crashes for d in before - after]
     checks["nothing lost at crashed nodes"] = {"ok": not lost, "crashes": len(obs.crashes), "lost": lost[:20]}

@@ -46,6 +46,7 @@ class IpcDriver:
         self.wire: Wire | None = None
         self.clock: trio.abc.Clock | None = None
         self.codes = list(codes)
+        self.root = root
         self.net = ProcessNetwork(root, {node_name(c): [str(c)] for c in codes}, network="simnet", names=names, tune=FAST_SYNC)
 
     @contextmanager
@@ -74,7 +75,10 @@ class IpcDriver:
         Abandoned if the run is cancelled: the thread's answer is no longer
         wanted, and the session stops the processes, which ends the call.
         """
-        call = functools.partial(self._node(agency).call, method, **params)
+        return await self._on(agency, functools.partial(self._node(agency).call, method, **params))
+
+    async def _on(self, agency: AgencyCode, call: Callable[[], T]) -> T:
+        """``call`` (IPC to the node hosting ``agency``) in a thread; a node that is down (or dies meanwhile) is NodeDown."""
         try:
             return await trio.to_thread.run_sync(call, abandon_on_cancel=True)  # type: ignore[call-arg]  # stale trio stubs
         except NodeNotRunningError:
@@ -117,6 +121,27 @@ class IpcDriver:
             },
         )
         return Digest.parse(result["id"])
+
+    async def submit_edxml(self, agency: AgencyCode, package: bytes) -> Digest:
+        def send() -> dict[str, Any]:
+            with self._node(agency).client() as c:
+                return c.edxml_submit(package)
+
+        return Digest.parse((await self._on(agency, send))["doc"])
+
+    async def export_edxml(self, doc: Digest, code: AgencyCode) -> bytes:
+        out = self.root / "exports" / f"{doc}-{node_name(code)}.edxml"
+        out.parent.mkdir(exist_ok=True)
+
+        def collect() -> bytes:
+            with self._node(code).client() as c:
+                c.edxml_export(str(doc), out, code=str(code))
+            try:
+                return out.read_bytes()
+            finally:
+                out.unlink()
+
+        return await self._on(code, collect)
 
     async def inbox(self, code: AgencyCode, *, after: int = 0) -> list[InboxItem]:
         items = []

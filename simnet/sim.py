@@ -50,6 +50,7 @@ from store.records import DeliveryState
 from .agent import Agent, Thread
 from .config import Mode, Outcome, SimConfig
 from .driver import Driver, Forgeries, NodeDown
+from .edxml_load import EdxmlTraffic
 from .faults import Fault, FaultKind, parse_faults
 from .injection import Crash, inject, supports
 from .inprocess import InProcessDriver
@@ -92,6 +93,7 @@ class Simulation:
         )
         self.plans = workload.plans
         self.hub = workload.hub
+        self.edxml = EdxmlTraffic(self.plans, seed=cfg.seed, names={str(a.code): a.name for a in cfg.agencies})
         self.extra: list[DocPlan] = []  # documents the faults add: a joining agency's exchange with the hub
         self.agent = Agent(seed=cfg.seed, mean_delay_s=cfg.status_delay_s, rng=self.rng)
         self.sent: dict[int, Digest] = {}
@@ -183,15 +185,20 @@ class Simulation:
         data = random.Random(f"{self.cfg.seed}-doc-{plan.index}").randbytes(plan.size)
         meta = DocumentMeta(subject=f"Văn bản mô phỏng số {plan.index}", number=str(plan.index), doc_type="Công văn")
         files = [FileSource("van-ban.bin", "application/octet-stream", data=data)]
+        package = self.edxml.package(plan, data)  # this agency's software speaks edXML
         while True:
             try:
-                # The same idempotency key on every try, as an integrator retrying after a crash would.
-                doc = await self.driver.submit(plan.sender, plan.recipients, meta, files, f"sim-{plan.index}")
+                if package is not None:  # sent again after a failure, it is the same document (its DocumentId)
+                    doc = await self.driver.submit_edxml(plan.sender, package)
+                else:  # the same idempotency key on every try, as an integrator retrying after a crash would
+                    doc = await self.driver.submit(plan.sender, plan.recipients, meta, files, f"sim-{plan.index}")
             except (NodeDown, TrucError):
                 self.postponed += 1
                 await trio.sleep(self.driver.pace.poll_s)  # the sender's node is down: its operator's system retries
                 continue
             self.sent[plan.index] = doc
+            if package is not None:
+                self.edxml.submitted(doc, plan, package)
             self.sent_at[doc] = self.now()
             self.doc_plan[doc] = plan
             self.agent.submitted(doc, plan, self.now())
@@ -234,7 +241,7 @@ class Simulation:
         if code is None:
             return
         try:
-            await self.driver.send_status(t.doc, t.recipient, code, note=self.agent.note(t))
+            await self._send_status(t.doc, t.recipient, self.doc_plan[t.doc].sender, code, note=self.agent.note(t))
             sent = True
         except (TrucError, NodeDown):
             sent = False  # refused (a take-back arrived meanwhile), or its node crashed, or its key was just revoked
@@ -250,7 +257,7 @@ class Simulation:
             self.agent.takeback_later(doc, self.now() + self.driver.pace.poll_s)
             return
         try:
-            await self.driver.send_status(doc, sender, StatusCode.TAKEBACK_REQUESTED, note="Xin thu hồi", to=recipient)
+            await self._send_status(doc, sender, recipient, StatusCode.TAKEBACK_REQUESTED, note="Xin thu hồi")
         except NodeDown:
             return  # asked again on the next round
         except TrucError:
@@ -323,6 +330,14 @@ class Simulation:
             await trio.sleep(self.driver.pace.settle_poll_s)
         return False
 
+    async def _send_status(self, doc: Digest, author: AgencyCode, to: AgencyCode, code: StatusCode, *, note: str) -> None:
+        """A status from ``author``'s software: a status package if the document came as edXML, else status.send."""
+        package = self.edxml.status(doc, author, to, code, note=note, now_s=self.now())
+        if package is not None:
+            await self.driver.submit_edxml(author, package)
+        else:
+            await self.driver.send_status(doc, author, code, note=note, to=to if code is StatusCode.TAKEBACK_REQUESTED else None)
+
     # --- the verdict --------------------------------------------------------------------------
 
     async def _check(self) -> Outcome:
@@ -352,6 +367,8 @@ class Simulation:
                 latencies.append(float(delivery.delivered_at - created))
         for doc in list(self.sent.values()):
             await self._receipts(doc)
+        held = [(d, r) for d, r in counted if inbox.get(r, Counter())[d] > 0]
+        edxml = await self.edxml.compare(self.driver, held)
         crashes = [(c.node, c.inbox, {item.doc for item in await self.driver.inbox(c.code)}) for c in self.crashes]
         wire = self.driver.wire
         forgeries = wire.forgeries(self.forged) if wire is not None else Forgeries([], 0)
@@ -364,6 +381,7 @@ class Simulation:
             rejections=forgeries.rejections,
             crashes=crashes,
             forge_exercised=supports(self.cfg.mode, FaultKind.FORGE),
+            edxml=edxml,
         )
         checks = verdict(expected, excused, obs)
         stats = self._summarize(counted, latencies, statuses) | self.driver.stats()
@@ -375,6 +393,7 @@ class Simulation:
             "documents": len(self.sent),
             "deliveries": len(counted),
             "broadcasts": sum(1 for p in self.plans if p.broadcast),
+            "edxml_documents": len(self.edxml.sent),
             "bytes_sent": sum(self.doc_plan[d].size for d in self.sent.values()),
             "statuses": dict(sorted(statuses.items())),
             "submits_postponed_while_sender_down": self.postponed,

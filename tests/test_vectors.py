@@ -131,6 +131,27 @@ def test_pinned_upload_frames_decode() -> None:
     assert hashlib.sha256(data).hexdigest() == req.params["files"][0]["sha256"]
 
 
+def test_pinned_edxml_submit_frames_carry_a_status_package() -> None:
+    import hashlib
+
+    from protocol import ipc
+    from protocol.edxml import Kind, read_package
+
+    dec = FrameDecoder(max_bytes=ipc.MAX_FRAME_BYTES)
+    dec.feed(pinned("ipc-edxml-submit"))
+    *client, answer = list(iter(dec.next_frame, None))
+    req, *uploads = [ipc.decode_client_frame(f) for f in client]
+    assert isinstance(req, ipc.Request) and req.method == "edxml.submit"
+    size = ipc.declared_uploads(req.method, req.params)[0]
+    data = b"".join(u.data for u in uploads if isinstance(u, ipc.Upload))
+    assert len(data) == size and hashlib.sha256(data).hexdigest() == req.params["package"]["sha256"]
+    package, _ = read_package(data)
+    assert package.kind is Kind.STATUS and package.status is not None and package.status.code == 3
+    result = ipc.decode_message(answer)["result"]
+    assert result["kind"] == "status" and result["code"] == "03"
+    assert result["document_id"] == package.status.response_for.document_id
+
+
 def test_pinned_sync_heads_exchange_decodes() -> None:
     from protocol import messages as m
 

@@ -15,6 +15,7 @@ and the manifest's files against the header's attachments.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,3 +169,31 @@ def fingerprint(edoc: Edoc, files: Sequence[FileEntry]) -> bytes:
         ]
     )
     return hashlib.sha256(data).digest()
+
+
+def differences(sent: Package, received: Package, hops: Sequence[str]) -> list[str]:
+    """How a package a recipient exported differs from the one its sender's software put in ([] when it is whole).
+
+    Whole means (docs/edxml.md §11): every header element as sent, the
+    sent TraceHeaders followed by exactly one per ``hops`` (the sending
+    node's agency, then the recipient's), and each attachment's name, bytes
+    (SHA-256) and VNPT zip wrapper as sent.
+    """
+    if sent.edoc is None or received.edoc is None:
+        return [f"kind: sent {sent.kind.value}, received {received.kind.value}"]
+    out = []
+    a, b = sent.edoc, received.edoc
+    for f in dataclasses.fields(a):
+        if f.name != "trace_headers" and getattr(a, f.name) != getattr(b, f.name):
+            out.append(f"{f.name}: sent {getattr(a, f.name)!r:.80}, received {getattr(b, f.name)!r:.80}")
+    n = len(a.trace_headers)
+    if b.trace_headers[:n] != a.trace_headers:
+        out.append("trace_headers: the sent TraceHeaders are not all there, in order")
+    added = [t.organ_id for t in b.trace_headers[n:]]
+    if added != list(hops):
+        out.append(f"trace_headers: added {added}, expected {list(hops)}")
+    if [(x.name, x.sha256, x.wrapper) for x in sent.attachments] != [(x.name, x.sha256, x.wrapper) for x in received.attachments]:
+        want = [(x.name, x.sha256.hex()[:12], x.wrapper) for x in sent.attachments]
+        got = [(x.name, x.sha256.hex()[:12], x.wrapper) for x in received.attachments]
+        out.append(f"attachments (name, sha256, zip wrapper): sent {want}, received {got}")
+    return out

@@ -44,12 +44,23 @@ def in_inbox(d: Daemon, code: str, doc: str) -> bool:
     return any(i["id"] == doc for i in d.call("inbox.list", code=code, limit=1000)["items"])  # type: ignore[index]
 
 
-def test_check_reads_a_package_without_a_node_and_refuses_a_hostile_one() -> None:
-    s = as_json("edxml", "check", str(CORPUS / "vnpt-zipped.edxml"))
-    assert s["kind"] == "edoc" and s["to"] == [H29, H01]
+def test_check_reads_packages_without_a_node_one_line_each_and_exit_1_if_any_is_refused(tmp_path: Path) -> None:
+    good = [str(CORPUS / "vnpt-zipped.edxml"), str(CORPUS / "status-03.edxml")]
+    r = truc("edxml", "check", *good)
+    lines = r.output.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{good[0]}: ok edoc from {G22} to {H29},{H01} DocumentId ")
+    assert "7816-VPCP-TTĐT.pdf" in lines[0] and "zipped" in lines[0]
+    assert lines[1].startswith(f"{good[1]}: ok status 03 from {H29} to {G22}")
+    [s] = as_json("edxml", "check", good[0])
+    assert s["ok"] and s["kind"] == "edoc" and s["to"] == [H29, H01]
     assert s["attachments"][0]["zipped"] and s["attachments"][0]["type"] == "application/pdf"
-    r = truc("edxml", "check", str(gen.HERE / "hostile" / "xxe-file.edxml"), code=2)
-    assert "DOCTYPE" in r.output and "Traceback" not in r.output
+    hostile = str(gen.HERE / "hostile" / "xxe-file.edxml")
+    missing = str(tmp_path / "absent.edxml")
+    r = truc("edxml", "check", good[0], hostile, missing, code=1)
+    lines = r.output.splitlines()
+    assert len(lines) == 3 and ": ok edoc" in lines[0] and "Traceback" not in r.output
+    assert lines[1].startswith(f"{hostile}: refused edxml_forbidden: ") and "DOCTYPE" in lines[1]
+    assert lines[2].startswith(f"{missing}: refused file: cannot read it")
 
 
 def test_a_vnpt_package_crosses_and_comes_back_out_unchanged_but_for_one_trace_header(
@@ -71,6 +82,9 @@ def test_a_vnpt_package_crosses_and_comes_back_out_unchanged_but_for_one_trace_h
         assert [t.organ_id for t in package.edoc.trace_headers][-2:] == [G22, code]  # type: ignore[union-attr]
     item = nodes["h29"].call("inbox.list", code=H29)["items"][0]  # type: ignore[index]
     assert (item["document_id"], item["number"]) == (original.edoc.document_id, "7816")  # type: ignore[union-attr]
+    row = next(line for line in truc("inbox", "--home", h29).output.splitlines() if line.startswith(sent["id"][:12]))
+    assert "7816/VPCP-TTĐT" in row
+    assert f"edXML DocumentId {original.edoc.document_id}" in truc("track", sent["id"], "--home", h29).output  # type: ignore[union-attr]
     # The sender's node cannot open what it sent: not a recipient (exit 1).
     r = truc("edxml", "export", sent["id"], "-o", str(tmp_path / "x.edxml"), "--home", g, code=1)
     assert "sender's own document system" in r.output
@@ -111,4 +125,11 @@ def test_status_packages_go_back_to_the_senders_software(nodes: dict[str, Daemon
         package, _ = read_package(Path(s["path"]).read_bytes())
         assert package.status is not None and package.status.sender.organ_id == H29
         assert package.status.response_for.document_id == "000.00.00.G22,2026/11/22,15/VPCP-KSTT"
-    assert "Đã vào sổ" in (tmp_path / "st" / f"status-03-{three['id'][:12]}.edxml").read_text("utf-8")
+    assert "Đã vào sổ" in (tmp_path / "st" / f"02-status-03-{three['id'][:12]}.edxml").read_text("utf-8")
+    # The form of the issue: export --statuses writes one file per package, numbered in order.
+    out = tmp_path / "export-st"
+    r = truc("edxml", "export", doc, "--as", G22, "--statuses", "--out", str(out), "--home", g)
+    files = sorted(p.name for p in out.iterdir())
+    assert [f[:12] for f in files] == ["01-status-01", "02-status-03"] and str(out) in r.output
+    r = truc("edxml", "export", doc, "--as", G22, "--statuses", "--out", str(out / files[0]), "--home", g, code=2)
+    assert "is not a directory" in r.output

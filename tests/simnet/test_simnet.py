@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import random
@@ -46,6 +47,9 @@ def test_every_kind_of_fault_and_a_passing_verdict_with_its_report(tmp_path: Pat
     assert checks["no invalid envelope stored or forwarded"]["rejections_counted"] > 0
     assert checks["nothing lost at crashed nodes"]["crashes"] == 1
     assert {"01", "03", "04", "05", "06"} <= set(outcome.stats["statuses"])
+    # A share went in as edXML packages of four producers' styles, statuses back as packages, and came out whole.
+    assert outcome.stats["edxml_documents"] >= 10
+    assert checks["every edXML package comes out at each recipient as it went in"]["exported"] >= 15
     paths = write_report(outcome, tmp_path / "report", {"seed": 2})
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["verdict"] == "PASS" and summary["samples"]
@@ -196,3 +200,23 @@ def test_joins_in_a_network_without_g22_are_welcomed_by_its_heaviest_sender_and_
     indexes = [p.index for p in [*sim.plans, *sim.extra]]
     assert len(set(indexes)) == len(indexes)
     assert outcome.stats["documents"] == 8 + 4 and len(sim.sent) == len(sim.plans) + len(sim.extra)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_verdict_catches_an_edxml_package_that_does_not_come_out_as_it_went_in(tmp_path: Path) -> None:
+    """Change what one sender's software is recorded to have sent, after the run: the comparison must see it."""
+
+    class Sabotaged(Simulation):
+        async def _settle(self) -> bool:
+            settled = await super()._settle()
+            doc, (style, package) = next(iter(self.edxml.sent.items()))
+            assert package.edoc is not None
+            edoc = dataclasses.replace(package.edoc, subject="Một trích yếu khác")
+            self.edxml.sent[doc] = (style, dataclasses.replace(package, edoc=edoc))
+            return settled
+
+    outcome = Sabotaged(config(8, 40, 120, "none", seed=3), tmp_path, echo=lambda s: None).execute()
+    check = outcome.checks["every edXML package comes out at each recipient as it went in"]
+    assert not outcome.ok and not check["ok"] and check["exported"] >= 5
+    assert len(check["differ"]) >= 1 and all("subject: sent 'Một trích yếu khác'" in d for d in check["differ"])

@@ -217,6 +217,47 @@ def ipc_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
             + framed(ipc.Upload(5, 0, b"Xin chao ").encode())
             + framed(ipc.Upload(5, 0, b"moi").encode()),
         ),
+        **ipc_edxml_sample(doc_id),
+    }
+
+
+def ipc_edxml_sample(doc_id: Digest) -> dict[str, tuple[str, bytes]]:
+    """docs/ipc.md's edxml.submit: a status package streamed as upload frames, and its answer."""
+    import hashlib
+
+    from protocol import ipc
+    from protocol.edxml import ResponseFor, StatusFields, ZipMode, build_status, write_bytes
+
+    def framed(payload: bytes) -> bytes:
+        return frame(payload, max_bytes=ipc.MAX_FRAME_BYTES)
+
+    fields = StatusFields(
+        "000.00.00.H29",
+        ResponseFor("000.00.00.G22", "12/VPCP-KSTT", "2026/12/01", "000.00.00.G22,2026/12/01,12/VPCP-KSTT"),
+        3,
+        AT,
+        "Đã vào sổ văn bản đến",
+    )
+    package = write_bytes(build_status(fields, names=lambda code: ""), [], zip=ZipMode.RAW)
+    half = len(package) // 2
+    request = ipc.Request(6, "edxml.submit", {"package": {"size": len(package), "sha256": hashlib.sha256(package).hexdigest()}})
+    answer = {
+        "kind": "status",
+        "id": "5" * 64,
+        "doc": str(doc_id),
+        "document_id": fields.response_for.document_id,
+        "duplicate": False,
+        "code": "03",
+        "warnings": [],
+    }
+    return {
+        "ipc-edxml-submit": (
+            f"IPC frames: edxml.submit request 6 declaring a {len(package)}-byte status package, two upload frames, the answer",
+            framed(request.encode())
+            + framed(ipc.Upload(6, 0, package[:half]).encode())
+            + framed(ipc.Upload(6, 0, package[half:]).encode())
+            + framed(ipc.response(6, answer)),
+        ),
     }
 
 
