@@ -23,7 +23,7 @@ import click
 
 from protocol.errors import AccessDeniedError, SchemaError, TrucError, find_truc_error
 
-from . import edxml_tools, inspection, offline, output, store_tools
+from . import edxml_tools, inspection, offline, output, sdk_tools, store_tools
 from .client import file_entry
 from .context import Ctx, code_arg, home_option, json_option, pass_ctx
 
@@ -64,6 +64,7 @@ def cli() -> None:
     Documents (integrators and operators):
       send, inbox, fetch, ack, status, track, documents, events
       edxml check/send/export/statuses   the national edXML packages, as they are
+      sdk enable/add-system/systems      the national SDK's HTTP calls, answered by this node
     \b
     Inspecting a running node (every read command also takes --json):
       info, peers, queues, stats, directory show/lookup
@@ -79,6 +80,7 @@ def cli() -> None:
 offline.register(cli)  # authority, node home, directory file
 cli.add_command(store_tools.store_group)
 cli.add_command(edxml_tools.edxml_group)
+cli.add_command(sdk_tools.sdk_group)
 for command in inspection.COMMANDS:
     cli.add_command(command)
 

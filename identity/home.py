@@ -15,6 +15,7 @@
     join-request.cbor  what the authority needs to list this node
     spool/             attachments being received over the socket (0700; emptied at start)
     cache/             the directory's verified form (0700; safe to delete: rebuilt at start)
+    sdk/ID.secret      an SDK document system's secret (0600; `truc sdk add-system`, identity/sdk_systems.py)
 
 The names of the files config.toml may move are its defaults (protocol/config.py
 ``NodeConfig``); the others are fixed here.
@@ -132,6 +133,10 @@ class Home:
 
     @property
     def secret_files(self) -> list[Path]:
-        """The node's and its agencies' secret keys and the network's private-network keys: never read for a client."""
+        """The node's and its agencies' secret keys, the network's private-network keys and the SDK systems' secrets.
+
+        Never read for a client.
+        """
         psk = [self.psk_file] if self.psk_file is not None else []
-        return [self.node_key, *(self.agency_key(c) for c in self.config.codes), *psk, *self.psk_also_accept]
+        sdk = [self.path(s.secret_file) for s in self.config.sdk.systems]
+        return [self.node_key, *(self.agency_key(c) for c in self.config.codes), *psk, *self.psk_also_accept, *sdk]

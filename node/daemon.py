@@ -2,9 +2,10 @@
 
 One wiring function, :func:`run_node`, builds the whole object graph in
 dependency order: config → log → keys → authority → store → directory →
-trust → what could fail for want of a port or directory (the IPC socket's
-directory, the metrics address) → metrics → overlay → engine → IPC →
-metrics endpoint → systemd readiness. Read it and you know the daemon.
+trust → what could fail for want of a port, directory or secret (the IPC
+socket's directory, the metrics and SDK addresses, the SDK systems'
+secrets) → metrics → overlay → engine → spool → IPC → metrics endpoint →
+SDK endpoint → systemd readiness. Read it and you know the daemon.
 SIGTERM: :func:`shutdown` (refuse new work, let what is in flight finish
 within ``SHUTDOWN_GRACE_S``), then cancel. The home's files: identity/home.py.
 """
@@ -16,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -34,8 +36,10 @@ from identity.keys import (
     load_node_key,
 )
 from identity.psk import configured_psk, load_psk_file
+from identity.sdk_systems import load_secret
 from identity.trust import Trust
 from protocol.agency import AgencyCode
+from protocol.config import SdkSettings
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, Envelope
 from protocol.errors import ConfigError, KeyFileError, StoreCorruptError, TrucError, find_truc_error
 from store.records import Owner
@@ -52,6 +56,8 @@ from .log import Log, capture_library_logs
 from .methods import Methods
 from .metrics import Metrics
 from .p2p import P2POverlay
+from .sdk import SdkApi, page
+from .sdk_gate import SdkGate, System
 from .tasks import TaskStatus
 from .upload import ReadPaths, Spool
 
@@ -97,6 +103,7 @@ async def run_node(
         log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
     corrupt: list[StoreCorruptError] = []
     metrics_listeners: list[trio.SocketListener] = []
+    sdk_listeners: list[trio.SocketListener] = []
     try:
         directory, chain, cache = load_directory(home, authority, store, node_key)
         gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
@@ -119,6 +126,9 @@ async def run_node(
         check_socket_dir(home.socket)
         if cfg.metrics_listen:
             metrics_listeners = await http.open_listeners(*_host_port(cfg.metrics_listen))
+        systems = load_systems(home)
+        if cfg.sdk.listen:
+            sdk_listeners = await http.open_listeners(*_host_port(cfg.sdk.listen), what="[sdk] listen")
         metrics = Metrics()
         core = NodeCore(
             config=cfg,
@@ -146,15 +156,29 @@ async def run_node(
             bootstrap=cfg.bootstrap,
         )
         engine = assemble(core, overlay)
-        ipc = ipc_server(home, engine, log, metrics)
+        spool = Spool(home.spool, int(cfg.ipc.spool_mb * 1024 * 1024))
+        removed = spool.prepare()
+        if removed:
+            log.info("spool.cleaned", files=removed)
+        ipc = ipc_server(home, engine, log, metrics, spool)
         async with trio.open_nursery() as nursery:
             _stop_on_corruption(store, nursery, corrupt, log)
             await nursery.start(overlay.run)
             await nursery.start(engine.run)
             await nursery.start(ipc.run)
             if metrics_listeners:
-                bound = await nursery.start(http.serve, metrics_listeners, metrics.render, lambda: True)
+                bound: int = await nursery.start(
+                    partial(http.serve, log=log, metrics=metrics), metrics_listeners, metrics.render, _ok
+                )
                 log.info("metrics.listening", address=f"{cfg.metrics_listen.rsplit(':', 1)[0]}:{bound}")
+            if sdk_listeners:
+                api = SdkApi(engine, SdkGate(cfg.sdk, systems, time.monotonic), spool)
+                server = http.HttpServer(
+                    api.handle, limits=sdk_limits(cfg.sdk), log=log, metrics=metrics, name="sdk", error_page=page
+                )
+                bound = await nursery.start(server.serve, sdk_listeners)
+                address = f"{cfg.sdk.listen.rsplit(':', 1)[0]}:{bound}"
+                log.info("sdk.listening", address=address, base_path=cfg.sdk.base_path, systems=len(systems))
             nursery.start_soon(systemd.watchdog, engine)
             systemd.notify(f"READY=1\nSTATUS=serving {', '.join(str(c) for c in cfg.codes)}; directory serial {directory.serial}")
             # Logged once the node serves: a start that fails prints only the one line that says why.
@@ -172,7 +196,7 @@ async def run_node(
             task_status.started(engine)
             nursery.start_soon(_status_line, engine)
     finally:
-        for listener in metrics_listeners:  # if the node stopped before serving them
+        for listener in metrics_listeners + sdk_listeners:  # if the node stopped before serving them
             listener.socket.close()
         store.close()
     if corrupt:
@@ -197,15 +221,28 @@ def _stop_on_corruption(store: Store, nursery: trio.Nursery, found: list[StoreCo
     store.on_corruption = stop
 
 
-def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics) -> IpcServer:
-    """The IPC socket with its spool, the directories it may read and who may use it (raises ConfigError)."""
+def _ok() -> bool:
+    return True
+
+
+def load_systems(home: Home) -> list[System]:
+    """The ``[[sdk.systems]]`` with their secrets; raises KeyFileError for a missing or open secret file."""
+    return [System(s.system_id, load_secret(home.path(s.secret_file), s.system_id), s.agencies) for s in home.config.sdk.systems]
+
+
+def sdk_limits(settings: SdkSettings) -> http.HttpLimits:
+    return http.HttpLimits(
+        max_connections=settings.max_connections,
+        header_timeout_s=settings.header_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+    )
+
+
+def ipc_server(home: Home, engine: Engine, log: Log, metrics: Metrics, spool: Spool) -> IpcServer:
+    """The IPC socket with the spool, the directories it may read and who may use it (raises ConfigError)."""
     settings = home.config.ipc
     policy = AccessPolicy(settings.clients)
     read_paths = ReadPaths(settings.read_paths, home=home.root, secrets=home.secret_files)
-    spool = Spool(home.spool, int(settings.spool_mb * 1024 * 1024))
-    removed = spool.prepare()
-    if removed:
-        log.info("spool.cleaned", files=removed)
     methods = Methods(engine, spool=spool, read_paths=read_paths, frame_timeout_s=settings.frame_timeout_s)
     return IpcServer(
         home.socket, settings=settings, handlers=methods.handlers(), log=log, metrics=metrics, policy=policy, admission=engine.n

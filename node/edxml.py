@@ -68,7 +68,7 @@ from protocol.envelope import MessageHeader
 from protocol.errors import DocumentIdTakenError, NotFoundError, SchemaError, TooLargeError
 from protocol.ids import Digest
 from protocol.status import Role, StatusCode
-from store.records import EdxmlRef
+from store.records import EdxmlRef, HistoryRecord
 
 from .core import NodeCore, Part
 from .statuses import Statuses
@@ -76,6 +76,12 @@ from .submission import Submission
 from .upload import Spool, SpooledFile, SpoolWriter
 
 Require = Callable[[AgencyCode], None]  # raises AccessDeniedError unless the caller may act for the agency
+MAX_PACKAGE_HEADER = 16 << 20  # an edXML package's bytes beyond its base64 attachments: header, XML, line breaks
+
+
+def max_package_bytes(max_document_bytes: int) -> int:
+    """The largest package read for documents up to ``max_document_bytes``: base64 attachments and the header."""
+    return max_document_bytes * 4 // 3 + MAX_PACKAGE_HEADER
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,10 @@ class EdxmlGateway(Part):
 
     # --- in ------------------------------------------------------------------------------
 
-    async def submit(self, chunks: AsyncIterator[bytes], spool: Spool, require: Require) -> Imported:
+    async def submit(self, chunks: AsyncIterator[bytes], spool: Spool, require: Require, kind: Kind | None = None) -> Imported:
         """Read one package from ``chunks`` and make it a document or a status (see the module's docstring).
+
+        ``kind``: what the caller said it sends (the SDK's messagetype); another kind is a SchemaError.
 
         Raises the codec's ``edxml_*`` errors, and what submit and status.send
         raise: NotHostedError, AccessDeniedError, UnknownAgencyError,
@@ -135,6 +143,8 @@ class EdxmlGateway(Part):
                 async for chunk in chunks:
                     for ev in reader.feed(chunk):
                         if isinstance(ev, HeaderRead):
+                            if kind is not None and ev.package.kind is not kind:
+                                raise SchemaError(f"the package is {ev.package.kind.value}, the call said {kind.value}")
                             ref = self._check_header(ev.package, require)
                         elif isinstance(ev, AttachmentStarted):
                             writers.append(spool.writer())
@@ -347,11 +357,11 @@ class EdxmlGateway(Part):
         rec = self.n.trust.directory.agencies.get(AgencyCode.parse(code))
         return rec.name if rec is not None else ""
 
-    def status_packages(self, doc_id: Digest, code: AgencyCode) -> list[StatusPackage]:
-        """The statuses about ``doc_id`` addressed to hosted agency ``code``, as edXML status packages.
+    def status_items(self, doc_id: Digest, code: AgencyCode) -> list[tuple[Digest, AgencyCode, HistoryRecord]]:
+        """The statuses about ``doc_id`` addressed to hosted agency ``code``: (status id, author, record).
 
         The sender gets each recipient's (01, 02 … 16, the node's own 01 and
-        02 included); a recipient gets the sender's 13s.
+        02 included); a recipient gets the sender's 13s. Raises NotFoundError.
         """
         self.n.keys(code)
         h = self.n.doc_header(doc_id)
@@ -363,23 +373,33 @@ class EdxmlGateway(Part):
             threads = [code]
         else:
             raise NotFoundError(f"{code} is not a party to {doc_id.short()}")
-        ref = self.store.edxml_ref(doc_id) or EdxmlRef(doc_id.hex(), "", "", "", str(h.sender))
-        number = f"{ref.number}/{ref.notation}" if ref.notation else ref.number
         out = []
         for thread in threads:
             for _, sid, r in self.store.history(doc_id, thread):
                 author = AgencyCode.parse(r.author)
                 if author == code or Role(r.role) is (Role.SENDER if code == h.sender else Role.RECIPIENT):
                     continue
-                fields = StatusFields(
-                    sender=str(author),
-                    response_for=ResponseFor(str(code), number, ref.date, ref.document_id),
-                    code=r.code,
-                    at_ms=r.at,
-                    description=r.note,
-                )
-                data = b"".join(write_package(build_status(fields, names=self._name), [], zip=ZipMode.RAW))
-                out.append(StatusPackage(sid, author, StatusCode(r.code), r.at, data))
+                out.append((sid, author, r))
+        return out
+
+    def status_packages(self, doc_id: Digest, code: AgencyCode) -> list[StatusPackage]:
+        """The statuses about ``doc_id`` addressed to hosted agency ``code`` (:meth:`status_items`) as edXML packages."""
+        items = self.status_items(doc_id, code)
+        h = self.n.doc_header(doc_id)
+        assert h is not None
+        ref = self.store.edxml_ref(doc_id) or EdxmlRef(doc_id.hex(), "", "", "", str(h.sender))
+        number = f"{ref.number}/{ref.notation}" if ref.notation else ref.number
+        out = []
+        for sid, author, r in items:
+            fields = StatusFields(
+                sender=str(author),
+                response_for=ResponseFor(str(code), number, ref.date, ref.document_id),
+                code=r.code,
+                at_ms=r.at,
+                description=r.note,
+            )
+            data = b"".join(write_package(build_status(fields, names=self._name), [], zip=ZipMode.RAW))
+            out.append(StatusPackage(sid, author, StatusCode(r.code), r.at, data))
         out.sort(key=lambda s: s.at)  # stable: a thread's statuses stay in their order (seq) when their times tie
         return out
 

@@ -34,12 +34,12 @@ from protocol.ids import Digest
 from protocol.status import StatusCode
 
 from . import views
+from .edxml import max_package_bytes
 from .engine import Engine
 from .ipc import Connection, Handler, IncomingUpload
-from .upload import ReadPaths, Spool, SpooledFile
+from .upload import ReadPaths, Spool, SpooledFile, hashed
 
 MAX_DIRECTORY_FILE_BYTES = 4 * MAX_DIRECTORY_ENVELOPE_BYTES
-MAX_EDXML_PACKAGE_HEADER = 16 << 20  # an edXML package's bytes beyond its base64 attachments: header, XML, line breaks
 
 
 class Methods:
@@ -266,7 +266,7 @@ class Methods:
 
     async def _edxml_submit(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         package = ipc.parse_package(params)
-        limit = self.e.config.max_document_bytes * 4 // 3 + MAX_EDXML_PACKAGE_HEADER
+        limit = max_package_bytes(self.e.config.max_document_bytes)
         if package.size is not None and package.size > limit:
             raise TooLargeError(
                 f"edxml.submit: package: {package.size} bytes; with documents up to {self.e.config.max_document_bytes} "
@@ -398,14 +398,14 @@ async def _pieces(data: bytes) -> AsyncIterator[bytes]:
         yield data[i : i + ipc.CHUNK_BYTES]
 
 
-async def _checked(chunks: AsyncIterator[bytes], sha256: bytes | None) -> AsyncIterator[bytes]:
+def _checked(chunks: AsyncIterator[bytes], sha256: bytes | None) -> AsyncIterator[bytes]:
     """The chunks, then HashMismatchError (before the package is acted on) if they are not the bytes declared."""
-    h = hashlib.sha256()
-    async for data in chunks:
-        h.update(data)
-        yield data
-    if sha256 is not None and h.digest() != sha256:
-        raise HashMismatchError("edxml.submit: package: the bytes received do not match the sha256 the client declared")
+
+    def check(digest: bytes) -> None:
+        if sha256 is not None and digest != sha256:
+            raise HashMismatchError("edxml.submit: package: the bytes received do not match the sha256 the client declared")
+
+    return hashed(chunks, check)
 
 
 def _concerns(fields: dict[str, Any], conn: Connection) -> bool:

@@ -288,3 +288,12 @@ class Statuses(Part):
         for action in post:
             action()
         return sid
+
+    async def ack_status(self, code: AgencyCode, status_id: Digest) -> bool:
+        """Hosted agency ``code``'s document system took status ``status_id`` (durable); False if it had before."""
+        if self.store.status_acked(code, status_id):
+            return False
+        b = self.store.batch()
+        b.ack_status(code, status_id, self.clock())
+        await self.committer.commit(b)
+        return True

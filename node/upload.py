@@ -24,7 +24,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +188,19 @@ class SpoolWriter:
     def discard(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+async def hashed(chunks: AsyncIterator[bytes], check: Callable[[bytes], None]) -> AsyncIterator[bytes]:
+    """The chunks, then ``check(their SHA-256)``, which raises if they are not the bytes declared.
+
+    The reader sees the error where it would see the end: an edXML package
+    is refused before it is acted on.
+    """
+    h = hashlib.sha256()
+    async for data in chunks:
+        h.update(data)
+        yield data
+    check(h.digest())
 
 
 def _write_all(fd: int, data: bytes, h: hashlib._Hash) -> None:

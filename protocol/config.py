@@ -4,6 +4,10 @@ Pure: :func:`parse_config` takes the file's text and its name (for messages)
 and returns a validated :class:`NodeConfig`, or raises ConfigError naming the
 file, the section and the key. :func:`render_config` writes the file
 ``truc init`` creates, with a comment per key.
+
+Why one module: every key is declared, parsed with its message and
+rendered with its comment here, so a key cannot be read without being
+written back (``truc sdk`` rewrites the file through render_config).
 """
 
 from __future__ import annotations
@@ -60,6 +64,31 @@ class IpcSettings:
 
 
 @dataclass(frozen=True)
+class SdkSystem:
+    """One ``[[sdk.systems]]`` table: a document system calling the SDK's HTTP API (docs/sdk.md §2)."""
+
+    system_id: str
+    secret_file: str  # relative to the home; 0600, written by `truc sdk add-system`
+    agencies: tuple[AgencyCode, ...]  # hosted agencies it acts for: sendEdoc's from, whose documents it lists
+
+
+@dataclass(frozen=True)
+class SdkSettings:
+    """The ``[sdk]`` section: the HTTP listener for the national SDK's calls (off while ``listen`` is empty)."""
+
+    listen: str = ""
+    base_path: str = "/XrdAdapter/adapter"
+    window_s: float = 300.0  # a signed timestamp further than this from the node's clock is refused
+    utc_offset_min: int = 420  # the SDK writes local wall time without a zone: Vietnam's UTC+7
+    rate_per_s: float = 20.0  # calls per second per system, on average
+    burst: int = 60  # calls a system may make at once above the average
+    max_connections: int = 64
+    header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+    read_timeout_s: float = 30.0  # each piece of a body must arrive within this
+    systems: tuple[SdkSystem, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     network: str
     codes: tuple[AgencyCode, ...]
@@ -89,6 +118,7 @@ class NodeConfig:
     direct_push: bool = True  # False: every envelope goes by gossip only (measurements; networks without direct reachability)
     ipc: IpcSettings = field(default_factory=IpcSettings)
     edxml_zip: str = "as_received"  # how exported edXML packages carry attachments: as_received, zip, raw
+    sdk: SdkSettings = field(default_factory=SdkSettings)
 
     @property
     def max_document_bytes(self) -> int:
@@ -109,7 +139,14 @@ _SECTIONS: dict[str, set[str]] = {
         "max_connections", "idle_timeout_s", "frame_timeout_s", "send_timeout_s", "read_paths", "spool_mb", "clients",
     },
     "edxml": {"zip"},
+    "sdk": {
+        "listen", "base_path", "window_s", "utc_offset_min", "rate_per_s", "burst", "max_connections",
+        "header_timeout_s", "read_timeout_s", "systems",
+    },
 }  # fmt: skip
+_SYSTEM_KEYS = {"system_id", "secret_file", "agencies"}
+_SYSTEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # protocol/sdk.py SYSTEM_ID
+_BASE_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)*$")
 _CLIENT_KEYS = {"user", "group", "codes", "admin"}
 EDXML_ZIP_MODES = ("as_received", "zip", "raw")  # protocol.edxml.ZipMode's values
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$|^\d{1,10}$")
@@ -157,6 +194,21 @@ class _Reader:
         if not isinstance(v, bool):
             raise self.fail(section, key, f"expected true or false, got {v!r}")
         return v
+
+    def tables(self, section: str, key: str, known: set[str]) -> list[tuple[str, _Reader]]:
+        """``[[section.key]]`` tables: (where, a reader of the table as section "t"), unknown keys refused."""
+        raw = self.get(section, key, [])
+        if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+            raise self.fail(section, key, f"expected [[{section}.{key}]] tables")
+        out = []
+        for i, t in enumerate(raw):
+            where = f"{key}[{i}]"
+            unknown = set(t) - known
+            if unknown:
+                known_text = ", ".join(sorted(known))
+                raise self.fail(section, where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {known_text})")
+            out.append((where, _Reader({"t": t}, self.source)))
+        return out
 
     def texts(
         self, section: str, key: str, default: tuple[str, ...], check: Callable[[str], object] | None = None
@@ -270,6 +322,48 @@ def parse_config(text: str, source: str) -> NodeConfig:
         direct_push=r.boolean("gossip", "direct_push", True),
         ipc=_ipc_settings(r, codes),
         edxml_zip=r.text("edxml", "zip", "as_received", choices=EDXML_ZIP_MODES),
+        sdk=_sdk_settings(r, codes),
+    )
+
+
+def _sdk_settings(r: _Reader, hosted: tuple[AgencyCode, ...]) -> SdkSettings:
+    listen = r.text("sdk", "listen", "")
+    if listen:
+        try:
+            _check_hostport(listen)
+        except ValueError as exc:
+            raise r.fail("sdk", "listen", str(exc).replace("9464", "8080")) from None
+    base_path = r.text("sdk", "base_path", SdkSettings.base_path).rstrip("/")
+    if not _BASE_PATH.match(base_path):
+        raise r.fail("sdk", "base_path", "expected a path such as /XrdAdapter/adapter (letters, digits, _ . -)")
+    systems: list[SdkSystem] = []
+    for where, sub in r.tables("sdk", "systems", _SYSTEM_KEYS):
+        system_id = sub.text("t", "system_id", "")
+        if not _SYSTEM_ID.match(system_id):
+            raise r.fail("sdk", f"{where}.system_id", f"{system_id!r:.80} is not 1-64 letters, digits, _ . -")
+        if any(s.system_id == system_id for s in systems):
+            raise r.fail("sdk", f"{where}.system_id", f"{system_id} is listed twice")
+        secret_file = sub.text("t", "secret_file", "")
+        if not secret_file:
+            raise r.fail("sdk", f"{where}.secret_file", "missing: the file holding the system's secret (truc sdk add-system)")
+        agencies = tuple(AgencyCode.parse(c) for c in sub.texts("t", "agencies", (), AgencyCode.parse))
+        if not agencies:
+            raise r.fail("sdk", f"{where}.agencies", "a system acts for at least one hosted agency")
+        foreign = [str(c) for c in agencies if c not in hosted]
+        if foreign:
+            raise r.fail("sdk", f"{where}.agencies", f"{', '.join(foreign)} not hosted by this node ([node] codes)")
+        systems.append(SdkSystem(system_id, secret_file, agencies))
+    return SdkSettings(
+        listen=listen,
+        base_path=base_path,
+        window_s=r.number("sdk", "window_s", 300.0, lo=1.0, hi=86400.0),
+        utc_offset_min=r.integer("sdk", "utc_offset_min", 420, lo=-720, hi=840),
+        rate_per_s=r.number("sdk", "rate_per_s", 20.0, lo=0.0, hi=1e6, strict_lo=True),
+        burst=r.integer("sdk", "burst", 60, lo=1, hi=1_000_000),
+        max_connections=r.integer("sdk", "max_connections", 64, lo=1, hi=100_000),
+        header_timeout_s=r.number("sdk", "header_timeout_s", 10.0, lo=0.0, hi=3600.0, strict_lo=True),
+        read_timeout_s=r.number("sdk", "read_timeout_s", 30.0, lo=0.0, hi=3600.0, strict_lo=True),
+        systems=tuple(systems),
     )
 
 
@@ -279,26 +373,18 @@ def _check_absolute_dir(text: str) -> None:
 
 
 def _ipc_settings(r: _Reader, hosted: tuple[AgencyCode, ...]) -> IpcSettings:
-    raw_clients = r.get("ipc", "clients", [])
-    if not isinstance(raw_clients, list) or not all(isinstance(x, dict) for x in raw_clients):
-        raise r.fail("ipc", "clients", "expected [[ipc.clients]] tables")
     rules = []
-    for i, t in enumerate(raw_clients):
-        where = f"clients[{i}]"
-        unknown = set(t) - _CLIENT_KEYS
-        if unknown:
-            raise r.fail("ipc", where, f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_CLIENT_KEYS))})")
-        sub = _Reader({"c": t}, r.source)
-        user, group = sub.text("c", "user", ""), sub.text("c", "group", "")
+    for where, sub in r.tables("ipc", "clients", _CLIENT_KEYS):
+        user, group = sub.text("t", "user", ""), sub.text("t", "group", "")
         if bool(user) == bool(group):
             raise r.fail("ipc", where, "give exactly one of user or group (a name or a numeric id)")
         if not _ACCOUNT.match(user or group):
             raise r.fail("ipc", where, f"{user or group!r} is not a user or group name, nor a numeric id")
-        codes = tuple(AgencyCode.parse(c) for c in sub.texts("c", "codes", (), AgencyCode.parse))
+        codes = tuple(AgencyCode.parse(c) for c in sub.texts("t", "codes", (), AgencyCode.parse))
         foreign = [str(c) for c in codes if c not in hosted]
         if foreign:
             raise r.fail("ipc", f"{where}.codes", f"{', '.join(foreign)} not hosted by this node ([node] codes)")
-        admin = sub.boolean("c", "admin", False)
+        admin = sub.boolean("t", "admin", False)
         if not codes and not admin:
             raise r.fail("ipc", where, "grants nothing: list the agencies it acts for in codes, or set admin = true")
         rules.append(ClientRule(user=user, group=group, codes=codes, admin=admin))
@@ -393,7 +479,30 @@ spool_mb = {c.ipc.spool_mb:g}             # attachments being received, in total
 [edxml]
 zip = {_q(c.edxml_zip)}            # exported packages' attachments: as_received (zipped if the sender zipped),
                                    # zip (every file in VNPT's one-file zip), raw (every file as it is)
-"""
+
+[sdk]
+# The national SDK's HTTP calls (docs/sdk.md): existing document systems point their endpoint here.
+listen = {_q(c.sdk.listen)}          # HOST:PORT, e.g. "127.0.0.1:8080"; empty = off (truc sdk enable)
+base_path = {_q(c.sdk.base_path)}    # the calls are base_path + /sendEdoc, /getReceivedEdocList, ...
+window_s = {c.sdk.window_s:g}          # a signed timestamp further than this from the node's clock is refused
+utc_offset_min = {c.sdk.utc_offset_min}       # the zone the SDK's timestamps are written in (420 = UTC+7)
+rate_per_s = {c.sdk.rate_per_s:g}          # calls per second per system on average, with bursts of
+burst = {c.sdk.burst}
+max_connections = {c.sdk.max_connections}      # more at once are answered FAIL (busy) and closed
+header_timeout_s = {c.sdk.header_timeout_s:g}     # a request's line and headers must arrive within this
+read_timeout_s = {c.sdk.read_timeout_s:g}      # each piece of a request body must arrive within this
+# Systems allowed to call (truc sdk add-system writes these; the secret is in its own 0600 file):
+{_systems(c.sdk.systems)}"""
+
+
+def _systems(systems: tuple[SdkSystem, ...]) -> str:
+    out = []
+    for sys in systems:
+        agencies = _list(tuple(str(x) for x in sys.agencies))
+        out.append(
+            f"\n[[sdk.systems]]\nsystem_id = {_q(sys.system_id)}\nsecret_file = {_q(sys.secret_file)}\nagencies = {agencies}\n"
+        )
+    return "".join(out)
 
 
 def _clients(rules: tuple[ClientRule, ...]) -> str:

@@ -32,6 +32,7 @@ differently. One rule:
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import ClassVar
 
 EXIT_REFUSED = 1
@@ -417,3 +418,44 @@ class EdxmlZipBombError(EdxmlZipError):
     """A zipped attachment inflates beyond the allowed size or compression ratio (zip bomb)"""
 
     code = "edxml_zip_bomb"
+
+
+# --- the national SDK's HTTP calls (protocol/sdk.py, node/sdk.py) ------------------------
+
+
+class SdkErrorCode(Enum):
+    """``ErrorCode`` of the FAIL envelope; the value is what goes on the wire. docs/sdk.md §6 is the table."""
+
+    OK = "0"
+    MALFORMED_AUTH = "101"  # signature headers missing or not in the SDK's form
+    UNKNOWN_SYSTEM = "102"
+    BAD_SIGNATURE = "103"
+    STALE_TIMESTAMP = "104"
+    REPLAY = "105"
+    FOREIGN_AGENCY = "106"
+    RATE_LIMITED = "107"
+    TOO_LARGE = "108"
+    MALFORMED = "109"  # the call's own headers, multipart body, missing part
+    HASH_MISMATCH = "110"
+    UNKNOWN_CALL = "111"
+    NOT_SUPPORTED = "112"  # registerAgency, deleteAgency
+    TIMEOUT = "113"
+    BUSY = "114"  # too many connections, or the node is busy or stopping: retry later
+    REFUSED = "201"  # the node refused the document or status (ErrorDesc says which rule, with Trục's code)
+    NOT_FOUND = "202"
+    INTERNAL = "500"
+
+    @property
+    def reason(self) -> str:
+        """The label in logs and metrics (``sdk_refused{reason=...}``)."""
+        return self.name.lower()
+
+
+class SdkRequestError(RemoteError):
+    """The document system's request was refused"""
+
+    code = "sdk_refused"
+
+    def __init__(self, error: SdkErrorCode, detail: str = "") -> None:
+        self.error = error
+        super().__init__(detail)

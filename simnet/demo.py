@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from identity import sdk_systems
 from identity.directory import load_chain, read_chain_file
 from identity.home import Home
 from identity.keys import load_authority_public
@@ -44,7 +45,8 @@ from protocol.ids import Digest
 from protocol.status import StatusCode
 from store.store import Store
 
-from .processes import FAST_SYNC, NodeProcess, ProcessNetwork, wait_for
+from .processes import FAST_SYNC, NodeProcess, ProcessNetwork, free_port, wait_for
+from .sdk_client import SdkClient
 
 NETWORK = "truc-demo"
 AGENCIES = ["000.00.00.G22", "000.00.00.H29", "000.00.00.H17", "000.00.00.H41"]  # verified codes of the 2019 list
@@ -119,6 +121,7 @@ class Demo:
         self.broadcast()
         self.status_flow()
         self.edxml_flow()
+        self.sdk_flow()
         self.offline_recipient()
         self.crash_recipient()
         self.summary()
@@ -134,6 +137,16 @@ class Demo:
                 code, names.get(c, code), self.net[home_name], self.net.peer_ids[home_name], self.net.ports[home_name]
             )
         self.say(f"  authority: network {NETWORK!r}, signed directory serial {self.net.serial} listing {len(AGENCIES)} agencies")
+        self.sdk: dict[str, SdkClient] = {}
+        for code in (SENDER, "000.00.00.H29"):  # their operators switch the SDK's HTTP calls on (truc sdk enable, add-system)
+            home = self.nodes[code].home
+            port = free_port()
+            sdk_systems.enable(home, f"127.0.0.1:{port}")
+            secret, _ = sdk_systems.add_system(
+                home, f"vanban-{AgencyCode.parse(code).short().lower()}", [AgencyCode.parse(code)], os.urandom
+            )
+            url = f"http://127.0.0.1:{port}/XrdAdapter/adapter"
+            self.sdk[code] = SdkClient(url, f"vanban-{AgencyCode.parse(code).short().lower()}", secret)
         self.net.start_all()
         for n in self.nodes.values():
             self.say(f"  node {n.short:4} {n.name:28} {n.peer_id[:20]}…  /ip4/127.0.0.1/tcp/{n.port}")
@@ -259,11 +272,49 @@ class Demo:
         )
         self.say(f"   {h29.short}'s software answers with a status package (03); {g22.short}'s software reads 01 and 03 back")
 
+    def sdk_flow(self) -> None:
+        """Software built on VNPT's SDK, its endpoint pointed at the node: sendEdoc in, the polling calls out."""
+        g22, h29 = self.nodes[SENDER], self.nodes["000.00.00.H29"]
+        sender, receiver = self.sdk[g22.code], self.sdk[h29.code]
+        self.say()
+        self.say(f"4. Software built on the national SDK, its endpoint URL pointed at its node: {g22.short} calls sendEdoc")
+        fields = EdocFields(
+            sender=g22.code,
+            recipients=(h29.code,),
+            subject="Về việc chuyển đổi phần mềm quản lý văn bản sang Trục",
+            number="3456",
+            notation="VPCP-KSTT",
+            date=time.strftime("%Y-%m-%d"),
+        )
+        package = build_edoc(fields, names=lambda c: "", files=[FileSpec("3456-VPCP-KSTT.pdf", "application/pdf")])
+        data = write_bytes(
+            package, [b"%PDF-1.7\n" + os.urandom(50_000)], zip=ZipMode.ZIP, at_ms=int(time.time() * 1000), rng=os.urandom
+        )
+        sent = sender.send_edoc(data, g22.code, to=[h29.code])
+        self.check(sent["status"] == "OK", f"sendEdoc answers OK: {sent}")
+        doc = sent["DocId"]
+        self.say(f"   sendEdoc (signed with the system's secret, HMAC-SHA256) answered DocId {doc[:12]}…")
+        self.wait(lambda: any(r["docId"] == doc for r in receiver.received()), 60, "the document in H29's getReceivedEdocList")
+        got = receiver.get_edoc(doc)
+        self.check(
+            got == receiver.get_edoc(doc) and read_package(got)[1] == read_package(data)[1], "getEdoc is the package, twice"
+        )
+        self.check(receiver.update_status(doc)["status"] == "OK", "updateStatus(done) answers OK")
+        self.check(all(r["docId"] != doc for r in receiver.received()), "an acknowledged document leaves the list")
+        self.say(
+            f"   {h29.short}'s software polled getReceivedEdocList, took it with getEdoc ({len(got)} bytes of edXML) "
+            "and updateStatus(done): it is off the list"
+        )
+        self.wait(lambda: [r["sendStatus"] for r in sender.sent(doc)] == ["done"], 30, "getSentEdocList at G22")
+        self.say(
+            f"   {g22.short}'s getSentEdocList: {h29.short} sendStatus done, receiveStatus {sender.sent(doc)[0]['receiveStatus']}"
+        )
+
     def offline_recipient(self) -> None:
         g22, h41 = self.nodes[SENDER], self.nodes["000.00.00.H41"]
         n = 2 if self.short else 5
         self.say()
-        self.say(f"4. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
+        self.say(f"5. {h41.short} stops (SIGTERM); {g22.short} sends it {n} documents meanwhile")
         took = h41.node.stop(signal.SIGTERM)
         assert h41.node.proc is not None
         self.check(h41.node.proc.returncode == 0, f"{h41.short} exited cleanly")
@@ -289,7 +340,7 @@ class Demo:
         g22, h17 = self.nodes[SENDER], self.nodes["000.00.00.H17"]
         n = 8 if self.short else 30
         self.say()
-        self.say(f"5. {g22.short} sends {n} documents to {h17.short}; {h17.short} is killed with SIGKILL in the middle")
+        self.say(f"6. {g22.short} sends {n} documents to {h17.short}; {h17.short} is killed with SIGKILL in the middle")
         docs = []
         with g22.client() as c:
             for i in range(n):

@@ -28,6 +28,7 @@ libp2p identity multihash.
 | W   | W hash32                              | u32 size: block of an uncommitted doc|
 | G   | G party13 sender13 docidhash32 id32   | empty (edXML DocumentId index)       |
 | J   | J id32                                | EdxmlRef (a document's edXML names)  |
+| Q   | Q code13 status32                     | u64 ms: status taken by an SDK system|
 | M   | M name                                | store metadata (format, epoch, owner)|
 """
 
@@ -56,6 +57,7 @@ DIRECTORY = b"Y"
 INFLIGHT = b"W"  # a block written for a document not committed yet (format 2)
 EDXML_INDEX = b"G"  # (hosted party, the document's sender, sha256 of its edXML DocumentId, document id) (format 3)
 EDXML_REF = b"J"  # document id -> its edXML DocumentId, số/ký hiệu, date (format 3)
+STATUS_ACK = b"Q"  # (hosted agency, status id): the agency's SDK system took the status (updateStatus done)
 META = b"M"
 
 # Every keyspace and what it holds, for the checker and its reports.
@@ -79,6 +81,7 @@ KEYSPACES = {
     INFLIGHT: "in-flight blocks",
     EDXML_INDEX: "edXML DocumentId index",
     EDXML_REF: "edXML references",
+    STATUS_ACK: "status acknowledgements",
     META: "metadata",
 }
 

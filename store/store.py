@@ -447,6 +447,11 @@ class Store:
         prefix = k.HISTORY + doc_id + (k.code(recipient) if recipient is not None else b"")
         return [(k.parse_code(key[33:46]), Digest(key[50:82]), HistoryRecord.decode(v)) for key, v in self._scan(prefix)]
 
+    def status_acked(self, code: AgencyCode, status_id: bytes) -> int:
+        """When hosted agency ``code``'s document system took status ``status_id`` (ms), or 0."""
+        raw = self._get(k.STATUS_ACK + k.code(code) + status_id)
+        return k.read_u64(raw) if raw is not None else 0
+
     # --- idempotency ---------------------------------------------------------------
 
     @staticmethod
@@ -712,6 +717,9 @@ class Batch:
 
     def add_history(self, doc_id: bytes, recipient: AgencyCode, status_id: bytes, rec: HistoryRecord) -> None:
         self.put(k.HISTORY + doc_id + k.code(recipient) + k.u32(rec.seq) + status_id, rec.encode())
+
+    def ack_status(self, code: AgencyCode, status_id: bytes, at: int) -> None:
+        self.put(k.STATUS_ACK + k.code(code) + status_id, k.u64(at))
 
     def delete_history(self, doc_id: bytes, recipient: AgencyCode, seq: int, status_id: bytes) -> None:
         self.delete(k.HISTORY + doc_id + k.code(recipient) + k.u32(seq) + status_id)
