@@ -311,6 +311,8 @@ def _check_open(store: Store, report: Report) -> None:
     for key, value in _keyspace(store, k.EDXML_REF, report):
         if _length(report, key, 1 + ID) and _decode(report, EdxmlRef, key, value) is not None and _gone(known, key[1:]):
             report.missing(f"document {key[1:].hex()[:12]} with edXML names")
+    for key, value in _keyspace(store, k.STATUS_ACK, report):
+        _length(report, key, 1 + CODE + ID, value, 8)  # the status itself may be gone with its document (retention)
     for key, value in _keyspace(store, k.CURSOR, report):
         if _length(report, key, 1 + 3 + k.PEER_BYTES):
             _decode(report, Cursor, key, value)

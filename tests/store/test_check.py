@@ -104,6 +104,7 @@ def test_inconsistencies_are_found_and_repair_makes_the_store_consistent(tmp_pat
         b.set_awaiting(Digest.of(b"nothing"), True)  # waiting for a document that does not exist
         b.put(k.DOC + Digest.of(b"junk"), b"\xa1\x00")  # a record that does not decode
         b.put(b"Z" + bytes(8), b"")  # a keyspace this version does not know
+        b.put(k.STATUS_ACK + k.code(H01) + bytes(32), b"\x01")  # an SDK status acknowledgement of the wrong length
         s.write(b)
     r = sc.check(db, now=NOW)
     assert not r.clean
@@ -116,6 +117,7 @@ def test_inconsistencies_are_found_and_repair_makes_the_store_consistent(tmp_pat
         "no such incomplete document",
         "corrupt DocRecord",
         "unknown keyspace b'Z'",
+        "status acknowledgements: a key or value of the wrong length",
     ):
         assert what in text, f"{what!r} not found in:\n{text}"
     assert r.lost_count == 2, r.lost  # the envelope gone: its sync log entry and inbox entry point nowhere
