@@ -16,6 +16,7 @@ import trio
 
 from identity.sealing import FileSource
 from node import views
+from node.committer import run_inline
 from node.edxml import Imported
 from node.upload import Spool
 from protocol import errors
@@ -50,7 +51,9 @@ def corpus(name: str) -> bytes:
 def spools(tmp: Path, c: Cluster, max_bytes: int = 1 << 30) -> dict[str, Spool]:
     out = {}
     for name in c.nodes:
-        sp = Spool(tmp / "spool" / name, max_bytes)
+        # Writes in the event loop, as simnet's virtual runs do: a worker thread would let virtual time jump
+        # ahead while it writes, and a loaded machine could then run the clock past the run's limit.
+        sp = Spool(tmp / "spool" / name, max_bytes, offload=run_inline)
         sp.prepare()
         out[name] = sp
     return out
