@@ -1,7 +1,7 @@
 """The national SDK's HTTP calls (VNPT SDKVXP 2.0.x): signed headers, the JSON envelope, error codes.
 
 Pure: no sockets, clocks or randomness (``now`` and secrets are arguments).
-node/sdk.py serves the calls; tests/node/sdk_client.py and bench/sdk.py sign
+node/sdk.py serves the calls; simnet/sdk_client.py (the tests, the demo, bench/sdk.py) signs
 with :func:`signed_headers` exactly as the SDK does. docs/sdk.md is the
 operator's and integrator's description, format version ``FORMAT``.
 
