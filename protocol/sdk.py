@@ -1,9 +1,10 @@
 """The national SDK's HTTP calls (VNPT SDKVXP 2.0.x): signed headers, the JSON envelope, error codes.
 
 Pure: no sockets, clocks or randomness (``now`` and secrets are arguments).
-node/sdk.py serves the calls; simnet/sdk_client.py (the tests, the demo, bench/sdk.py) signs
-with :func:`signed_headers` exactly as the SDK does. docs/sdk.md is the
-operator's and integrator's description, format version ``FORMAT``.
+node/sdk.py serves the calls. The reference client the tests, the demo and
+bench/sdk.py use (simnet/sdk_client.py) signs on its own, from the SDK's
+description, not through this module. docs/sdk.md is the operator's and
+integrator's description, format version ``FORMAT``.
 
 How the SDK signs a call: it builds a map of entries (``systemid``,
 ``timestamp`` in the Java pattern ``ddMMyyyy'T'HHmmss+SSSS``, the call's own
