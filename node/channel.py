@@ -47,6 +47,7 @@ V2 = {PUSH: "/truc/push/2", BLOCKS: "/truc/blocks/2", SYNC: "/truc/sync/2"}
 MAX_OUTSTANDING = 8  # requests in flight per stream
 MAX_STREAMS_PER_PEER = 2  # per protocol, on the answering side
 MAX_ANSWERING = 128  # per protocol, over all peers (version 1: RequestResponseConfig.max_concurrent_inbound)
+V1_RECHECK_S = 30.0  # a peer that said "na" is asked in version 1 for this long, then in version 2 again
 BODY_TIMEOUT_S = 30.0  # from a frame's header to its last byte
 ANSWER_TIMEOUT_S = 120.0  # version 1's answering limit
 WRITE_TIMEOUT_S = 60.0  # an answer the asker does not read
@@ -216,7 +217,9 @@ class Channels:
         self.nursery: trio.Nursery | None = None  # the overlay's, while it runs: each stream's reader runs there
         self._channels: dict[tuple[str, str], Channel] = {}
         self._opening: dict[tuple[str, str], trio.Lock] = {}
-        self.v1_only: set[str] = set()  # connected peers that do not speak the version-2 protocols
+        # Peers that answered "na" -> when to ask in version 2 again. Not for the connection's life: a node that is
+        # starting answers "na" until its handlers are set, and would otherwise be asked in version 1 from then on.
+        self.v1_only: dict[str, float] = {}
 
     async def get(self, pid: ID, peer: str, protocol: str) -> Channel | None:
         """Our stream to ``peer`` for ``protocol``, opened on first use; None if the peer speaks only version 1.
@@ -225,7 +228,9 @@ class Channels:
         refuses or fails, as a version-1 request would).
         """
         if peer in self.v1_only:
-            return None
+            if trio.current_time() < self.v1_only[peer]:
+                return None
+            del self.v1_only[peer]
         key = (peer, protocol)
         ch = self._channels.get(key)
         if ch is not None and not ch.broken:
@@ -241,7 +246,7 @@ class Channels:
                 stream = await self.host.new_stream(pid, [TProtocol(protocol)])
             except StreamFailure as exc:
                 if _not_supported(exc):
-                    self.v1_only.add(peer)  # an older node: version 1 until it reconnects
+                    self.v1_only[peer] = trio.current_time() + V1_RECHECK_S  # an older node, or one still starting
                     self.log.info("peer.speaks_v1_only", peer=peer[:16], protocol=protocol)
                     return None
                 raise ChannelError(f"failed to open a stream: {exc}") from None
@@ -262,7 +267,7 @@ class Channels:
 
     def forget(self, peer: str) -> None:
         """The peer is gone: its streams went with the connection; ask it afresh (in version 2 first) next time."""
-        self.v1_only.discard(peer)
+        self.v1_only.pop(peer, None)
         for key in [k for k in self._channels if k[0] == peer]:
             self._channels.pop(key).close()
             self._opening.pop(key, None)

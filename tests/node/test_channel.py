@@ -319,3 +319,22 @@ def test_a_node_that_speaks_only_version_1_is_answered_in_version_1() -> None:
                 assert old.metrics.get("channels_opened", protocol=V2[PUSH]) == 0
 
     trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_that_said_na_while_starting_is_asked_in_version_2_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node answers "na" until its handlers are set: that must not pin it to version 1 for the connection's life."""
+    monkeypatch.setattr(node.channel, "V1_RECHECK_S", 1.0)
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with pair(answerer_v2=False) as (late, asker):
+                assert await asker.request(late.peer_id, PUSH, b"1", timeout=10, max_response_bytes=MAX_RESPONSE) == b"re:1"
+                assert asker.metrics.get("channels_opened", protocol=V2[PUSH]) == 0
+                late.v2 = True  # its handlers are set now
+                late.set_request_handler(PUSH, echo, max_request_bytes=MAX_REQUEST, max_response_bytes=MAX_RESPONSE)
+                await trio.sleep(1.1)
+                assert await asker.request(late.peer_id, PUSH, b"2", timeout=10, max_response_bytes=MAX_RESPONSE) == b"re:2"
+                assert asker.metrics.get("channels_opened", protocol=V2[PUSH]) == 1
+
+    trio.run(main)
