@@ -115,9 +115,9 @@ class BlockFetcher:
                     )
                 except OverlayError:
                     continue
-                # Decoding, hashing and writing a block (~1 MiB) run off the event loop, so reading the
-                # next blocks from the network goes on meanwhile.
-                verdict = await self.n.offload(self._check_and_store, data, h, index, digest)
+                # On the event loop: in a worker thread the decoding (which holds the GIL) made both threads
+                # wait for each other (py-spy: most of the fetching node's time at the hand-over to the thread).
+                verdict = self._check_and_store(data, h, index, digest)
                 if verdict == "bad":
                     self.metrics.inc("blocks_rejected", reason="hash_mismatch")
                     self.log.warning("block.rejected", reason="hash_mismatch", peer=peer[:16], block=digest.short())

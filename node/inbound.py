@@ -349,9 +349,7 @@ class Inbound(Part):
         except RemoteError as exc:
             return m.ErrorResponse.of(exc).encode()
         self.metrics.inc("blocks_served", len(req.want))
-        # Off the event loop: reading (checksummed) and encoding up to 4 MiB, while other requests are read and answered.
-        answer: bytes = await self.n.offload(lambda: m.BlockResponse(tuple(self.store.get_block(h) for h in req.want)).encode())
-        return answer
+        return m.BlockResponse(tuple(self.store.get_block(h) for h in req.want)).encode()
 
     async def on_sync(self, peer: str, data: bytes) -> bytes:
         if not self.n.trust.is_member(peer):
