@@ -62,7 +62,9 @@ def main() -> None:
     names = {a.code: a.name for a in embedded_agencies()}
     with tempfile.TemporaryDirectory(prefix="truc-large-") as tmp:
         root = Path(tmp)
-        payload = root / "phu-luc.bin"
+        inbox = root / "in"  # a directory the sender may read files from ([ipc] read_paths), outside every node's home
+        inbox.mkdir()
+        payload = inbox / "phu-luc.bin"
         with open(payload, "wb") as f:
             for _ in range(args.mb):
                 f.write(os.urandom(1 << 20))
@@ -72,7 +74,8 @@ def main() -> None:
         digest = hashlib.sha256(data).hexdigest()
         sha_s = time.perf_counter() - t
         del data
-        net = ProcessNetwork(root / "net", {G22: [G22], H29: [H29], H17: [H17]}, network="bench", names=names, tune=FAST_SYNC)
+        tune = {**FAST_SYNC, "read_paths = []": f"read_paths = [{str(inbox)!r}]"}
+        net = ProcessNetwork(root / "net", {G22: [G22], H29: [H29], H17: [H17]}, network="bench", names=names, tune=tune)
         try:
             net.start_all()
             idle = {c: net[c].anon_mib() for c in (G22, H29, H17)}

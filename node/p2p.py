@@ -88,7 +88,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from identity.keys import NodeKey
 from protocol.errors import ConfigError
 
-from . import libp2p_fixes, pnet
+from . import channel, libp2p_fixes, pnet
 from .log import Log
 from .metrics import Metrics
 from .overlay import OverlayError, PeerHandler, RequestHandler, TopicHandler, TopicValidator
@@ -140,9 +140,11 @@ class P2POverlay:
         psk: bytes | None = None,
         psk_also_accept: Sequence[bytes] = (),
         bootstrap: Sequence[str] = (),
+        v2: bool = True,
     ) -> None:
         """``psk``: the network's 32-byte pre-shared key (libp2p private network), or None for none;
-        ``psk_also_accept``: keys also accepted from peers that dial with them (a key rotation)."""
+        ``psk_also_accept``: keys also accepted from peers that dial with them (a key rotation);
+        ``v2``: False makes a node that neither offers nor asks the version-2 streams (an older node, in tests)."""
         self.key = key
         self.listen = [multiaddr.Multiaddr(a) for a in listen]
         self.is_member = is_member
@@ -150,6 +152,7 @@ class P2POverlay:
         self.log = log
         self.metrics = metrics
         self.bootstrap = list(bootstrap)
+        self.v2 = v2
         libp2p_fixes.install()  # checked at every start: a library update that moved one fails here, loudly
         kp = create_new_key_pair(key.seed)
         self.host: IHost = new_host(
@@ -195,6 +198,7 @@ class P2POverlay:
             max_subscriptions_per_peer=4096,
         )
         self.rr = RequestResponse(self.host)
+        self.channels = channel.Channels(self.host, log=log, metrics=metrics)  # our version-2 streams to peers
         self._up: set[str] = set()  # members with a live connection, as last reconciled
         self._b58: dict[ID, str] = {}
         self._on_up: PeerHandler | None = None
@@ -240,7 +244,7 @@ class P2POverlay:
                 trio.open_nursery() as nursery,
             ):
                 self._check_listening()
-                self._nursery = nursery
+                self._nursery = self.channels.nursery = nursery
                 for _ in range(INBOUND_WORKERS):
                     nursery.start_soon(self._inbound_worker)
                 nursery.start_soon(self._dialer)
@@ -248,7 +252,7 @@ class P2POverlay:
                 task_status.started()
                 await trio.sleep_forever()
         finally:
-            self._nursery = None
+            self._nursery = self.channels.nursery = None
             with trio.CancelScope(shield=True):
                 await self.host.close()  # 11
             self.pubsub.seen_messages.stop()  # 11
@@ -308,6 +312,12 @@ class P2POverlay:
             BytesCodec(),
             RequestResponseConfig(timeout=120, max_request_size=max_request_bytes, max_response_size=max_response_bytes),
         )
+        v2 = channel.V2.get(protocol) if self.v2 else None
+        if v2 is not None:  # the same handler, many requests per stream (node/channel.py)
+            answerer = channel.Answerer(
+                v2, handler, (max_request_bytes, max_response_bytes), self.is_member, self.log, self.metrics
+            )
+            self.host.set_stream_handler(TProtocol(v2), answerer.serve)
 
     async def request(self, peer: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:
         try:
@@ -316,6 +326,17 @@ class P2POverlay:
             raise OverlayError(peer, "not a peer id") from None
         if peer not in self._up:
             raise OverlayError(peer, "not connected")
+        v2 = channel.V2.get(protocol) if self.v2 else None
+        if v2 is not None:
+            try:
+                with trio.fail_after(timeout):
+                    ch = await self.channels.get(pid, peer, v2)
+                    if ch is not None:
+                        return await ch.request(data, max_request_bytes=len(data), max_response_bytes=max_response_bytes)
+            except trio.TooSlowError:
+                raise OverlayError(peer, f"no answer within {timeout} s") from None
+            except channel.ChannelError as exc:
+                raise OverlayError(peer, str(exc)) from None
         try:
             with trio.fail_after(timeout + 1):
                 response: bytes = await self.rr.send_request(
@@ -383,6 +404,7 @@ class P2POverlay:
             if self._on_up is not None:
                 self._spawn(self._on_up, peer)
         for peer in sorted(gone):
+            self.channels.forget(peer)
             if tick:  # found by the periodic check, not (yet) notified by the library: pitfall 16
                 self.metrics.inc("disconnects_unnotified")
                 self.log.info("peer.disconnected_unnotified", peer=peer[:16])

@@ -40,8 +40,9 @@ from .overlay import SYNC, Overlay, OverlayError
 from .tasks import TaskStatus
 
 SYNC_TIMEOUT_S = 60.0
-LOG_PAGE = 1000
-GET_CHUNK = 64
+LOG_PAGE = 2000  # the most a peer answers (m.MAX_LOG_PAGE)
+GET_CHUNK = 128  # envelopes per get: one request, and one durable commit when they are ingested
+GET_AHEAD = 2  # gets of a page in flight while the previous ones are ingested (version-2 streams carry them at once)
 MAX_MINE = 2000  # shards: our own heads ride along a heads request up to this many (about 20 KiB)
 
 
@@ -191,8 +192,7 @@ class Syncer:
                 if page.epoch != heads.epoch:
                     break  # the peer's store changed under us; next round starts over
                 ids = [i for _, i in page.entries if not self.n.known(i)]
-                for n in range(0, len(ids), GET_CHUNK):
-                    new += await self._pull(peer, ids[n : n + GET_CHUNK])
+                new += await self._pull_page(peer, ids)
                 start = page.entries[-1][0] if page.entries else head
                 b = self.store.batch()
                 b.put_cursor(shard, peer_key, Cursor(heads.epoch, start))
@@ -205,6 +205,33 @@ class Syncer:
             self.metrics.inc("sync_envelopes_pulled", new)
             self.log.info("sync.caught_up", peer=peer[:16], envelopes=new)
         return new
+
+    async def _pull_page(self, peer: str, ids: list[Digest]) -> int:
+        """Pull a page's ids in chunks, the next gets asked while the envelopes already here are ingested.
+
+        Raises OverlayError or RemoteError (the first a chunk met; the other chunks stop)."""
+        got = 0
+        failed: list[OverlayError | RemoteError] = []
+        send, recv = trio.open_memory_channel[list[Digest]](0)
+        chunks = [ids[n : n + GET_CHUNK] for n in range(0, len(ids), GET_CHUNK)]
+
+        async def puller(cancel: trio.CancelScope) -> None:
+            nonlocal got
+            async for chunk in recv:
+                try:
+                    got += await self._pull(peer, [i for i in chunk if not self.n.known(i)])  # a push may have brought some
+                except (OverlayError, RemoteError) as exc:
+                    failed.append(exc)
+                    cancel.cancel()
+
+        async with trio.open_nursery() as nursery, send:
+            for _ in range(min(GET_AHEAD, len(chunks))):
+                nursery.start_soon(puller, nursery.cancel_scope)
+            for chunk in chunks:
+                await send.send(chunk)
+        if failed:
+            raise failed[0]
+        return got
 
     async def _pull(self, peer: str, ids: list[Digest]) -> int:
         got = 0

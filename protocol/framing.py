@@ -58,3 +58,32 @@ class FrameDecoder:
         """At end of input: raise FrameError if a frame was cut short."""
         if self._buf or self._need is not None:
             raise FrameError(f"input ended inside a frame ({len(self._buf)} bytes buffered)")
+
+
+# --- persistent request streams (docs/overlay.md §8.1) ---------------------------------------
+# ``u32 length ‖ u32 request id ‖ payload``, length = 4 + len(payload): the frame above, its
+# payload opened by the id the asker chose. The answer to a request carries the request's id.
+
+TAGGED_HEADER_BYTES = 8
+REQUEST_ID_MAX = (1 << 32) - 1
+
+
+def tagged(request_id: int, payload: bytes, *, max_bytes: int) -> bytes:
+    """One frame of a persistent request stream; raises TooLargeError when ``payload`` exceeds ``max_bytes``."""
+    if len(payload) > max_bytes:
+        raise TooLargeError(f"frame of {len(payload)} bytes, limit {max_bytes}")
+    return struct.pack(">II", 4 + len(payload), request_id) + payload
+
+
+def tagged_header(header: bytes, *, max_bytes: int) -> tuple[int, int]:
+    """(request id, payload length) from a frame's first 8 bytes.
+
+    Raises FrameError when the length cannot hold the id, TooLargeError when
+    the payload would exceed ``max_bytes`` (checked before any of it is read).
+    """
+    length, request_id = struct.unpack(">II", header)
+    if length < 4:
+        raise FrameError(f"frame of {length} bytes cannot hold its request id")
+    if length - 4 > max_bytes:
+        raise TooLargeError(f"frame announces {length - 4} bytes, limit {max_bytes}")
+    return request_id, length - 4

@@ -15,7 +15,7 @@ from protocol import cbor
 from protocol.document import DocumentMeta, FileBytes
 from protocol.envelope import Envelope, MessageHeader
 from protocol.errors import RevokedKeyError
-from protocol.framing import FrameDecoder
+from protocol.framing import FrameDecoder, tagged_header
 from protocol.status import StatusCode
 from tests.vectors.generate import AT, NET, Fixture, build
 from tests.vectors.hexfile import read_hex_file
@@ -90,6 +90,10 @@ def test_pinned_frame_and_store_sample_decode() -> None:
     dec = FrameDecoder(max_bytes=16)
     dec.feed(pinned("frame"))
     assert dec.next_frame() == b"truc"
+    raw = pinned("frame-tagged")
+    assert raw[:12] == bytes.fromhex("00000008 00000007 74727563")
+    assert tagged_header(raw[:8], max_bytes=16) == (7, 4) and raw[8:12] == b"truc"
+    assert tagged_header(raw[12:20], max_bytes=16) == (0x01020304, 0) and len(raw) == 20
     pairs = cbor.decode(pinned("store-keys"), max_bytes=1 << 16)
     assert [p[0][:1] for p in pairs] == [b"E", b"I", b"i", b"O", b"R", b"P", b"H", b"L", b"S", b"C", b"D"]
 

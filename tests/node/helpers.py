@@ -47,6 +47,7 @@ def p2p_overlay(
     targets: dict[str, list[str]],
     psk: bytes | None = None,
     psk_also_accept: tuple[bytes, ...] = (),
+    v2: bool = True,
 ) -> P2POverlay:
     """A bare real overlay on 127.0.0.1:``port`` (no engine), for tests of the libp2p adapter itself."""
     return P2POverlay(
@@ -58,6 +59,7 @@ def p2p_overlay(
         metrics=Metrics(),
         psk=psk,
         psk_also_accept=psk_also_accept,
+        v2=v2,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import pytest
 import trio
 
+import node.fetcher
 from identity.sealing import FileSource
 from node import views
 from protocol.errors import HashMismatchError
@@ -83,8 +84,9 @@ def test_a_submit_that_fails_half_way_leaves_no_blocks(tmp_path: Path, how: str)
     run_virtual(main)
 
 
-def test_blocks_fetched_for_a_document_retention_dropped_are_not_kept(tmp_path: Path) -> None:
+def test_blocks_fetched_for_a_document_retention_dropped_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A relay that fetches blocks keeps none of a document it dropped while they were on their way."""
+    monkeypatch.setattr(node.fetcher, "WINDOW", 3)  # fewer blocks in flight than the document has: it stops midway
     c = cluster(tmp_path, config=lambda cfg: dataclasses.replace(cfg, fetch_relayed_blocks=True))
 
     async def main() -> None:

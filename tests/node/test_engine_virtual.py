@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+import node.fetcher
 from node import views
 from node.inbound import Arrival
 from protocol.errors import (
@@ -260,7 +261,8 @@ def test_submit_errors_and_idempotency(tmp_path: Path) -> None:
     run_virtual(main)
 
 
-def test_recipient_restart_mid_fetch_resumes_without_duplicates(tmp_path: Path) -> None:
+def test_recipient_restart_mid_fetch_resumes_without_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.fetcher, "WINDOW", 3)  # fewer blocks in flight than the document has: it stops midway
     c = cluster(tmp_path)
 
     async def main() -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_documented_table_is_found() -> None:
-    assert len(documented_protocols()) == 7 and "/truc/sync/1" in documented_protocols()
+    assert len(documented_protocols()) == 10 and "/truc/sync/2" in documented_protocols()
 
 
 @pytest.mark.timeout(60)
@@ -45,7 +45,7 @@ def test_identify_says_who_we_are_and_announces_exactly_the_documented_protocols
                 answer = parse_identify_response(data)
                 assert answer.agent_version == agent_version()
                 assert re.fullmatch(r"truc/\S+ \(py-libp2p/0\.8\.1\)", answer.agent_version)
-                assert set(answer.protocols) == documented_protocols() and len(answer.protocols) == 7
+                assert set(answer.protocols) == documented_protocols() and len(answer.protocols) == 10
                 n.cancel_scope.cancel()
 
     trio.run(main)

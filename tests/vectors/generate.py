@@ -17,7 +17,7 @@ from identity.sealing import FileSource, Recipient, seal_document, seal_status
 from protocol import cbor
 from protocol.agency import AgencyCode
 from protocol.document import DocumentMeta, Urgency
-from protocol.framing import frame
+from protocol.framing import frame, tagged
 from protocol.ids import Digest
 from protocol.status import StatusCode
 from store import keys as k
@@ -131,6 +131,10 @@ def build() -> dict[str, tuple[str, bytes]]:
     join = JoinRequest(NET, NodeRecord(node.peer_id, node.addrs), (agency_record(f.h01, "UBND tỉnh An Giang", node.peer_id),))
     out["join-request"] = ("join request of the H01 node, signed by its node key", join.signed(node.key).encode())
     out["frame"] = ("a length-prefixed frame holding b'truc'", frame(b"truc", max_bytes=16))
+    out["frame-tagged"] = (
+        "a frame of a persistent request stream (/truc/*/2): request id 7 holding b'truc', then id 0x01020304 holding nothing",
+        tagged(7, b"truc", max_bytes=16) + tagged(0x01020304, b"", max_bytes=16),
+    )
     out["store-keys"] = ("store keys and records, one per keyspace (see docs/storage.md)", store_sample(doc.id))
     out["store-keys-edxml"] = ("store format 3: the edXML index (G) and names (J) of one document", edxml_store_sample(doc.id))
     edoc, _ = seal_document(
