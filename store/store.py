@@ -40,7 +40,7 @@ from protocol.ids import Digest
 from . import keys as k
 from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, EdxmlRef, HistoryRecord, InboxEntry, Owner
 
-FORMAT_VERSION = 3  # 2: M owner, keyspace W (in-flight blocks); 3: keyspaces G, J (edXML), Q (SDK); older ones are migrated at open
+FORMAT_VERSION = 3  # 2: M owner, keyspace W (in-flight blocks); 3: G, J (edXML), Q (SDK); older ones migrated at open
 EPOCH_BYTES = 16
 PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log replay, compactions, table opens)
 VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
