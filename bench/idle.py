@@ -111,6 +111,7 @@ def _mesh(
                 row("  CPU per node meanwhile, median / sum", f"{statistics.median(cpu):.2f} / {sum(cpu):.0f}", "% core", None),
             ]  # fmt: skip
         connected_s = time.monotonic() - t0
+        forming_cpu = sum(n.cpu_seconds() for n in nodes)  # start-ups, handshakes, sync rounds: all the work it took
         time.sleep(args.settle)
         cpu, anon, _ = measure(nodes, args.seconds)
     finally:
@@ -123,6 +124,7 @@ def _mesh(
             statistics.median(anon) / base_anon),
         row("  whole network, idle: CPU sum", f"{sum(cpu):.1f}", "% of a core", None),
         row("  time from start to full mesh", f"{connected_s:.0f}", "s", None),
+        row("  CPU of all nodes from start to full mesh", f"{forming_cpu:.0f}", "core-seconds", None),
     ]  # fmt: skip
 
 
