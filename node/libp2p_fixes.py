@@ -200,6 +200,50 @@ def patch_swarm(
         swarm.psk = protector
 
 
+def patch_host(host: Any) -> None:
+    """Pitfall 24: the host identifies every peer it connects to (a stream each way, a signed peer record made and
+    checked) and keeps what it learns in the peerstore; nothing of ours reads it (addresses come from the directory,
+    protocols from the version). The node still answers identify (tests/node/test_identify.py, the js peer)."""
+    schedule = getattr(host, "_schedule_identify", None)
+    _expect_params(24, "BasicHost._schedule_identify", schedule, ["peer_id", "reason"])
+
+    def no_outbound_identify(peer_id: Any, *, reason: str) -> None:
+        return None
+
+    host._schedule_identify = no_outbound_identify
+
+
+def patch_pubsub_spawns(pubsub: Any, router: Any) -> None:
+    """Pitfall 25: for every topic a peer subscribes to, pubsub spawns three service tasks (flush what waited for
+    this peer, replay recent messages of the topic, graft the peer if the topic's mesh is short), ~290 spawns per
+    peer with 96 topics; nearly all return at once. Called once pubsub runs: its manager's ``run_task`` skips those
+    three when the check they start with would return (same conditions, read before the spawn instead of after)."""
+    manager = getattr(pubsub, "manager", None)
+    spawn = getattr(manager, "run_task", None)
+    _expect_uses(25, "Pubsub.handle_subscription", type(pubsub).handle_subscription, "_replay_recent_messages")
+    for name in ("flush_pending_messages", "on_peer_subscribed", "_pending_messages", "mesh", "degree_low"):
+        if not hasattr(router, name):
+            raise LibraryChangedError(25, f"GossipSub.{name} is gone")
+    if not callable(spawn) or not hasattr(pubsub, "_replay_recent_messages") or not hasattr(pubsub, "peers"):
+        raise LibraryChangedError(25, "Pubsub.manager.run_task or Pubsub._replay_recent_messages is gone")
+    if getattr(router, "adaptive_gossip_enabled", True):
+        raise LibraryChangedError(25, "adaptive gossip is on: the mesh's lower bound is not degree_low")
+    flush, replay, subscribed = router.flush_pending_messages, pubsub._replay_recent_messages, router.on_peer_subscribed
+
+    def run_task(async_fn: Any, *args: Any, **kwargs: Any) -> None:
+        if async_fn == flush and args and args[0] not in router._pending_messages:
+            return
+        if async_fn == replay and args and args[0] not in pubsub.peers:
+            return
+        if async_fn == subscribed and len(args) == 2:
+            mesh = router.mesh.get(args[1])
+            if mesh is None or (args[0] not in mesh and len(mesh) >= router.degree_low):
+                return
+        spawn(async_fn, *args, **kwargs)
+
+    manager.run_task = run_task  # type: ignore[union-attr]
+
+
 def patch_router(router: Any) -> None:
     """The gossipsub router of one host: no equivocation cache (4), no opportunistic grafting (15), no idle scoring (21)."""
     _expect_params(4, "GossipSub._check_equivocation", getattr(router, "_check_equivocation", None), ["msg"])

@@ -53,11 +53,14 @@ tests/node/test_p2p.py:
 21. peer scoring ran on every heartbeat with nothing configured (every peer of every topic scored 0, every counter
     multiplied by 1.0): skipped while the parameters are the neutral defaults;
 22. a dial deadline that expires while the swarm registers the connection closes it; with every node dialling
-    every peer at once, from both ends, a loaded machine did that thousands of times. Our deadline is a 60 s safety
-    net, at most ``MAX_DIALS`` dials run at once, no retries inside a dial, and one end of each pair dials first
-    (``dials_first``), the other after ``DEFER_S``;
+    every peer at once, from both ends, a loaded machine did that thousands of times, and its 10 s limits on
+    Noise, yamux and stream negotiation threw away finished work the same way. Our deadline is a 90 s safety
+    net, the library's limits 30 s, at most ``MAX_DIALS`` dials run at once, no retries inside a dial, and one
+    end of each pair dials first (``dials_first``), the other after ``DEFER_S``;
 23. spawning a library service task walked every task of the service (pubsub spawns three per topic a peer
-    subscribes to): the parent is found through an index instead.
+    subscribes to): the parent is found through an index instead;
+24. the host identified every peer it connected to, for a peerstore nothing reads: it answers identify, never asks;
+25. of pubsub's three spawns per subscribed topic, those that would return at once are not made.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -110,7 +113,8 @@ from .tasks import TaskStatus
 MAX_PEERS = 4096
 INBOUND_QUEUE = 4096
 INBOUND_WORKERS = 4
-DIAL_TIMEOUT_S = 60.0  # a safety net only: the library bounds TCP, Noise and yamux with 10 s each (pitfall 22)
+UPGRADE_TIMEOUT_S = 30.0  # Noise, yamux, and each stream's protocol negotiation (library: 10 s; pitfall 22)
+DIAL_TIMEOUT_S = 90.0  # a safety net only: the library bounds TCP (10 s), Noise and yamux (30 s each) (pitfall 22)
 REDIAL_S = (1.0, 60.0)
 MAX_DIALS = 8  # our dials in flight at once: 94 handshakes at once starved everything else on 2 cores (pitfall 22)
 DEFER_S = (4.0, 8.0)  # the second dialer of a pair waits this long (drawn per peer) for the first one's connection
@@ -174,16 +178,21 @@ class P2POverlay:
             key_pair=kp,
             sec_opt={TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)},  # 1
             muxer_opt={TProtocol(YAMUX_ID): Yamux},
-            connection_config=ConnectionConfig(  # 7, 14
+            connection_config=ConnectionConfig(  # 7, 14, 22
                 max_connections_per_peer=1,
                 max_connections=MAX_PEERS,
                 high_watermark=MAX_PEERS,
                 low_watermark=0,
                 min_connections=0,
+                inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
+                outbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
+                inbound_stream_protocol_negotiation_timeout=UPGRADE_TIMEOUT_S,
+                outbound_stream_protocol_negotiation_timeout=UPGRADE_TIMEOUT_S,
             ),
             psk=None,  # 17: never the library's pnet
             enable_metrics=False,  # 10
         )
+        libp2p_fixes.patch_host(self.host)  # 24
         self._id = self.host.get_id()
         if psk_also_accept and psk is None:
             raise ValueError("keys to also accept, but no private-network key")
@@ -261,6 +270,7 @@ class P2POverlay:
                 trio.open_nursery() as nursery,
             ):
                 self._check_listening()
+                libp2p_fixes.patch_pubsub_spawns(self.pubsub, self.router)  # 25
                 self._nursery = self.channels.nursery = nursery
                 for _ in range(INBOUND_WORKERS):
                     nursery.start_soon(self._inbound_worker)

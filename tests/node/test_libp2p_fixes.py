@@ -177,3 +177,75 @@ def test_the_swarm_patches_refuse_a_swarm_without_what_they_replace() -> None:
     no_psk.psk = "missing"  # type: ignore[assignment]
     with pytest.raises(LibraryChangedError, match="pitfall 17"):
         libp2p_fixes.patch_swarm(no_psk, gate=gate, protector=object())
+
+
+def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
+    """Pitfalls 24 and 25: no outbound identify; pubsub's per-topic spawns only when their first check would pass."""
+
+    class Host:
+        def __init__(self) -> None:
+            self.asked: list[object] = []
+
+        def _schedule_identify(self, peer_id: object, *, reason: str) -> None:
+            self.asked.append(peer_id)
+
+    host = Host()
+    libp2p_fixes.patch_host(host)
+    host._schedule_identify("p", reason="connect")
+    assert host.asked == []
+    moved = Host()
+    moved._schedule_identify = lambda peer_id: None  # type: ignore[assignment,method-assign]
+    with pytest.raises(LibraryChangedError, match="pitfall 24"):
+        libp2p_fixes.patch_host(moved)
+
+    spawned: list[tuple[str, tuple[object, ...]]] = []
+
+    class Manager:
+        def run_task(self, async_fn: Any, *args: Any) -> None:
+            spawned.append((async_fn.__name__, args))
+
+    class Router:
+        def __init__(self) -> None:
+            self.adaptive_gossip_enabled = False
+            self.degree_low = 2
+            self._pending_messages = {"waiting": [object()]}
+            self.mesh = {"short": {"a"}, "full": {"a", "b"}}
+
+        async def flush_pending_messages(self, peer_id: object) -> None: ...
+
+        async def on_peer_subscribed(self, peer_id: object, topic: str) -> None: ...
+
+    class Pubsub:
+        def __init__(self) -> None:
+            self.manager = Manager()
+            self.peers = {"up": object()}
+
+        def handle_subscription(self, origin_id: object, sub: object) -> None:
+            self.manager.run_task(self._replay_recent_messages, origin_id, "t")
+
+        async def _replay_recent_messages(self, peer_id: object, topic: str) -> None: ...
+
+        async def other(self, *args: object) -> None: ...
+
+    pubsub, router = Pubsub(), Router()
+    libp2p_fixes.patch_pubsub_spawns(pubsub, router)
+    run = pubsub.manager.run_task
+    run(router.flush_pending_messages, "idle")  # nothing waits for it: skipped
+    run(router.flush_pending_messages, "waiting")
+    run(pubsub._replay_recent_messages, "down", "t")  # no stream to it yet: skipped
+    run(pubsub._replay_recent_messages, "up", "t")
+    run(router.on_peer_subscribed, "c", "unjoined")  # not our topic: skipped
+    run(router.on_peer_subscribed, "c", "full")  # mesh at its lower bound: skipped
+    run(router.on_peer_subscribed, "b", "full")  # already in the mesh: the library wakes waiters
+    run(router.on_peer_subscribed, "c", "short")
+    run(pubsub.other, "x")
+    assert spawned == [
+        ("flush_pending_messages", ("waiting",)),
+        ("_replay_recent_messages", ("up", "t")),
+        ("on_peer_subscribed", ("b", "full")),
+        ("on_peer_subscribed", ("c", "short")),
+        ("other", ("x",)),
+    ]
+    router.adaptive_gossip_enabled = True
+    with pytest.raises(LibraryChangedError, match="pitfall 25"):
+        libp2p_fixes.patch_pubsub_spawns(Pubsub(), router)
