@@ -14,10 +14,11 @@ Three real-process networks, no traffic, each measured over the same window
 * mesh: a full mesh of N nodes (default 20), every node connected to every
   other, to show the whole network's idle load and how it grows with peers.
 
-A full mesh of 95 processes completes on 2 cores, slowly (673 s measured:
-95 start-ups, 4,465 Noise handshakes and their sync rounds share the two
-cores); before py-libp2p pitfall 16 was handled it never did (see
-docs/performance.md and docs/overlay.md).
+A full mesh of 95 processes completes on 2 cores, slowly (673 s, then 507 s
+re-measured, before issue 16; 288 s after: 95 start-ups, 4,465 Noise
+handshakes and their sync rounds share the two cores); before py-libp2p
+pitfall 16 was handled it never did (see docs/performance.md, "Forming the
+full mesh", and docs/overlay.md).
 """
 
 from __future__ import annotations
