@@ -39,8 +39,9 @@ class DirectoryGate:
         return self.n.trust.is_member(peer)
 
     def targets(self) -> dict[str, tuple[str, ...]]:
-        me = self.n.peer_id
-        return {p: rec.addrs for p, rec in self.n.trust.directory.nodes.items() if p != me}
+        """Every node's addresses, this node's own included (the overlay skips it, and learns from it whether peers
+        can dial this node)."""
+        return {p: rec.addrs for p, rec in self.n.trust.directory.nodes.items()}
 
 
 def assemble(n: NodeCore, overlay: Overlay) -> Engine:

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import inspect
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.tools.anyio_service.trio_manager as trio_manager
+import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
+from libp2p.network.config import RetryConfig
+from libp2p.pubsub.score import ScoreParams
 
 from . import pnet
 
@@ -103,6 +108,50 @@ def install() -> None:
     identify_module.AGENT_VERSION = agent_version()
 
     pnet.install()  # pitfall 17: checks the swarm's three call sites itself
+    _index_service_tasks()  # pitfall 23
+
+
+_TASK_OF: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # trio task -> the FunctionTask it runs
+_LIBRARY_FIND_PARENT_TASK = trio_manager.TrioManager._find_parent_task  # the walk, kept for the equivalence test
+
+
+def _index_service_tasks() -> None:
+    """Pitfall 23: ``TrioManager.run_task`` finds the new task's parent by walking every task of the service
+    (``_find_parent_task``), so spawning is linear in the tasks alive and a busy service quadratic. Pubsub spawns
+    three tasks for every topic a peer subscribes to: a connection between two nodes with 96 topics each was ~600
+    spawns, each walking the node's thousands of tasks; it was the largest part of forming a mesh. Each task now
+    records which trio task runs it, and the parent is found from that record: the same answer (the task whose
+    trio task is the current one, if it belongs to this service), without the walk."""
+    function_task = trio_tasks.FunctionTask
+    prop = function_task.__dict__.get("trio_task")
+    if isinstance(prop, property) and getattr(prop.fset, "_truc_indexed", False):
+        return
+    if not isinstance(prop, property) or prop.fget is None or _params(prop.fset) != ["self", "value"]:
+        raise LibraryChangedError(23, "FunctionTask.trio_task is not a property with a setter of (self, value)")
+    find = getattr(trio_manager.TrioManager, "_find_parent_task", None)
+    _expect_params(23, "TrioManager._find_parent_task", find, ["self", "trio_task"])
+    _expect_uses(23, "TrioManager._find_parent_task", find, "iterate_tasks")
+    _expect_uses(23, "TrioManager.run_task", trio_manager.TrioManager.run_task, "_find_parent_task")
+    set_trio_task = prop.fset
+    assert set_trio_task is not None
+
+    def indexed_set(self: Any, value: Any) -> None:
+        set_trio_task(self, value)
+        _TASK_OF[value] = self
+
+    indexed_set._truc_indexed = True  # type: ignore[attr-defined]
+
+    def find_parent_task(self: Any, trio_task: Any) -> Any:
+        task = _TASK_OF.get(trio_task)
+        if task is None:
+            return None
+        root = task
+        while root.parent is not None:
+            root = root.parent
+        return task if root in self._root_tasks else None
+
+    function_task.trio_task = property(prop.fget, indexed_set)  # type: ignore[method-assign,assignment]
+    trio_manager.TrioManager._find_parent_task = find_parent_task  # type: ignore[method-assign]
 
 
 # --- per host ------------------------------------------------------------------------
@@ -114,7 +163,8 @@ def patch_swarm(
     gate: Callable[[Any, str], Awaitable[None]],
     protector: object | None,
 ) -> None:
-    """The swarm of one host: no auto-connector (14), the membership gate (ours), a dial block we can lift (19), our pnet (17).
+    """The swarm of one host: no auto-connector (14), the membership gate (ours), a dial block we can lift (19), our pnet (17),
+    no retries inside a dial (22).
 
     ``gate(muxed_conn, direction)`` raises to refuse a connection once Noise
     authenticated the remote peer id, before the swarm registers it.
@@ -128,6 +178,12 @@ def patch_swarm(
     connector.maybe_connect = no_auto_connect  # type: ignore[union-attr]
 
     _expect_params(19, "Swarm.unblock_peer", getattr(swarm, "unblock_peer", None), ["peer_id"])
+
+    if not isinstance(getattr(swarm, "retry_config", None), RetryConfig):
+        raise LibraryChangedError(22, "Swarm.retry_config is not a RetryConfig")
+    # 22: one attempt per dial; our dialer's backoff decides when to try again. The library's 3 retries made every
+    # dial of a peer that is not up yet 4 connection attempts and held one of our dial slots for ~0.7 s.
+    swarm.retry_config = RetryConfig(max_retries=0)
 
     original = getattr(swarm, "add_conn", None)
     _expect_params("the membership gate", "Swarm.add_conn", original, ["muxed_conn", "direction"])
@@ -144,10 +200,89 @@ def patch_swarm(
         swarm.psk = protector
 
 
+def patch_host(host: Any) -> None:
+    """Pitfall 24: the host identifies every peer it connects to (a stream each way, a signed peer record made and
+    checked) and keeps what it learns in the peerstore; nothing of ours reads it (addresses come from the directory,
+    protocols from the version). The node still answers identify (tests/node/test_identify.py, the js peer)."""
+    schedule = getattr(host, "_schedule_identify", None)
+    _expect_params(24, "BasicHost._schedule_identify", schedule, ["peer_id", "reason"])
+
+    def no_outbound_identify(peer_id: Any, *, reason: str) -> None:
+        return None
+
+    host._schedule_identify = no_outbound_identify
+
+
+def patch_pubsub_spawns(pubsub: Any, router: Any) -> None:
+    """Pitfall 25: for every topic a peer subscribes to, pubsub spawns three service tasks (flush what waited for
+    this peer, replay recent messages of the topic, graft the peer if the topic's mesh is short), ~290 spawns per
+    peer with 96 topics; nearly all return at once. Called once pubsub runs: its manager's ``run_task`` skips those
+    three when the check they start with would return (same conditions, read before the spawn instead of after)."""
+    manager = getattr(pubsub, "manager", None)
+    spawn = getattr(manager, "run_task", None)
+    _expect_uses(25, "Pubsub.handle_subscription", type(pubsub).handle_subscription, "_replay_recent_messages")
+    for name in ("flush_pending_messages", "on_peer_subscribed", "_pending_messages", "mesh", "degree_low"):
+        if not hasattr(router, name):
+            raise LibraryChangedError(25, f"GossipSub.{name} is gone")
+    if not callable(spawn) or not hasattr(pubsub, "_replay_recent_messages") or not hasattr(pubsub, "peers"):
+        raise LibraryChangedError(25, "Pubsub.manager.run_task or Pubsub._replay_recent_messages is gone")
+    if getattr(router, "adaptive_gossip_enabled", True):
+        raise LibraryChangedError(25, "adaptive gossip is on: the mesh's lower bound is not degree_low")
+    flush, replay, subscribed = router.flush_pending_messages, pubsub._replay_recent_messages, router.on_peer_subscribed
+
+    def run_task(async_fn: Any, *args: Any, **kwargs: Any) -> None:
+        if async_fn == flush and args and args[0] not in router._pending_messages:
+            return
+        if async_fn == replay and args and args[0] not in pubsub.peers:
+            return
+        if async_fn == subscribed and len(args) == 2:
+            mesh = router.mesh.get(args[1])
+            if mesh is None or (args[0] not in mesh and len(mesh) >= router.degree_low):
+                return
+        spawn(async_fn, *args, **kwargs)
+
+    manager.run_task = run_task  # type: ignore[union-attr]
+
+
 def patch_router(router: Any) -> None:
-    """The gossipsub router of one host: no equivocation cache (4), no opportunistic grafting (15)."""
+    """The gossipsub router of one host: no equivocation cache (4), no opportunistic grafting (15), no idle scoring (21)."""
     _expect_params(4, "GossipSub._check_equivocation", getattr(router, "_check_equivocation", None), ["msg"])
     router._check_equivocation = lambda msg: True
     graft = getattr(router, "_perform_opportunistic_grafting", None)
     _expect_params(15, "GossipSub._perform_opportunistic_grafting", graft, ["topic", "peers_to_graft"])
     router._perform_opportunistic_grafting = lambda topic, peers_to_graft: 0
+    _skip_neutral_scoring(router)
+
+
+def _skip_neutral_scoring(router: Any) -> None:
+    """Pitfall 21: with the default (neutral) score parameters every peer scores 0 and no counter decays, yet each
+    heartbeat scores every peer of every topic (``_maintain_mesh_quality``: can a better-scored peer replace the
+    worst mesh peer? never, all are 0) and multiplies every counter by 1.0 (``on_heartbeat``). With 96 topics and
+    94 peers that was the largest part of a heartbeat. Both are skipped only while the parameters are neutral."""
+    scorer = getattr(router, "scorer", None)
+    params = getattr(scorer, "params", None)
+    if not isinstance(params, ScoreParams):
+        raise LibraryChangedError(21, "GossipSub.scorer.params is not a ScoreParams")
+    if not _neutral(params):
+        raise LibraryChangedError(21, "the router was given score parameters: skipping the scoring would change behaviour")
+    _expect_params(21, "GossipSub._maintain_mesh_quality", getattr(router, "_maintain_mesh_quality", None), ["topic"])
+    _expect_params(21, "PeerScorer.on_heartbeat", getattr(scorer, "on_heartbeat", None), ["dt_seconds"])
+
+    async def no_mesh_quality(topic: str) -> None:
+        return None
+
+    router._maintain_mesh_quality = no_mesh_quality
+    scorer.on_heartbeat = lambda dt_seconds=1.0: None  # type: ignore[union-attr]
+
+
+def _neutral(p: ScoreParams) -> bool:
+    """Every score is 0 whatever happens, and decay multiplies by 1: the library's defaults."""
+    topics = (p.p1_time_in_mesh, p.p2_first_message_deliveries, p.p3_mesh_message_deliveries, p.p4_invalid_messages)
+    weights = (p.p5_behavior_penalty_weight, p.p6_appl_slack_weight, p.p7_ip_colocation_weight)
+    decays = (p.p5_behavior_penalty_decay, p.p6_appl_slack_decay)
+    return (
+        all(t.weight == 0 and t.decay == 1 for t in topics)
+        and all(w == 0 for w in weights)
+        and all(d == 1 for d in decays)
+        and p.app_specific_score_fn is None
+    )

@@ -8,8 +8,14 @@ from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.transport.tcp.tcp as libp2p_tcp
 import pytest
+import trio
+from libp2p.network.config import RetryConfig
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
+from libp2p.tools.anyio_service import Service, background_trio_service
 
 from node import libp2p_fixes
 from node.libp2p_fixes import LibraryChangedError
@@ -63,11 +69,18 @@ def test_another_queue_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 class _Router:
+    def __init__(self, params: ScoreParams | None = None) -> None:
+        self.scorer = PeerScorer(params or ScoreParams())
+        self.maintained: list[str] = []
+
     def _check_equivocation(self, msg: object) -> bool:
         return False
 
     def _perform_opportunistic_grafting(self, topic: str, peers_to_graft: object) -> int:
         return 2
+
+    async def _maintain_mesh_quality(self, topic: str) -> None:
+        self.maintained.append(topic)
 
 
 def test_the_router_patches_apply_and_refuse_another_shape() -> None:
@@ -80,6 +93,62 @@ def test_the_router_patches_apply_and_refuse_another_shape() -> None:
         libp2p_fixes.patch_router(changed)
 
 
+def test_neutral_scoring_is_skipped_and_configured_scoring_is_refused() -> None:
+    """Pitfall 21: with the default parameters no score can differ from 0, so nothing the heartbeat skips can matter."""
+    real = GossipSub(protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
+    assert libp2p_fixes._neutral(real.scorer.params)  # what the node builds is neutral
+    router = _Router()
+    libp2p_fixes.patch_router(router)
+    trio.run(router._maintain_mesh_quality, "t")
+    assert router.maintained == []
+    router.scorer.on_heartbeat()
+    weighted = ScoreParams(p4_invalid_messages=TopicScoreParams(weight=1.0, cap=10.0, decay=0.9))
+    with pytest.raises(LibraryChangedError, match="pitfall 21"):
+        libp2p_fixes.patch_router(_Router(weighted))
+    decaying = ScoreParams(p5_behavior_penalty_decay=0.5)
+    with pytest.raises(LibraryChangedError, match="pitfall 21"):
+        libp2p_fixes.patch_router(_Router(decaying))
+
+
+@pytest.mark.timeout(30)
+def test_a_service_task_finds_the_same_parent_through_the_index_as_through_the_walk() -> None:
+    """Pitfall 23: the indexed ``_find_parent_task`` answers what the library's walk over every task answers."""
+    walk = trio_manager.TrioManager._find_parent_task
+    if getattr(walk, "__name__", "") == "find_parent_task":  # installed by an earlier test: take the library's back
+        walk = libp2p_fixes._LIBRARY_FIND_PARENT_TASK
+    libp2p_fixes.install()
+    indexed = trio_manager.TrioManager._find_parent_task
+    assert indexed is not walk
+    answers: list[tuple[object, object]] = []
+
+    class Tree(Service):
+        async def run(self) -> None:
+            async def branch(depth: int) -> None:
+                me = trio.lowlevel.current_task()
+                answers.append((walk(self.manager, me), indexed(self.manager, me)))
+                if depth < 3:
+                    for _ in range(2):
+                        self.manager.run_task(branch, depth + 1)
+                await trio.sleep(0.05)
+
+            for _ in range(3):
+                self.manager.run_task(branch, 0)
+            await trio.sleep_forever()
+
+    async def main() -> None:
+        with trio.fail_after(20):
+            async with background_trio_service(Tree()) as manager:
+                await trio.sleep(0.3)
+                me = trio.lowlevel.current_task()  # not a task of the service: no parent either way
+                answers.append((walk(manager, me), indexed(manager, me)))
+                manager.cancel()
+
+    trio.run(main)
+    assert len(answers) == 3 * 15 + 1
+    assert all(a is b for a, b in answers)
+    assert all(a is not None for a, _ in answers[:-1]) and answers[-1] == (None, None)  # a branch: its own task
+
+
 def test_the_swarm_patches_refuse_a_swarm_without_what_they_replace() -> None:
     class Connector:
         async def maybe_connect(self) -> None:
@@ -88,6 +157,7 @@ def test_the_swarm_patches_refuse_a_swarm_without_what_they_replace() -> None:
     class Swarm:
         auto_connector = Connector()
         psk = None
+        retry_config = RetryConfig()
 
         async def add_conn(self, muxed_conn: object, direction: str = "unknown") -> object:
             return muxed_conn
@@ -107,3 +177,75 @@ def test_the_swarm_patches_refuse_a_swarm_without_what_they_replace() -> None:
     no_psk.psk = "missing"  # type: ignore[assignment]
     with pytest.raises(LibraryChangedError, match="pitfall 17"):
         libp2p_fixes.patch_swarm(no_psk, gate=gate, protector=object())
+
+
+def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
+    """Pitfalls 24 and 25: no outbound identify; pubsub's per-topic spawns only when their first check would pass."""
+
+    class Host:
+        def __init__(self) -> None:
+            self.asked: list[object] = []
+
+        def _schedule_identify(self, peer_id: object, *, reason: str) -> None:
+            self.asked.append(peer_id)
+
+    host = Host()
+    libp2p_fixes.patch_host(host)
+    host._schedule_identify("p", reason="connect")
+    assert host.asked == []
+    moved = Host()
+    moved._schedule_identify = lambda peer_id: None  # type: ignore[assignment,method-assign]
+    with pytest.raises(LibraryChangedError, match="pitfall 24"):
+        libp2p_fixes.patch_host(moved)
+
+    spawned: list[tuple[str, tuple[object, ...]]] = []
+
+    class Manager:
+        def run_task(self, async_fn: Any, *args: Any) -> None:
+            spawned.append((async_fn.__name__, args))
+
+    class Router:
+        def __init__(self) -> None:
+            self.adaptive_gossip_enabled = False
+            self.degree_low = 2
+            self._pending_messages = {"waiting": [object()]}
+            self.mesh = {"short": {"a"}, "full": {"a", "b"}}
+
+        async def flush_pending_messages(self, peer_id: object) -> None: ...
+
+        async def on_peer_subscribed(self, peer_id: object, topic: str) -> None: ...
+
+    class Pubsub:
+        def __init__(self) -> None:
+            self.manager = Manager()
+            self.peers = {"up": object()}
+
+        def handle_subscription(self, origin_id: object, sub: object) -> None:
+            self.manager.run_task(self._replay_recent_messages, origin_id, "t")
+
+        async def _replay_recent_messages(self, peer_id: object, topic: str) -> None: ...
+
+        async def other(self, *args: object) -> None: ...
+
+    pubsub, router = Pubsub(), Router()
+    libp2p_fixes.patch_pubsub_spawns(pubsub, router)
+    run = pubsub.manager.run_task
+    run(router.flush_pending_messages, "idle")  # nothing waits for it: skipped
+    run(router.flush_pending_messages, "waiting")
+    run(pubsub._replay_recent_messages, "down", "t")  # no stream to it yet: skipped
+    run(pubsub._replay_recent_messages, "up", "t")
+    run(router.on_peer_subscribed, "c", "unjoined")  # not our topic: skipped
+    run(router.on_peer_subscribed, "c", "full")  # mesh at its lower bound: skipped
+    run(router.on_peer_subscribed, "b", "full")  # already in the mesh: the library wakes waiters
+    run(router.on_peer_subscribed, "c", "short")
+    run(pubsub.other, "x")
+    assert spawned == [
+        ("flush_pending_messages", ("waiting",)),
+        ("_replay_recent_messages", ("up", "t")),
+        ("on_peer_subscribed", ("b", "full")),
+        ("on_peer_subscribed", ("c", "short")),
+        ("other", ("x",)),
+    ]
+    router.adaptive_gossip_enabled = True
+    with pytest.raises(LibraryChangedError, match="pitfall 25"):
+        libp2p_fixes.patch_pubsub_spawns(Pubsub(), router)

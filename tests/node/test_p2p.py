@@ -13,7 +13,7 @@ import trio
 from identity.keys import NodeKey
 from node.metrics import Metrics
 from node.overlay import shard_topic
-from node.p2p import P2POverlay
+from node.p2p import DEFER_S, P2POverlay, dials_first
 from protocol import messages as m
 from protocol.errors import NotAuthorizedError
 from simnet.cluster import Cluster, free_port, wait_until
@@ -386,5 +386,60 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
                 assert prunes == 0, f"{prunes} PRUNEs in 8 s of idle: meshes churn (mesh sizes {sorted(sizes)})"
                 assert min(sizes) >= 4 and max(sizes) <= 12, sorted(sizes)
                 nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
+    """Pitfall 22: both ends of a pair agree who dials first, without talking."""
+    peers = [NodeKey(bytes([i]) * 32).peer_id for i in range(60)]
+    for a in peers:
+        for b in peers:
+            if a != b:
+                assert dials_first(a, b) != dials_first(b, a)
+    firsts = [sum(dials_first(a, b) for b in peers if b != a) for a in peers]
+    assert min(firsts) >= 15 and max(firsts) <= 44, firsts  # 59 peers each: about half, not all or none
+
+
+def _direction(ov: P2POverlay, peer: str) -> str:
+    from libp2p.peer.id import ID
+
+    conns = ov.host.get_network().connections.get(ID.from_base58(peer), [])
+    return ",".join(str(c.direction).lower() for c in conns)  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(60)
+def test_two_listed_nodes_make_one_connection_dialled_by_the_first_and_the_second_steps_in_when_it_cannot() -> None:
+    """Pitfall 22: both know each other's address (and their own: peers can dial them). The first dialer dials at
+    once and the other waits, so the pair makes one connection; when the first dialer has no address for the
+    second, the second dials after waiting DEFER_S for it."""
+    a_key, b_key = (NodeKey(secrets.token_bytes(32)) for _ in range(2))
+    if not dials_first(a_key.peer_id, b_key.peer_id):
+        a_key, b_key = b_key, a_key  # a is the first dialer
+    pa, pb = free_port(), free_port()
+    members = {a_key.peer_id, b_key.peer_id}
+    both = {a_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"], b_key.peer_id: [f"/ip4/127.0.0.1/tcp/{pb}"]}
+
+    async def pair(a_targets: dict[str, list[str]]) -> tuple[float, str, str]:
+        a = p2p_overlay(a_key, pa, members=members, targets=a_targets)
+        b = p2p_overlay(b_key, pb, members=members, targets=both)
+        async with trio.open_nursery() as n:
+            await n.start(b.run)
+            await n.start(a.run)
+            started = trio.current_time()
+            await wait_until(lambda: b_key.peer_id in a.connected_peers() and a_key.peer_id in b.connected_peers(), timeout=20)
+            took = trio.current_time() - started
+            await trio.sleep(1.5)  # nobody dials a second connection meanwhile
+            seen = _direction(a, b_key.peer_id), _direction(b, a_key.peer_id)
+            assert a.metrics.total("dial_failures") == 0 and b.metrics.total("dial_failures") == 0
+            n.cancel_scope.cancel()
+        return took, *seen
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            took, at_a, at_b = await pair(both)
+            assert (at_a, at_b) == ("outbound", "inbound") and took < DEFER_S[0], (took, at_a, at_b)
+            took, at_a, at_b = await pair({a_key.peer_id: both[a_key.peer_id]})  # a cannot dial b
+            assert (at_a, at_b) == ("inbound", "outbound") and DEFER_S[0] - 1 <= took < DEFER_S[1] + 4, (took, at_a, at_b)
 
     trio.run(main)

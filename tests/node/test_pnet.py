@@ -379,7 +379,7 @@ def test_same_key_connects_and_every_other_peer_is_refused_within_a_second() -> 
     library = library_pnet_host(good.hex())
     a_info = PeerInfo(ID.from_base58(keys[0].peer_id), [multiaddr.Multiaddr(a_addr)])
     first: dict[str, float] = {}  # until the first attempt is refused
-    total: dict[str, float] = {}  # until host.connect() gives up (py-libp2p retries 3 times, 0.1-0.4 s apart)
+    total: dict[str, float] = {}  # until host.connect() gives up (ours: one attempt; py-libp2p's host retries 3 times)
 
     async def attempt(name: str, host: object) -> None:
         before = a.metrics.get("connections_refused", reason="private_network")

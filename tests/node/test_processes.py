@@ -59,6 +59,9 @@ def test_sigkill_during_delivery_loses_nothing_and_duplicates_nothing(tmp_path: 
     rnd = random.Random(3)
     with running(homes) as nodes:
         g22, h01 = nodes["g22"], nodes["h01"]
+        # connected first: the kill must land mid-delivery, not while the pair is still dialling (one end of a
+        # pair dials first, the other a few seconds later, docs/overlay.md section 1)
+        wait_for(lambda: g22.call("node.info")["peers_connected"] == 1, 30, "g22 connected to h01")
         ids: list[str] = []
         receipted_before_kill: set[str] = set()
         with g22.client() as c:
