@@ -142,6 +142,14 @@ class Methods:
 
     def _recipient_code(self, conn: Connection, p: ipc.Params, doc: Digest) -> AgencyCode:
         """The hosted recipient named by ``code``, or the only one this client may act for."""
+        return self._party_code(conn, p, doc, sender_too=False)
+
+    def _party_code(self, conn: Connection, p: ipc.Params, doc: Digest, *, sender_too: bool) -> AgencyCode:
+        """The hosted party named by ``code``, or the only one of the document's this client may act for.
+
+        Parties are the recipients, and the sender too when ``sender_too``; a
+        sender asking for what only recipients read is NotARecipientError.
+        """
         code = p.code("code", required=False)
         if code is not None:
             conn.access.require(code)
@@ -149,11 +157,13 @@ class Methods:
         h = self.e.doc_header(doc)
         if h is None:
             raise NotFoundError(f"document {doc}")
-        hosted = [c for c in h.to if c in self.e.hosted and conn.access.may_act_for(c)]
-        if len(hosted) == 1:
-            return hosted[0]
-        if hosted:
-            raise SchemaError(f"{p.method}: code: say which hosted agency: received by {', '.join(map(str, hosted))}")
+        parties = (h.sender, *h.to) if sender_too else h.to
+        mine = [c for c in parties if c in self.e.hosted and conn.access.may_act_for(c)]
+        if len(mine) == 1:
+            return mine[0]
+        if mine:
+            whose = "" if sender_too else "received by "
+            raise SchemaError(f"{p.method}: code: say which hosted agency: {whose}{', '.join(map(str, mine))}")
         if h.sender in self.e.hosted and conn.access.may_act_for(h.sender):
             raise NotARecipientError(f"{h.sender} sent {doc.short()}; its content is in the sender's own document system")
         raise NotAuthorizedError(f"no agency you act for on this node is a party to {doc.short()}")
@@ -317,18 +327,7 @@ class Methods:
     async def _edxml_statuses(self, conn: Connection, rid: int, params: dict[str, Any]) -> Any:
         p = ipc.Params("edxml.statuses", params, {"id", "code", "since", "limit"})
         doc = p.digest("id")
-        code = p.code("code", required=False)
-        if code is None:
-            h = self.e.doc_header(doc)
-            if h is None:
-                raise NotFoundError(f"document {doc}")
-            mine = [c for c in (h.sender, *h.to) if c in self.e.hosted and conn.access.may_act_for(c)]
-            if len(mine) != 1:
-                if not mine:
-                    raise NotAuthorizedError(f"no agency you act for on this node is a party to {doc.short()}")
-                raise SchemaError(f"edxml.statuses: code: say which hosted agency: {', '.join(map(str, mine))}")
-            code = mine[0]
-        conn.access.require(code)
+        code = self._party_code(conn, p, doc, sender_too=True)
         since = p.integer("since", default=0)
         limit = p.integer("limit", default=100, lo=1, hi=1000)
         found = [s for s in self.e.edxml.status_packages(doc, code) if s.at > since]
