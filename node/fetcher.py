@@ -18,7 +18,7 @@ from protocol.envelope import MessageHeader
 from protocol.errors import RemoteError
 from protocol.ids import Digest
 
-from .core import NodeCore
+from .core import NodeCore, Part
 from .overlay import BLOCKS, Overlay, OverlayError
 from .tasks import TaskStatus
 
@@ -28,15 +28,12 @@ PARALLEL_DOCUMENTS = 2
 RETRY_S = (2.0, 300.0)
 
 
-class BlockFetcher:
+class BlockFetcher(Part):
     def __init__(self, n: NodeCore, overlay: Overlay, *, complete: Callable[[Digest], Awaitable[None]]) -> None:
         """``complete`` is called once every block of a document is here (node/inbound.py opens and delivers it)."""
-        self.n = n
+        super().__init__(n)
         self.overlay = overlay
         self.complete = complete
-        self.store = n.store
-        self.metrics = n.metrics
-        self.log = n.log
         self._nursery: trio.Nursery | None = None
         self._queue: list[Digest] = []
         self._active: set[Digest] = set()

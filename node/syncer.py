@@ -35,7 +35,7 @@ from protocol.errors import RemoteError
 from protocol.ids import Digest
 from store.records import Cursor
 
-from .core import NodeCore
+from .core import NodeCore, Part
 from .overlay import SYNC, Overlay, OverlayError
 from .tasks import TaskStatus
 
@@ -46,7 +46,7 @@ GET_AHEAD = 2  # gets of a page in flight while the previous ones are ingested (
 MAX_MINE = 2000  # shards: our own heads ride along a heads request up to this many (about 20 KiB)
 
 
-class Syncer:
+class Syncer(Part):
     def __init__(
         self,
         n: NodeCore,
@@ -56,13 +56,10 @@ class Syncer:
         apply_directory: Callable[[Sequence[Envelope], str], Awaitable[bool]],
     ) -> None:
         """``ingest`` stores what a peer sent (node/inbound.py); ``apply_directory`` applies newer directory links."""
-        self.n = n
+        super().__init__(n)
         self.overlay = overlay
         self.ingest = ingest
         self.apply_directory = apply_directory
-        self.store = n.store
-        self.metrics = n.metrics
-        self.log = n.log
         self._soon: dict[str, None] = {}  # an ordered set: peers waiting for a round
         self._wake = trio.Event()
         self._active: set[str] = set()
