@@ -40,6 +40,11 @@ from .tasks import TaskStatus
 
 PUSH_TIMEOUT_S = 30.0
 MAX_PARALLEL_PUSHES = 64  # a broadcast reaches 94 nodes: push to them at once, not eight at a time
+# Envelopes claimed and not yet through their attempt. Beyond this, due work
+# waits in the store's schedule: a larger queue in memory only ages its claims
+# (an attempt waiting longer than its backoff is due again while under way,
+# and every pass over the schedule had to step over it).
+MAX_IN_FLIGHT = 1024
 Item = tuple[Digest, AgencyCode, AgencyCode, DeliveryRecord]  # envelope, recipient, sender, record
 
 
@@ -74,7 +79,7 @@ class DeliveryWorker:
         self.metrics = metrics
         self.log = log
         self._limit = trio.Semaphore(MAX_PARALLEL_PUSHES)
-        self._claimed: set[tuple[bytes, AgencyCode]] = set()  # attempts under way
+        self._claimed: set[bytes] = set()  # attempts under way: envelope id + recipient code, as in the schedule's keys
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -83,7 +88,8 @@ class DeliveryWorker:
             while True:
                 if not self.accepting():  # shutting down: no new attempt (what is due stays due for the next start)
                     await trio.sleep_forever()
-                groups, busy = self._take_due()
+                room = MAX_IN_FLIGHT - len(self._claimed)
+                groups, busy = self._take_due(room) if room > 0 else ({}, True)
                 for peer, items in groups.items():
                     nursery.start_soon(self._attempt, peer, items)
                 if groups:
@@ -99,8 +105,8 @@ class DeliveryWorker:
                     await self.outbox.wait_changed()
                     await trio.sleep(flush_s)  # woken by new work: wait for its companions
 
-    def _take_due(self) -> tuple[dict[str, list[Item]], bool]:
-        """Claim every due delivery and group it by peer.
+    def _take_due(self, room: int) -> tuple[dict[str, list[Item]], bool]:
+        """Claim due deliveries (at most ``room``) and group them by peer.
 
         Returns the groups and whether some due slots were skipped because an
         attempt or a write for them is under way (then the caller waits for a
@@ -109,11 +115,12 @@ class DeliveryWorker:
         now = self.clock()
         give_up_ms = int(self.config.retry.give_up_days * 86_400_000)
         groups: dict[str, list[Item]] = {}
-        busy = False
         b = self.store.batch()
-        for due, eid, recipient, sender in self.store.due(now, limit=2000):
+        due_now, skipped = self.store.due_except(now, limit=room, skip=self._claimed)
+        busy = skipped > 0
+        for due, eid, recipient, sender in due_now:
             key: Key = (sender, bytes(eid), recipient)
-            if (bytes(eid), recipient) in self._claimed or self.outbox.unwritten(*key):
+            if self.outbox.unwritten(*key):
                 busy = True
                 continue
             rec = self.store.delivery(sender, eid, recipient)
@@ -130,7 +137,7 @@ class DeliveryWorker:
                 continue
             claimed = self.outbox.claim(b, key, rec, now)
             assert claimed is not None
-            self._claimed.add((bytes(eid), recipient))
+            self._claimed.add(bytes(eid) + k.code(recipient))
             groups.setdefault(peer, []).append((eid, recipient, sender, claimed))
         if len(b):
             self.committer.enqueue(b)  # scheduling only: after a crash the entry is simply due again
@@ -140,7 +147,7 @@ class DeliveryWorker:
         try:
             await self._attempt_inner(peer, items)
         finally:
-            self._claimed.difference_update((bytes(eid), recipient) for eid, recipient, _, _ in items)
+            self._claimed.difference_update(bytes(eid) + k.code(recipient) for eid, recipient, _, _ in items)
             self.outbox.kick()
 
     async def _attempt_inner(self, peer: str, items: list[Item]) -> None:

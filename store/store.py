@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 
 import plyvel
@@ -422,13 +422,27 @@ class Store:
 
     def due(self, now: int, *, limit: int = 1000) -> list[tuple[int, Digest, AgencyCode, AgencyCode]]:
         """Deliveries whose next attempt is due: (due ms, envelope id, recipient, sender)."""
+        return self.due_except(now, limit=limit, skip=frozenset())[0]
+
+    def due_except(
+        self, now: int, *, limit: int, skip: Container[bytes]
+    ) -> tuple[list[tuple[int, Digest, AgencyCode, AgencyCode]], int]:
+        """``due``, passing over slots whose envelope id + recipient code (45 bytes) is in ``skip``; and how many were.
+
+        The delivery worker's attempts under way stay due while they wait their
+        turn: they are recognised on the key's bytes, not parsed.
+        """
         out: list[tuple[int, Digest, AgencyCode, AgencyCode]] = []
+        skipped = 0
         for key, sender in self._scan(k.RETRY):
             due = k.read_u64(key, 1)
             if due > now or len(out) >= limit:
                 break
+            if key[9:54] in skip:
+                skipped += 1
+                continue
             out.append((due, Digest(key[9:41]), k.parse_code(key[41:54]), k.parse_code(sender)))
-        return out
+        return out, skipped
 
     def next_due(self) -> int | None:
         for key, _ in self._scan(k.RETRY):

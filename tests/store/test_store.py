@@ -95,6 +95,20 @@ def test_outbox_indexes_follow_the_record(store: Store) -> None:
     assert [(i, r) for i, r, _ in store.outbox(G22)] == expected
 
 
+def test_due_passes_over_attempts_under_way_by_their_key_bytes(store: Store) -> None:
+    """The delivery worker's claims stay due while they wait their turn: skipped, counted, and not in the limit."""
+    b = store.batch()
+    for i in range(1, 6):
+        b.put_delivery(G22, did(i), H29, DeliveryRecord(DeliveryKind.DOCUMENT, DeliveryState.PENDING, next_at=100 * i), None)
+    store.write(b)
+    under_way = {bytes(did(1)) + k.code(H29), bytes(did(3)) + k.code(H29)}
+    due, skipped = store.due_except(1000, limit=2, skip=under_way)
+    assert [i for _, i, _, _ in due] == [did(2), did(4)] and skipped == 2
+    due, skipped = store.due_except(250, limit=10, skip=under_way)
+    assert [i for _, i, _, _ in due] == [did(2)] and skipped == 1
+    assert store.due_except(1000, limit=10, skip=frozenset())[0] == store.due(1000)
+
+
 def test_history_idempotency_cursors_and_logs(store: Store) -> None:
     b = store.batch()
     for seq, code in [(2, 3), (1, 1), (3, 4)]:
