@@ -46,13 +46,13 @@ class Record:
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
+        for name in _canonical_field_order(type(self)):  # keys in CBOR's order: the encoder's fast path
+            v = getattr(self, name)
             if isinstance(v, enum.Enum):
                 v = v.value
             elif isinstance(v, tuple):
                 v = list(v)
-            out[f.name] = v
+            out[name] = v
         return cbor.encode(out)
 
     @classmethod
@@ -70,6 +70,17 @@ class Record:
             return cls(**m)
         except (DecodeError, ValueError, TypeError) as exc:
             raise StoreError(f"corrupt {cls.__name__} record: {exc}") from None
+
+
+_FIELD_ORDER: dict[type, tuple[str, ...]] = {}
+
+
+def _canonical_field_order(cls: type[Record]) -> tuple[str, ...]:
+    order = _FIELD_ORDER.get(cls)
+    if order is None:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        order = _FIELD_ORDER[cls] = tuple(sorted(names, key=lambda n: (len(n.encode("utf-8")), n)))
+    return order
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,21 @@ def test_non_canonical_encodings_of_valid_values_are_refused(value: Any) -> None
     if loose != cbor.encode(value):
         with pytest.raises(DecodeError):
             cbor.decode(loose, max_bytes=LIMIT)
+
+
+@given(plain)
+def test_encoding_is_cbor2s_canonical_encoding_whatever_the_key_order(value: Any) -> None:
+    """encode() takes cbor2's plain encoder when every map is already in order: the bytes must not change."""
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
+
+
+@pytest.mark.parametrize("keys", [["é", "z"], ["b", "a"], ["aa", "b"], ["a", "é", "b"], ["", "a", "ab", "b"]])
+def test_key_order_is_utf8_length_first_also_for_non_ascii_keys(keys: list[str]) -> None:
+    value = {key: i for i, key in enumerate(keys)}
+    canonical = cbor2.dumps(value, canonical=True)
+    assert cbor.encode(value) == canonical
+    assert cbor.decode(canonical, max_bytes=LIMIT) == value
+    loose = cbor2.dumps(value)
+    if loose != canonical:
+        with pytest.raises(DecodeError, match="canonical order"):
+            cbor.decode(loose, max_bytes=LIMIT)
