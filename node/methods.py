@@ -40,6 +40,7 @@ from .ipc import Connection, Handler, IncomingUpload
 from .upload import ReadPaths, Spool, SpooledFile, hashed
 
 MAX_DIRECTORY_FILE_BYTES = 4 * MAX_DIRECTORY_ENVELOPE_BYTES
+EVENTS_PER_SEND = 64
 
 
 class Methods:
@@ -384,9 +385,16 @@ class Methods:
         try:
             await conn.send(ipc.response(rid, {"subscribed": True}))
             with scope, events:
-                async for ev in events:
-                    if _concerns(ev.fields, conn):
-                        await conn.send(ipc.event(rid, ev.kind, ev.at, dict(ev.fields)))
+                async for first in events:
+                    batch = [first]
+                    while len(batch) < EVENTS_PER_SEND:  # what queued meanwhile goes out in one write
+                        try:
+                            batch.append(events.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    frames = [ipc.event(rid, ev.kind, ev.at, dict(ev.fields)) for ev in batch if _concerns(ev.fields, conn)]
+                    if frames:
+                        await conn.send_many(frames)
         finally:
             conn.subscriptions.remove(scope)
         return {"subscribed": False}
