@@ -154,6 +154,7 @@ async def run_node(
             psk=configured_psk(cfg.psk, home.psk_file),
             psk_also_accept=[load_psk_file(p) for p in home.psk_also_accept],
             bootstrap=cfg.bootstrap,
+            restarted=not store.fresh,
         )
         engine = assemble(core, overlay)
         spool = Spool(home.spool, int(cfg.ipc.spool_mb * 1024 * 1024))

@@ -79,6 +79,7 @@ class Store:
         self._log_seq: dict[str, int] = {}
         self._heads: dict[str, int] | None = None  # committed log heads, kept up to date by write()
         fresh = self._prepare_directory(create=create and not offline, offline=offline)
+        self.fresh = fresh  # created by this open: the node's first start
         try:
             self._db = plyvel.DB(str(self.path), create_if_missing=fresh, paranoid_checks=PARANOID_CHECKS, max_open_files=256)
         except plyvel.Error as exc:

@@ -48,6 +48,7 @@ def p2p_overlay(
     psk: bytes | None = None,
     psk_also_accept: tuple[bytes, ...] = (),
     v2: bool = True,
+    restarted: bool = False,
 ) -> P2POverlay:
     """A bare real overlay on 127.0.0.1:``port`` (no engine), for tests of the libp2p adapter itself."""
     return P2POverlay(
@@ -60,6 +61,7 @@ def p2p_overlay(
         psk=psk,
         psk_also_accept=psk_also_accept,
         v2=v2,
+        restarted=restarted,
     )
 
 
