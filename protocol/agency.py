@@ -14,7 +14,7 @@ names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import AgencyCodeError
 
@@ -36,6 +36,9 @@ class AgencyCode:
     l2: int = 0  # 0..99, 0 = not used
     l3: int = 0  # 0..99
     l4: int = 0  # 0..999
+    # The canonical text, made at first use and kept: codes are printed and keyed on every envelope, record
+    # and log line (not at construction: a national directory builds 111,000 codes, most never printed).
+    _text: str = field(default="", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not (len(self.letter) == 1 and "A" <= self.letter <= "Z"):
@@ -88,7 +91,11 @@ class AgencyCode:
             raise AgencyCodeError(f"{text!r}: {exc.detail}") from None
 
     def __str__(self) -> str:
-        return f"{self.l4:03d}.{self.l3:02d}.{self.l2:02d}.{self.letter}{self.number:02d}"
+        text = self._text
+        if not text:
+            text = f"{self.l4:03d}.{self.l3:02d}.{self.l2:02d}.{self.letter}{self.number:02d}"
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __repr__(self) -> str:
         return f"AgencyCode({str(self)!r})"
