@@ -63,6 +63,7 @@ class Syncer(Part):
         self._soon: dict[str, None] = {}  # an ordered set: peers waiting for a round
         self._wake = trio.Event()
         self._active: set[str] = set()
+        self._fetching: dict[Digest, trio.Event] = {}  # ids some round is getting now: set when that get ends
         self.peak_active = 0  # most rounds ever in flight at once (never above sync.parallel)
         self.rounds = 0
         self.skipped = 0
@@ -206,29 +207,56 @@ class Syncer(Part):
     async def _pull_page(self, peer: str, ids: list[Digest]) -> int:
         """Pull a page's ids in chunks, the next gets asked while the envelopes already here are ingested.
 
+        Ids another round is getting right now (a node catching up reads the
+        same envelopes from the sender's log and from every relay's) are not
+        asked twice: this round waits for that get to end, then asks for
+        whatever it did not bring, before its cursor moves past them.
+
         Raises OverlayError or RemoteError (the first a chunk met; the other chunks stop)."""
         got = 0
         failed: list[OverlayError | RemoteError] = []
-        send, recv = trio.open_memory_channel[list[Digest]](0)
-        chunks = [ids[n : n + GET_CHUNK] for n in range(0, len(ids), GET_CHUNK)]
+        theirs = {i: self._fetching[i] for i in ids if i in self._fetching}
+        mine = [i for i in ids if i not in theirs]
+        chunks = [mine[n : n + GET_CHUNK] for n in range(0, len(mine), GET_CHUNK)]
+        done = [trio.Event() for _ in chunks]
+        for chunk, event in zip(chunks, done, strict=True):
+            self._fetching.update(dict.fromkeys(chunk, event))
+        send, recv = trio.open_memory_channel[tuple[list[Digest], trio.Event]](0)
 
         async def puller(cancel: trio.CancelScope) -> None:
             nonlocal got
-            async for chunk in recv:
+            async for chunk, event in recv:
                 try:
                     got += await self._pull(peer, [i for i in chunk if not self.n.known(i)])  # a push may have brought some
                 except (OverlayError, RemoteError) as exc:
                     failed.append(exc)
                     cancel.cancel()
+                finally:
+                    self._done_fetching(chunk, event)
 
-        async with trio.open_nursery() as nursery, send:
-            for _ in range(min(GET_AHEAD, len(chunks))):
-                nursery.start_soon(puller, nursery.cancel_scope)
-            for chunk in chunks:
-                await send.send(chunk)
+        try:
+            async with trio.open_nursery() as nursery, send:
+                for _ in range(min(GET_AHEAD, len(chunks))):
+                    nursery.start_soon(puller, nursery.cancel_scope)
+                for chunk, event in zip(chunks, done, strict=True):
+                    await send.send((chunk, event))
+        finally:
+            for chunk, event in zip(chunks, done, strict=True):
+                self._done_fetching(chunk, event)  # chunks never handed out (cancelled): others may ask for them
         if failed:
             raise failed[0]
+        for event in {id(e): e for e in theirs.values()}.values():
+            await event.wait()
+        left = [i for i in theirs if not self.n.known(i)]  # that round failed, or its peer did not have them
+        for n in range(0, len(left), GET_CHUNK):
+            got += await self._pull(peer, left[n : n + GET_CHUNK])
         return got
+
+    def _done_fetching(self, chunk: list[Digest], event: trio.Event) -> None:
+        for i in chunk:
+            if self._fetching.get(i) is event:
+                del self._fetching[i]
+        event.set()
 
     async def _pull(self, peer: str, ids: list[Digest]) -> int:
         got = 0

@@ -408,3 +408,73 @@ def test_the_delivery_worker_keeps_at_most_its_limit_in_flight(tmp_path: Path, m
 
     run_virtual(main, limit_s=700)
     assert seen and max(seen) <= 8 and len(seen) >= 5  # claimed in several rounds, never more than the limit at once
+
+
+def test_a_node_catching_up_from_two_peers_gets_each_envelope_once(tmp_path: Path) -> None:
+    """Two relays' logs hold the same envelopes; after a restart, rounds with both run at once.
+
+    Without the shared list of ids being fetched, both rounds asked for every
+    envelope (bench.node: 3,401 of 10,000 documents came twice over sync).
+    """
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            await c.stop("h29")
+            docs = [await send(c, G22, [H29], 2000) for _ in range(600)]
+            relays = [c.node(x).e() for x in ("relay", "h01")]
+            await wait_until(lambda: all(r.store.has_envelope(d) for r in relays for d in docs), timeout=600, step=1)
+            await c.stop("g22")  # no push, no gossip: only the two relays' logs
+            await c.start(n, "h29")
+            h29 = c.node("h29").e()
+            await wait_until(lambda: h29.store.inbox_count(C(H29)) == 600, timeout=600, step=1)
+            accepted = h29.metrics.get("envelopes_accepted", kind="doc", path="sync")
+            twice = h29.metrics.get("envelopes_duplicate", path="sync")
+            assert accepted == 600 and h29.syncer.rounds >= 2 and twice == 0, (accepted, h29.syncer.rounds, twice)
+            n.cancel_scope.cancel()
+
+    run_virtual(main, limit_s=1500)
+
+
+def test_ids_another_round_failed_to_get_are_got_by_the_one_that_waited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round skips ids another round is getting; if that get fails, it asks for them itself before its cursor moves."""
+    from node.overlay import OverlayError
+
+    c = cluster(tmp_path)
+    ids = [Digest.of(i.to_bytes(2, "big")) for i in range(300)]
+    got: dict[str, list[Digest]] = {"bad": [], "good": []}
+    have: set[Digest] = set()
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            syncer = c.node("h29").e().syncer
+
+            async def pull(peer: str, want: list[Digest]) -> int:
+                await trio.sleep(1)
+                got[peer] += want
+                if peer == "bad":
+                    raise OverlayError(peer, "reset")
+                have.update(want)
+                return len(want)
+
+            monkeypatch.setattr(syncer, "_pull", pull)
+            monkeypatch.setattr(syncer.n, "known", lambda i: i in have)
+            failed: list[Exception] = []
+
+            async def bad() -> None:
+                try:
+                    await syncer._pull_page("bad", ids)
+                except OverlayError as exc:
+                    failed.append(exc)
+
+            async with trio.open_nursery() as rounds:
+                rounds.start_soon(bad)
+                await trio.sleep(0.1)  # the bad round has claimed the ids
+                assert await syncer._pull_page("good", ids) == 300
+            assert failed and have == set(ids) and not syncer._fetching
+            assert set(got["good"]) == set(ids)  # it waited, then got what the bad round did not bring
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
