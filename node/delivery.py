@@ -207,8 +207,11 @@ class DeliveryWorker:
                     )
             elif (deferred := self.outbox.deferred(b, key, error or "no answer for this envelope")) is not None:
                 raw = raws.get(eid)
-                if raw is not None:
-                    # Store-and-forward through relays: whoever holds the shard keeps it for catch-up.
+                if raw is not None and claimed.attempts == 1:
+                    # Store-and-forward through relays: whoever holds the shard keeps it for catch-up. Once is
+                    # enough: relays also read this node's log, so every retry publishing it again (58,901
+                    # messages for 10,000 documents while bench.node's recipient was down) only cost the
+                    # sender and every relay.
                     self.batcher.add(self.topic_of(recipient), raw)
                     self.metrics.inc("gossip_fallbacks")
                 self.log.info(

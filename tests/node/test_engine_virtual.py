@@ -81,6 +81,8 @@ def test_offline_recipient_catches_up_and_receipts_arrive(tmp_path: Path) -> Non
             g = c.by_code(G22).e()
             for r in views.track(g, docs[0])["recipients"]:
                 assert r["state"] == "pending" and "not connected" in r["last_error"] and r["attempts"] >= 2
+            # Relays got each one on gossip after its first attempt; retries do not publish it again.
+            assert g.metrics.total("gossip_fallbacks") == 6
             await c.start(n, "h29")
             await wait_until(lambda: all(delivered(c, G22, d) for d in [*docs, big]), timeout=120)
             inbox = c.node("h29").e().store.inbox(C(H29))
