@@ -39,7 +39,7 @@ def encode(value: Any) -> bytes:
     already holds its keys in canonical order (records build theirs so), the
     plain encoder writes the same bytes, 3× faster.
     """
-    if _check_plain(value, 0, strict=False):
+    if _check_plain(value, 0, strict=False) >= 0:
         return cbor2.dumps(value)
     return cbor2.dumps(value, canonical=True)
 
@@ -53,11 +53,15 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
     """
     data = _input(data, max_bytes)
     value = _read(lambda: cbor2.loads(data, **_DECODER_OPTIONS))
-    if not _check_plain(value, 0, strict=True):
+    size = _check_plain(value, 0, strict=True)
+    if size < 0:
         raise DecodeError("map keys not in canonical order")
-    # Keys in order: cbor2's plain encoder writes the canonical bytes (shortest
-    # lengths and integers), so anything longer or different was not canonical.
-    if cbor2.dumps(value) != data:
+    # Without re-encoding (a copy of every byte string): with keys in order,
+    # definite lengths and no tags or floats, the only other encodings of this
+    # value use longer heads (an integer or a length not in its shortest form),
+    # or trailing bytes follow it; either makes the input longer than the
+    # canonical encoding, whose size the walk added up.
+    if size != len(data):
         raise DecodeError("not in canonical form (or trailing bytes)")
     return value
 
@@ -133,8 +137,14 @@ class _ByteReader:
         return False
 
 
-def _check_plain(value: Any, depth: int, *, strict: bool) -> bool:
-    """Raise for anything outside the data model; return whether every map's keys are in canonical order.
+def _head(n: int) -> int:
+    """Bytes of the shortest head for argument ``n`` (a length or an integer's magnitude)."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x1_0000_0000 else 9
+
+
+def _check_plain(value: Any, depth: int, *, strict: bool) -> int:
+    """Raise for anything outside the data model; return the size of its canonical encoding, or -1 if some map's
+    keys are not in canonical order (the rest is still checked).
 
     ``strict`` selects the error: DecodeError for remote input, TypeError for
     our own values (a bug). Canonical order is by encoded length, then
@@ -144,20 +154,26 @@ def _check_plain(value: Any, depth: int, *, strict: bool) -> bool:
     if depth > MAX_DEPTH:
         _fail(strict, "nesting too deep")
     t = type(value)
-    if t is bool or value is None or t is bytes or t is str:
-        return True
-    if not strict and isinstance(value, bytes):  # our own Digest values encode as plain bytes
-        return True
+    if t is bytes or (not strict and isinstance(value, bytes)):  # our own Digest values encode as plain bytes
+        return _head(len(value)) + len(value)
+    if t is str:
+        n = len(value) if value.isascii() else len(value.encode("utf-8"))
+        return _head(n) + n
+    if t is bool or value is None:
+        return 1
     if t is int:
         if not _INT_MIN <= value <= _INT_MAX:
             _fail(strict, "integer out of 64-bit range")
-        return True
+        return _head(value if value >= 0 else -1 - value)
     ordered = True
+    size = 0
     if t is list:
         for item in value:
-            if not _check_plain(item, depth + 1, strict=strict):
+            n = _check_plain(item, depth + 1, strict=strict)
+            if n < 0:
                 ordered = False
-        return ordered
+            size += n
+        return _head(len(value)) + size if ordered else -1
     if t is dict:
         last_len, last = -1, ""
         for key, item in value.items():
@@ -169,9 +185,11 @@ def _check_plain(value: Any, depth: int, *, strict: bool) -> bool:
             if n < last_len or (n == last_len and key < last):
                 ordered = False
             last_len, last = n, key
-            if not _check_plain(item, depth + 1, strict=strict):
+            item_size = _check_plain(item, depth + 1, strict=strict)
+            if item_size < 0:
                 ordered = False
-        return ordered
+            size += 1 + n + item_size
+        return _head(len(value)) + size if ordered else -1
     _fail(strict, f"{t.__name__} is not allowed")
 
 

@@ -116,3 +116,48 @@ def test_key_order_is_utf8_length_first_also_for_non_ascii_keys(keys: list[str])
     if loose != canonical:
         with pytest.raises(DecodeError, match="canonical order"):
             cbor.decode(loose, max_bytes=LIMIT)
+
+
+def _loose(value: Any, widen: Any) -> bytes:
+    """An encoding of ``value`` (keys in canonical order) whose heads ``widen()`` may stretch past their shortest form."""
+
+    def head(major: int, n: int) -> bytes:
+        sizes = [s for s in (0, 1, 2, 4, 8) if (n < 24 if s == 0 else n < 1 << (8 * s))]
+        size = sizes[0] if not widen() else sizes[min(len(sizes) - 1, 1)]
+        if size == 0:
+            return bytes([major << 5 | n])
+        return bytes([major << 5 | {1: 24, 2: 25, 4: 26, 8: 27}[size]]) + n.to_bytes(size, "big")
+
+    if value is None or type(value) is bool:
+        return cbor2.dumps(value)
+    if type(value) is int:
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if type(value) is bytes:
+        return head(2, len(value)) + value
+    if type(value) is str:
+        raw = value.encode("utf-8")
+        return head(3, len(raw)) + raw
+    if type(value) is list:
+        return head(4, len(value)) + b"".join(_loose(v, widen) for v in value)
+    keys = sorted(value, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
+    return head(5, len(value)) + b"".join(_loose(k, widen) + _loose(value[k], widen) for k in keys)
+
+
+@given(plain, st.data())
+def test_a_head_longer_than_its_shortest_form_anywhere_is_refused(value: Any, data: st.DataObject) -> None:
+    """decode() adds up the canonical size instead of re-encoding: any non-minimal head must still be caught."""
+    widened: list[bool] = []
+
+    def widen() -> bool:
+        w = data.draw(st.booleans())
+        widened.append(w)
+        return w
+
+    raw = _loose(value, widen)
+    if any(widened) and raw != cbor.encode(value):
+        with pytest.raises(DecodeError, match="canonical form"):
+            cbor.decode(raw, max_bytes=LIMIT)
+    else:
+        assert raw == cbor.encode(value) and cbor.decode(raw, max_bytes=LIMIT) == value
+    with pytest.raises(DecodeError):
+        cbor.decode(cbor.encode(value) + b"\x00", max_bytes=LIMIT)  # trailing bytes
