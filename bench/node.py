@@ -216,8 +216,12 @@ def catchup(net: Net, n: int, threads: int = 4) -> dict[str, float]:
     restart = time.time()
     net[H29].start()
     started = time.time() - restart
-    inbox_s = wait(lambda: inbox() >= before + n, 1800, "inbox full")
-    receipts_s = wait(lambda: net.call(G22, "node.info")["pending_deliveries"] == 0, 1800, "receipts after catch-up")
+    # The inbox is read from a cursor (a page of new entries costs what it returns), so it is polled every
+    # 0.1 s: at 1 s the row carried up to a second of polling; node.info counts the pending deliveries, 4 per s.
+    inbox_s = wait_for(lambda: inbox() >= before + n, 1800, "inbox full", interval=0.1)
+    receipts_s = wait_for(
+        lambda: net.call(G22, "node.info")["pending_deliveries"] == 0, 1800, "receipts after catch-up", interval=0.25
+    )
     return {
         "docs": n,
         "submit_s": submit_s,
