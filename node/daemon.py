@@ -107,6 +107,7 @@ async def run_node(
     try:
         directory, chain, cache = load_directory(home, authority, store, node_key)
         gc.freeze()  # the directory is ~450k objects that live as long as the process: full collections skip them
+        gc.enable()  # `truc run` turns the collector off for the imports and the load (cli/daemon.py)
         if directory.net != cfg.network:
             raise ConfigError(f"{home.directory} is for network {directory.net!r}, this node is on {cfg.network!r}")
         if node_key.peer_id not in directory.nodes:
