@@ -15,7 +15,7 @@ Three real-process networks, no traffic, each measured over the same window
   other, to show the whole network's idle load and how it grows with peers.
 
 A full mesh of 95 processes completes on 2 cores, slowly (673 s, then 507 s
-re-measured, before issue 16; 216-288 s after: 95 start-ups, 4,465 Noise
+re-measured, before issue 16; 210-288 s after: 95 start-ups, 4,465 Noise
 handshakes and their sync rounds share the two cores); before py-libp2p
 pitfall 16 was handled it never did (see docs/performance.md, "Forming the
 full mesh", and docs/overlay.md).
