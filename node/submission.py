@@ -16,6 +16,7 @@ import trio
 from identity.keys import AgencyKeys
 from identity.sealing import FileSource, Recipient, describe_files, read_document, seal_document
 from protocol.agency import AgencyCode
+from protocol.body import INLINE_MAX_BYTES
 from protocol.delivery import DeliveryKind
 from protocol.document import DocumentMeta, FileBytes, FileDone, check_attachments
 from protocol.envelope import Envelope, MessageHeader
@@ -161,7 +162,7 @@ class Submission(Part):
                 f"the attachments are {total} bytes, this node accepts documents up to {self.config.max_document_bytes} bytes"
             )
 
-        def seal() -> tuple[Envelope, DocumentMeta]:  # runs in a worker thread
+        def seal() -> tuple[Envelope, DocumentMeta]:  # in a worker thread, unless the document is small
             env, full = seal_document(
                 meta,
                 files,
@@ -176,7 +177,14 @@ class Submission(Part):
             new_blocks.flush()
             return env, full
 
-        sealed: tuple[Envelope, DocumentMeta] = await self.n.offload(seal)
+        if all(f.data is not None for f in files) and total <= INLINE_MAX_BYTES:
+            # A document in memory whose body travels inline (at most one small block otherwise) is sealed on
+            # the event loop: much of sealing is Python holding the GIL,
+            # and the trip to a worker thread was 10 % of a saturated sender's loop (bench.node, 16 KiB
+            # documents: 612 against 568 documents/s, four alternating pairs).
+            sealed: tuple[Envelope, DocumentMeta] = seal()
+        else:
+            sealed = await self.n.offload(seal)
         env, full = sealed
         h = env.header
         assert isinstance(h, MessageHeader)
