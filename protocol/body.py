@@ -49,7 +49,7 @@ class BodyRef:
     blocks: tuple[Digest, ...]
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"len": self.length, "bsz": self.block_size, "blocks": [bytes(b) for b in self.blocks]}
+        return {"bsz": self.block_size, "len": self.length, "blocks": [bytes(b) for b in self.blocks]}  # canonical order
 
     @classmethod
     def from_cbor(cls, value: Any, where: str, *, max_length: int = MAX_BODY_BYTES) -> BodyRef:

@@ -77,24 +77,27 @@ class MessageHeader:
     seq: int = 0  # status only: position in the thread, from 1
 
     def to_cbor(self, *, with_body: bool = True) -> dict[str, Any]:
-        m: dict[str, Any] = {
-            "v": FORMAT_VERSION,
-            "kind": self.kind.value,
-            "net": self.net,
-            "from": str(self.sender),
-            "kid": self.kid,
-            "at": self.at,
-            "to": [str(c) for c in self.to],
-            "keys": list(self.keys),
-            "nonce": self.nonce,
-        }
+        # Keys in canonical order (length, then bytewise), so encoding takes cbor2's plain encoder: the header
+        # is encoded at every seal and open (its binding), not only on the wire.
+        status = self.kind is Kind.STATUS
+        doc, code = self.doc, self.code
+        if status:
+            assert doc is not None and code is not None
+        m: dict[str, Any] = {"v": FORMAT_VERSION, "at": self.at, "to": [str(c) for c in self.to]}
+        if doc is not None and status:
+            m["doc"] = bytes(doc)
+        m["kid"] = self.kid
+        m["net"] = self.net
+        if status:
+            m["seq"] = self.seq
         if with_body:
             m["body"] = self.body.to_cbor()
-        if self.kind is Kind.STATUS:
-            assert self.doc is not None and self.code is not None
-            m["doc"] = bytes(self.doc)
-            m["code"] = int(self.code)
-            m["seq"] = self.seq
+        if code is not None and status:
+            m["code"] = int(code)
+        m["from"] = str(self.sender)
+        m["keys"] = list(self.keys)
+        m["kind"] = self.kind.value
+        m["nonce"] = self.nonce
         return m
 
     def binding(self) -> bytes:
