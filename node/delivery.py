@@ -192,6 +192,9 @@ class DeliveryWorker:
         now = self.clock()
         receipt_wait = int(self.config.retry.receipt_timeout_s * 1000)
         b = self.store.batch()
+        # One log line per recipient and reason per attempt, not per envelope (a recipient node that is down
+        # while 10,000 envelopes wait for it is one line per retry batch): the first id, and how many.
+        deferred_lines: dict[tuple[AgencyCode, str], tuple[int, Digest, int]] = {}
         for eid, recipient, sender, claimed in items:
             key: Key = (sender, bytes(eid), recipient)
             r = results.get(eid)
@@ -214,13 +217,18 @@ class DeliveryWorker:
                     # sender and every relay.
                     self.batcher.add(self.topic_of(recipient), raw)
                     self.metrics.inc("gossip_fallbacks")
-                self.log.info(
-                    "delivery.deferred",
-                    id=eid.short(),
-                    recipient=str(recipient),
-                    reason=deferred.last_error,
-                    retry_in_s=(claimed.next_at - now) // 1000,
-                )
+                line = (recipient, deferred.last_error)
+                count, first, retry_s = deferred_lines.get(line, (0, eid, (claimed.next_at - now) // 1000))
+                deferred_lines[line] = (count + 1, first, retry_s)
+        for (recipient, reason), (count, first, retry_s) in deferred_lines.items():
+            self.log.info(
+                "delivery.deferred",
+                id=first.short(),
+                recipient=str(recipient),
+                reason=reason,
+                retry_in_s=retry_s,
+                envelopes=count,
+            )
         if len(b):
             await self.committer.commit(b)
 
