@@ -79,7 +79,7 @@ class DeliveryWorker:
         self.metrics = metrics
         self.log = log
         self._limit = trio.Semaphore(MAX_PARALLEL_PUSHES)
-        self._claimed: set[bytes] = set()  # attempts under way: envelope id + recipient code, as in the schedule's keys
+        self._claimed: set[bytes] = set()  # attempts under way, by keys.delivery_tail (as the schedule's keys end)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -125,7 +125,7 @@ class DeliveryWorker:
                 continue
             rec = self.store.delivery(sender, eid, recipient)
             if rec is None or rec.state is not DeliveryState.PENDING or rec.next_at != due:
-                b.delete(k.RETRY + k.u64(due) + eid + k.code(recipient))  # stale slot (the record moved on meanwhile)
+                b.delete(k.RETRY + k.u64(due) + k.delivery_tail(eid, recipient))  # stale slot (the record moved on meanwhile)
                 continue
             if now - rec.first_at > give_up_ms:
                 self.outbox.gave_up(b, key, rec)
@@ -137,7 +137,7 @@ class DeliveryWorker:
                 continue
             claimed = self.outbox.claim(b, key, rec, now)
             assert claimed is not None
-            self._claimed.add(bytes(eid) + k.code(recipient))
+            self._claimed.add(k.delivery_tail(eid, recipient))
             groups.setdefault(peer, []).append((eid, recipient, sender, claimed))
         if len(b):
             self.committer.enqueue(b)  # scheduling only: after a crash the entry is simply due again
@@ -147,7 +147,7 @@ class DeliveryWorker:
         try:
             await self._attempt_inner(peer, items)
         finally:
-            self._claimed.difference_update(bytes(eid) + k.code(recipient) for eid, recipient, _, _ in items)
+            self._claimed.difference_update(k.delivery_tail(eid, recipient) for eid, recipient, _, _ in items)
             self.outbox.kick()
 
     async def _attempt_inner(self, peer: str, items: list[Item]) -> None:

@@ -112,6 +112,14 @@ def code(c: AgencyCode) -> bytes:
     return raw
 
 
+def delivery_tail(env_id: bytes, recipient: AgencyCode) -> bytes:
+    """id32 recipient13: how the outbox and retry-schedule keys of one delivery end."""
+    return bytes(env_id) + code(recipient)
+
+
+RETRY_TAIL = slice(1 + 8, 1 + 8 + 32 + CODE_TEXT_BYTES)  # where a retry key holds its delivery_tail
+
+
 def parse_code(raw: bytes) -> AgencyCode:
     return AgencyCode.parse(raw.decode("ascii"))
 

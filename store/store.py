@@ -410,7 +410,7 @@ class Store:
     # --- outbox --------------------------------------------------------------------
 
     def delivery(self, sender: AgencyCode, env_id: bytes, recipient: AgencyCode) -> DeliveryRecord | None:
-        raw = self._get(k.OUTBOX + k.code(sender) + env_id + k.code(recipient))
+        raw = self._get(k.OUTBOX + k.code(sender) + k.delivery_tail(env_id, recipient))
         return DeliveryRecord.decode(raw) if raw is not None else None
 
     def deliveries(self, sender: AgencyCode, env_id: bytes) -> dict[AgencyCode, DeliveryRecord]:
@@ -428,7 +428,7 @@ class Store:
     def due_except(
         self, now: int, *, limit: int, skip: Container[bytes]
     ) -> tuple[list[tuple[int, Digest, AgencyCode, AgencyCode]], int]:
-        """``due``, passing over slots whose envelope id + recipient code (45 bytes) is in ``skip``; and how many were.
+        """``due``, passing over slots whose ``keys.delivery_tail`` is in ``skip``; and how many were.
 
         The delivery worker's attempts under way stay due while they wait their
         turn: they are recognised on the key's bytes, not parsed.
@@ -439,7 +439,7 @@ class Store:
             due = k.read_u64(key, 1)
             if due > now or len(out) >= limit:
                 break
-            if key[9:54] in skip:
+            if key[k.RETRY_TAIL] in skip:
                 skipped += 1
                 continue
             out.append((due, Digest(key[9:41]), k.parse_code(key[41:54]), k.parse_code(sender)))
@@ -720,7 +720,7 @@ class Batch:
         old: DeliveryRecord | None,
     ) -> None:
         """Write an outbox record and keep the pending and retry indexes in step with it."""
-        tail = env_id + k.code(recipient)
+        tail = k.delivery_tail(env_id, recipient)
         self.put(k.OUTBOX + k.code(sender) + tail, rec.encode())
         if old is not None and old.state is DeliveryState.PENDING:
             self.delete(k.RETRY + k.u64(old.next_at) + tail)
