@@ -152,7 +152,8 @@ class Submission(Part):
         fingerprint: bytes,
     ) -> Digest:
         """Seal and commit; blocks go to ``new_blocks`` as they are made, and the commit settles them."""
-        if all(f.data is not None for f in files) and sum(len(f.data or b"") for f in files) <= INLINE_DESCRIBE_BYTES:
+        in_memory = all(f.data is not None for f in files)
+        if in_memory and sum(len(f.data or b"") for f in files) <= INLINE_DESCRIBE_BYTES:
             entries = describe_files(files)  # a few hashes of bytes in memory: cheaper than the trip to a worker thread
         else:
             entries = await self.n.offload(describe_files, files)
@@ -177,11 +178,11 @@ class Submission(Part):
             new_blocks.flush()
             return env, full
 
-        if all(f.data is not None for f in files) and total <= INLINE_MAX_BYTES:
+        if in_memory and total <= INLINE_MAX_BYTES:
             # A document in memory whose body travels inline (at most one small block otherwise) is sealed on
-            # the event loop: much of sealing is Python holding the GIL,
-            # and the trip to a worker thread was 10 % of a saturated sender's loop (bench.node, 16 KiB
-            # documents: 612 against 568 documents/s, four alternating pairs).
+            # the event loop: much of sealing is Python holding the GIL, and the trip to a worker thread was
+            # 10 % of a saturated sender's loop (bench.node, 16 KiB documents: 612 against 568 documents/s,
+            # four alternating pairs).
             sealed: tuple[Envelope, DocumentMeta] = seal()
         else:
             sealed = await self.n.offload(seal)
