@@ -1,4 +1,4 @@
-"""What the store's integrity checks cost: LevelDB paranoid_checks, checksummed reads, raw iterators.
+"""What the store's integrity checks cost, and what keeping blocks as files (format 4) saves.
 
     python -m bench.store [--seconds S] [--envelopes N]
 
@@ -11,6 +11,12 @@ random over a store several times larger than LevelDB's 8 MiB block cache,
 so most of them read (and, with the check, checksum) a block from the file:
 the check's worst case. The OS page cache still holds the files; a cold disk
 would make both sides slower by the same I/O.
+
+Blocks: 100 sealed 1 MiB blocks written the way a document's arrive (one
+write each, then one durable commit), as files (``Store``, format 4) and as
+LevelDB values (formats 1-3), alternating; wall time, and the process's CPU
+time until LevelDB's background compactions are over, and the bytes each
+wrote (``/proc/self/io``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,14 +56,44 @@ def populate(path: Path, envelopes: int) -> tuple[list[bytes], list[bytes]]:
                 b.append_log("H01", eid)
                 env_keys.append(k.ENVELOPE + eid)
             s.write(b, sync=False)
-        for _ in range(BLOCKS):
+        for _ in range(BLOCKS):  # as formats 1-3 kept them (the LevelDB rows); Store keeps them as files now
             block = os.urandom(BLOCK_BYTES)
-            b = s.batch()
-            b.put_block(Digest.of(block), block)
+            s._db.put(k.BLOCK + Digest.of(block), block)
             block_keys.append(k.BLOCK + Digest.of(block))
-            s.write(b, sync=False)
         s._db.compact_range()
     return env_keys, block_keys
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _written() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+def write_blocks(path: Path, blocks: list[bytes], as_files: bool) -> tuple[float, float, int]:
+    """(wall s, CPU s, bytes written) to store ``blocks`` one write each, then commit durably; a new store each time."""
+    shutil.rmtree(path, ignore_errors=True)
+    with Store(path) as s:
+        cpu, wrote, start = _cpu(), _written(), time.perf_counter()
+        for block in blocks:
+            h = Digest.of(block)
+            if as_files:
+                b = s.batch()
+                b.put_block(h, block)
+                s.write(b, sync=False)
+            else:
+                s._db.put(k.BLOCK + h, block)  # what Batch.put_block did in formats 1-3
+        s.write(s.batch(), sync=True)
+        wall = time.perf_counter() - start
+        if not as_files:
+            while s._db.get_property(b"leveldb.num-files-at-level0") not in (b"0", None):
+                time.sleep(0.01)  # its compactions run in a background thread of this process: count their CPU
+            time.sleep(0.5)
+        return wall, _cpu() - cpu, _written() - wrote
 
 
 def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int = 3) -> tuple[float, float]:
@@ -112,6 +150,13 @@ def main() -> None:
             def read_block(verify: bool) -> float:
                 return rate(lambda: db.get(rnd.choice(block_keys), verify_checksums=verify), min_seconds=t)
 
+            file_keys = []
+            for key in block_keys:
+                b = s.batch()
+                b.put_block(key[1:], db.get(key))
+                s.write(b, sync=False)
+                file_keys.append(key[1:])
+
             def plain_scan() -> None:  # what Store._scan did before: plain iterator, no checksums
                 for _ in db.iterator(prefix=k.LOG):
                     pass
@@ -127,8 +172,10 @@ def main() -> None:
                 lambda: rate(plain_scan, min_seconds=t, per_call=args.envelopes),
             )
             shipped, _ = alternate(lambda: rate(lambda: s.get_envelope(rnd.choice(env_keys)[1:]), min_seconds=t), lambda: 0.0)
+            file_read, _ = alternate(lambda: rate(lambda: s.get_block(rnd.choice(file_keys)), min_seconds=t), lambda: 0.0)
         row("random read of a 1.5 KiB envelope (verify_checksums)", env_on, env_off)
-        row("random read of a 1 MiB block (verify_checksums)", blk_on, blk_off)
+        row("random read of a 1 MiB value in LevelDB (verify_checksums; blocks were so in formats 1-3)", blk_on, blk_off)
+        row("random read of a 1 MiB block file (Store.get_block, format 4) vs LevelDB checked", file_read, blk_on)
         row("scan of the sync log (Store._scan: raw iterator + checksums)", scan_on, scan_off)
         row("random envelope read through Store.get_envelope (as shipped)", shipped, env_off)
 
@@ -148,6 +195,31 @@ def main() -> None:
             commit[paranoid] = rate(durable_commit, min_seconds=t, per_call=BATCH)
             db.close()
         row(f"durable commit, {BATCH} x 16 KiB envelopes per fsync (paranoid_checks)", commit[True], commit[False])
+
+        blocks = [os.urandom(BLOCK_BYTES) for _ in range(100)]
+        runs: dict[bool, list[tuple[float, float, int]]] = {True: [], False: []}
+        for _ in range(3):
+            for as_files in (True, False):
+                runs[as_files].append(write_blocks(Path(tmp) / "blocks-bench", blocks, as_files))
+        for i, what in enumerate(("wall", "CPU incl. compactions")):
+            files, leveldb = min(r[i] for r in runs[True]), min(r[i] for r in runs[False])
+            rows.append(
+                {
+                    "operation": f"100 x 1 MiB blocks, one write each + durable commit: {what}",
+                    "with check": f"files {files * 1000:.0f} ms",
+                    "without (baseline)": f"LevelDB {leveldb * 1000:.0f} ms",
+                    "ratio": leveldb / files,
+                }
+            )
+        files_w, leveldb_w = min(r[2] for r in runs[True]), min(r[2] for r in runs[False])
+        rows.append(
+            {
+                "operation": "100 x 1 MiB blocks: bytes written (wchar)",
+                "with check": f"files {files_w >> 20} MiB",
+                "without (baseline)": f"LevelDB {leveldb_w >> 20} MiB",
+                "ratio": leveldb_w / files_w,
+            }
+        )
     report("store", rows)
 
 

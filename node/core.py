@@ -205,7 +205,8 @@ class NodeCore:
             yield block
 
     def blocks_missing(self, h: MessageHeader) -> list[int]:
-        return [i for i, d in enumerate(h.body.blocks) if not self.store.has_block(d)]
+        """Blocks not here, or not whole (a file a power cut left short before its document completed): one stat each."""
+        return [i for i, d in enumerate(h.body.blocks) if self.store.block_size(d) != h.body.sealed_size(i)]
 
 
 class Part:

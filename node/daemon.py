@@ -101,6 +101,10 @@ async def run_node(
     store = Store(home.store, owner=Owner(cfg.network, node_key.peer_id))
     if store.dead_blocks_removed:
         log.info("store.dead_blocks_removed", blocks=store.dead_blocks_removed, bytes=store.dead_bytes_removed)
+    if store.blocks_moved:
+        log.info("store.blocks_moved_to_files", blocks=store.blocks_moved)  # format 3 -> 4, once
+    if store.temporary_removed:
+        log.info("store.partial_blocks_removed", files=store.temporary_removed)
     corrupt: list[StoreCorruptError] = []
     metrics_listeners: list[trio.SocketListener] = []
     sdk_listeners: list[trio.SocketListener] = []

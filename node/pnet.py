@@ -71,7 +71,7 @@ def _xsalsa20_xor_ic() -> Callable[..., int]:
     fn = ctypes.PyDLL(nacl._sodium.__file__).crypto_stream_xsalsa20_xor_ic
     fn.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_uint64, ctypes.c_char_p)
     fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _XOR_IC = _xsalsa20_xor_ic()

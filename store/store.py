@@ -1,4 +1,4 @@
-"""The node's store: one LevelDB (plyvel) database, synchronous API.
+"""The node's store: one LevelDB (plyvel) database and its block files, synchronous API.
 
 Reads are methods of :class:`Store`. Every change goes through a
 :class:`Batch`, and :meth:`Store.write` applies one or many batches in one
@@ -6,6 +6,12 @@ atomic ``write_batch(transaction=True)``; with ``sync=True`` that is one
 fsync for all of them (group commit: the node hands every batch that queued
 up during the previous fsync to a single call). Data is durable once
 ``write(..., sync=True)`` returns, and not before.
+
+Sealed blocks (bodies above the inline size) are files in ``blocks/``
+beside the database (store/blocks.py, format 4): a batch's blocks are
+written after its records, and a ``sync`` write first makes every block
+written before it durable, so a record committed with ``sync=True`` never
+refers to a block that is not on disk.
 
 Sequence numbers (inbox order, sync log order) are allocated in memory when a
 batch is built, from counters loaded at open; a batch that is never written
@@ -38,14 +44,16 @@ from protocol.errors import StoreCorruptError, StoreError, StoreForeignError, St
 from protocol.ids import Digest
 
 from . import keys as k
+from .blocks import BlockFiles
 from .records import Audit, Cursor, DeliveryRecord, DeliveryState, DocRecord, EdxmlRef, HistoryRecord, InboxEntry, Owner
 
-FORMAT_VERSION = 3  # 2: M owner, keyspace W (in-flight blocks); 3: G, J (edXML), Q (SDK); older ones migrated at open
+FORMAT_VERSION = 4  # 2: M owner, W (in-flight blocks); 3: G, J (edXML), Q (SDK); 4: blocks as files. Older: migrated at open
 EPOCH_BYTES = 16
 PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log replay, compactions, table opens)
 VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
 DAMAGED_FILE = "TRUC-DAMAGED"  # written when a read met damage; the node refuses to start while it exists
 LEVELDB_START_FILES = frozenset({"LOCK", "LOG", "LOG.old"})  # what LevelDB writes before any data
+BLOCKS_DIR = "blocks"  # the block files (store/blocks.py), inside the store's directory; LevelDB ignores it
 TRANSIENT = ("Too many open files", "Cannot allocate memory", "No space left on device")  # not damage
 Rng = Callable[[int], bytes]
 _TABLE = re.compile(rb"^\s*(\d+):(\d+)\[", re.M)
@@ -75,6 +83,8 @@ class Store:
         self.on_corruption: Callable[[StoreCorruptError], None] | None = None
         self.dead_blocks_removed = 0  # blocks of documents that never committed, removed since open
         self.dead_bytes_removed = 0
+        self.blocks_moved = 0  # blocks a format-3 store kept in LevelDB, moved to files by this open
+        self.temporary_removed = 0  # block files a crash left half-written, removed by this open
         self._inbox_seq: dict[AgencyCode, int] = {}
         self._log_seq: dict[str, int] = {}
         self._heads: dict[str, int] | None = None  # committed log heads, kept up to date by write()
@@ -84,11 +94,14 @@ class Store:
             self._db = plyvel.DB(str(self.path), create_if_missing=fresh, paranoid_checks=PARANOID_CHECKS, max_open_files=256)
         except plyvel.Error as exc:
             raise self._open_error(exc) from None
+        self._legacy_blocks = False  # blocks still in keyspace B (a format-3 store opened offline, never migrated)
         try:
+            self.blocks = BlockFiles(self.path / BLOCKS_DIR, create=not offline)
             if not offline:
                 damaged = self.table_damage()
                 if damaged:
                     raise StoreCorruptError(damaged[0])
+                self.temporary_removed = self.blocks.remove_temporary()
             self.owner = self._meta(fresh, owner, adopt, rng, write=not offline)
             epoch_raw = self._get(k.META + b"epoch")
             if epoch_raw is None:
@@ -187,12 +200,17 @@ class Store:
                 raise StoreForeignError(f"{self.path} is a LevelDB database without a Trục format record")
             b.put(k.META + b"format", k.u64(FORMAT_VERSION))
             b.put(k.META + b"epoch", rng(EPOCH_BYTES))
-        elif k.read_u64(fmt) in (1, 2):
-            b.put(k.META + b"format", k.u64(FORMAT_VERSION))  # 2 and 3 only add: M owner, keyspaces W, G, J
+        elif k.read_u64(fmt) in (1, 2, 3):
+            # 2 and 3 only added (M owner, keyspaces W, G, J, Q); 4 moved the blocks out of keyspace B into files.
+            if write:
+                self.blocks_moved = self._move_blocks_out(b)
+                b.put(k.META + b"format", k.u64(FORMAT_VERSION))
+            else:
+                self._legacy_blocks = True
         elif k.read_u64(fmt) != FORMAT_VERSION:
             raise StoreError(
                 f"{self.path} has store format {k.read_u64(fmt)}; "
-                f"this version reads format {FORMAT_VERSION} (and migrates 1 and 2)"
+                f"this version reads format {FORMAT_VERSION} (and migrates 1 to 3)"
             )
         raw = self._get(k.META + b"owner")
         stored = Owner.decode(raw) if raw is not None else None
@@ -207,6 +225,20 @@ class Store:
         if len(b) and write:
             self.write(b, sync=True)
         return stored
+
+    def _move_blocks_out(self, b: Batch) -> int:
+        """Format 1–3 kept blocks in keyspace ``B``: write each as a file (durably), and delete its key in ``b``.
+
+        ``b`` is the batch that records format 4; a crash before it lands
+        leaves the keys, and the next open writes the same files again.
+        """
+        n = 0
+        for key, value in self._scan(k.BLOCK, fill_cache=False):
+            self.blocks.put(key[1:], value)
+            b.delete(key)
+            n += 1
+        self.blocks.sync()
+        return n
 
     def _first_key(self) -> bytes | None:
         for key, _ in self._scan(b"\x00", stop=b"\xff"):
@@ -233,7 +265,16 @@ class Store:
         return Batch(self)
 
     def write(self, *batches: Batch, sync: bool = True) -> None:
-        """Apply ``batches`` atomically, all or nothing; durable on return when ``sync``."""
+        """Apply ``batches`` atomically, all or nothing; durable on return when ``sync``.
+
+        Their block files are written after their records (an in-flight mark
+        is on disk before its block, so a crash never leaves an unmarked block
+        of an uncommitted document) and deleted after them. A ``sync`` write
+        first makes every block written before it durable. A batch that
+        writes blocks must not also commit a record that refers to them.
+        """
+        if sync:
+            self.blocks.sync()
         try:
             with self._db.write_batch(transaction=True, sync=sync) as wb:
                 for b in batches:
@@ -246,6 +287,13 @@ class Store:
             raise self._corrupt(exc) from None
         except plyvel.Error as exc:
             raise StoreError(f"write failed: {_message(exc)}") from None
+        for b in batches:
+            for h, data in b.block_puts:
+                self.blocks.put(h, data)
+            for h in b.block_deletes:
+                self.blocks.delete(h)
+        if sync and any(b.block_puts for b in batches):
+            self.blocks.sync()
         if self._heads is not None:
             for b in batches:
                 for shard, seq in b.log_appends:
@@ -354,10 +402,21 @@ class Store:
         return self.has_envelope(env_id) or self._get(k.TOMBSTONE + env_id) is not None
 
     def get_block(self, h: bytes) -> bytes | None:
-        return self._get(k.BLOCK + h)
+        data = self.blocks.get(h)
+        if data is None and self._legacy_blocks:
+            data = self._get(k.BLOCK + h)
+        return data
+
+    def block_size(self, h: bytes) -> int | None:
+        """Bytes of a stored block (None: not here), without reading it."""
+        size = self.blocks.size(h)
+        if size is None and self._legacy_blocks:
+            raw = self._get(k.BLOCK + h)
+            size = None if raw is None else len(raw)
+        return size
 
     def has_block(self, h: bytes) -> bool:
-        return self._get(k.BLOCK + h) is not None
+        return self.block_size(h) is not None
 
     def has_doc(self, doc_id: bytes) -> bool:
         return self._get(k.DOC + doc_id) is not None
@@ -551,15 +610,24 @@ class Store:
         b = self.batch()
         n = size = 0
         for key, value in self._scan(k.INFLIGHT):
-            b.delete(k.BLOCK + key[1:])
+            if self._delete_marked_block(b, key[1:]):
+                n += 1
+                size += k.read_u32(value)
             b.delete(key)
-            n += 1
-            size += k.read_u32(value)
-        if n:
+        if len(b):
             self.write(b, sync=False)  # lost in a crash: swept again next time
             self.dead_blocks_removed += n
             self.dead_bytes_removed += size
         return n
+
+    def _delete_marked_block(self, b: Batch, h: bytes) -> bool:
+        """A marked block goes before its mark (``b`` deletes the mark): a crash in between leaves a mark, swept
+        at the next open, never an unmarked block of no document. False when there was no block (a crash came
+        between the mark and the file)."""
+        if self._legacy_blocks:
+            b.delete(k.BLOCK + h)
+            return self._get(k.BLOCK + h) is not None
+        return self.blocks.delete(h)
 
     def discard_inflight(self, hashes: Iterable[bytes]) -> int:
         """Delete these in-flight blocks, those still marked, with their marks; returns how many.
@@ -570,20 +638,21 @@ class Store:
         """
         b = self.batch()
         n = size = 0
-        for h in hashes:
-            mark = self._get(k.INFLIGHT + h)
-            if mark is not None:
-                b.delete(k.BLOCK + h)
-                b.delete(k.INFLIGHT + h)
-                n += 1
-                size += k.read_u32(mark)
-        if n:
-            try:
+        try:
+            for h in hashes:
+                mark = self._get(k.INFLIGHT + h)
+                if mark is not None:
+                    if self._delete_marked_block(b, h):
+                        n += 1
+                        size += k.read_u32(mark)
+                    b.delete(k.INFLIGHT + h)
+            if len(b):
                 self.write(b, sync=False)
-            except StoreCorruptError:
-                raise
-            except StoreError:
-                return 0
+        except StoreCorruptError:
+            raise
+        except StoreError:
+            return 0
+        if n:
             self.dead_blocks_removed += n
             self.dead_bytes_removed += size
         return n
@@ -591,7 +660,8 @@ class Store:
     # --- size and audit ----------------------------------------------------------------
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        """The database's files and the block files: one ``stat`` per file."""
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()) + self.blocks.total_bytes()
 
     def audit(self) -> Audit | None:
         """What the last full check counted (``truc store check``), if one ran."""
@@ -619,7 +689,7 @@ class InflightBlocks:
 
     def put(self, h: bytes, block: bytes) -> None:
         assert not self.settled, "blocks added after the document's commit was built"
-        self._batch.put(k.BLOCK + h, block)
+        self._batch.put_block(h, block)
         self._batch.put(k.INFLIGHT + h, k.u32(len(block)))
         self.hashes.append(bytes(h))
         if len(self._batch) >= 2 * self.write_every:
@@ -658,11 +728,13 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.ops: list[tuple[bytes, bytes | None]] = []
+        self.block_puts: list[tuple[bytes, bytes]] = []  # files, written after ops (Store.write)
+        self.block_deletes: list[bytes] = []
         self.log_appends: list[tuple[str, int]] = []
         self.after_write: list[Callable[[], None]] = []  # run by whoever writes the batch, once it is written
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.ops) + len(self.block_puts) + len(self.block_deletes)
 
     def put(self, key: bytes, value: bytes) -> None:
         self.ops.append((key, value))
@@ -679,10 +751,12 @@ class Batch:
         self.put(k.TOMBSTONE + env_id, k.u64(at))
 
     def put_block(self, h: bytes, data: bytes) -> None:
-        self.put(k.BLOCK + h, data)
+        self.block_puts.append((bytes(h), data))
 
     def delete_block(self, h: bytes) -> None:
-        self.delete(k.BLOCK + h)
+        self.block_deletes.append(bytes(h))
+        if self.store._legacy_blocks:  # a format-3 store a tool opened: the block may still be a key
+            self.delete(k.BLOCK + h)
 
     def put_doc(self, doc_id: bytes, rec: DocRecord) -> None:
         self.put(k.DOC + doc_id, rec.encode())

@@ -63,7 +63,7 @@ def test_a_sound_store_checks_clean_and_records_the_audit(tmp_path: Path, net: N
         stored_document(s, net, 1)
         sent_document(s, net, 2)
     r = sc.check(tmp_path / "db", now=NOW)
-    assert r.clean and r.opened and r.format == 3, r.damage + r.lost
+    assert r.clean and r.opened and r.format == 4, r.damage + r.lost
     assert r.records["documents"] == 2 and r.records["blocks"] == 6 and r.records["outbox"] == 1
     with Store(tmp_path / "db") as s:
         audit = s.audit()

@@ -110,7 +110,8 @@ def test_sigkill_while_blocks_are_written_leaves_only_blocks_of_committed_docume
             assert not list(store._scan(k.INFLIGHT)), "marks survived the open"
             lists = {key[1:]: [v[i : i + 32] for i in range(0, len(v), 32)] for key, v in store._scan(k.ENVELOPE)}
             listed = {h for hashes in lists.values() for h in hashes}
-            stored = {key[1:] for key, _ in store._scan(k.BLOCK)}
+            stored = {h for h, _ in store.blocks.scan()}
+            assert not store.blocks.strays(), "half-written block files survived the open"
             assert stored <= listed, f"{len(stored - listed)} blocks of uncommitted documents survived"
             assert stored == listed, "a committed document lost blocks"
             for n in reported:

@@ -33,7 +33,9 @@ def filled(path: Path, docs: int = 300) -> dict[Digest, bytes]:
     """A store whose data sits in table files (.ldb), not only in the log, as in a store that has lived.
 
     Each open turns the previous run's log into a table: the metadata and an
-    inbox end up in one table, blocks and document records in another.
+    inbox end up in one table, large values (as envelopes, raw bytes the
+    store does not decode; blocks are files since format 4) and document
+    records in another. Returns the large values by key.
     """
     blocks = {}
     ids = [Digest.of(i.to_bytes(4, "big")) for i in range(docs)]
@@ -47,7 +49,7 @@ def filled(path: Path, docs: int = 300) -> dict[Digest, bytes]:
         for _ in range(8):
             value = os.urandom(64 << 10)
             blocks[Digest.of(value)] = value
-            b.put_block(Digest.of(value), value)
+            b.put_envelope(Digest.of(value), value)
         for i, doc in enumerate(ids):
             b.put_doc(doc, DocRecord(DocRole.RECEIVED, str(G22), (str(H01),), i, i, 10, 0, True, subject="Về việc " * 8))
         s.write(b)
@@ -82,7 +84,7 @@ def test_a_store_without_current_is_refused_and_its_data_kept(tmp_path: Path) ->
     assert {p.name: p.stat().st_size for p in tables(db)} == before, "the old tables were deleted"
     (db / "CURRENT").write_bytes(current)  # what truc store repair (or a backup) gives back
     with Store(db) as s:
-        assert all(s.get_block(h) == v for h, v in blocks.items())
+        assert all(s.get_envelope(h) == v for h, v in blocks.items())
         assert s.inbox_count(H01) == 300
 
 
@@ -130,11 +132,11 @@ def test_a_flipped_bit_in_a_value_is_caught_when_read_and_remembered(tmp_path: P
             flip(table, at + 1000)
             break
     else:
-        raise AssertionError("block bytes not found in any table")
+        raise AssertionError("the value's bytes are not in any table")
     s = Store(db)  # a flip inside a value cannot be seen without reading it
     try:
         with pytest.raises(StoreCorruptError, match="checksum"):
-            s.get_block(h)
+            s.get_envelope(h)
     finally:
         s.close()
     # Once seen, the damage is remembered: the node does not start on it again.
@@ -166,22 +168,34 @@ def test_another_nodes_store_is_refused(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_a_store_of_a_previous_format_is_migrated_in_place(tmp_path: Path, old: int) -> None:
     db = tmp_path / "store"
     filled(db)
-    # As an older version wrote it: format 1 had no owner; format 2 had no edXML keyspaces (G, J).
+    # As an older version wrote it: format 1 had no owner; format 2 had no edXML keyspaces (G, J);
+    # formats 1-3 kept blocks in LevelDB (keyspace B), and had no block files.
     raw = plyvel.DB(str(db))
     raw.put(k.META + b"format", k.u64(old))
     if old == 1:
         raw.delete(k.META + b"owner")
     epoch = raw.get(k.META + b"epoch")
+    legacy = {Digest.of(v): v for v in (os.urandom(70_000) for _ in range(5))}
+    for h, v in legacy.items():
+        raw.put(k.BLOCK + h, v)
     raw.close()
+    shutil.rmtree(db / "blocks")
+    with Store(db, create=False, offline=True) as s:  # a tool on a store no node has opened since: reads keyspace B
+        assert all(s.get_block(h) == v for h, v in legacy.items())
+    assert not (db / "blocks").exists(), "an offline tool created the block directory"
     with Store(db, owner=ME) as s:
         assert s.epoch == epoch and s.inbox_count(H01) == 300
         assert s.owner == ME
+        assert s.blocks_moved == 5
+        assert all(s.get_block(h) == v and s.block_size(h) == len(v) for h, v in legacy.items())
+    assert sorted(p.name for p in (db / "blocks").iterdir()) == sorted(bytes(h).hex() for h in legacy)
     raw = plyvel.DB(str(db))
-    assert k.read_u64(raw.get(k.META + b"format")) == FORMAT_VERSION == 3
+    assert k.read_u64(raw.get(k.META + b"format")) == FORMAT_VERSION == 4
+    assert list(raw.iterator(prefix=k.BLOCK)) == [], "the blocks are files now, not keys"
     raw.close()
     with pytest.raises(StoreForeignError), Store(db, owner=Owner("truc-test", "12D3KooWOther")):
         pass
