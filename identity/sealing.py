@@ -65,11 +65,14 @@ class Recipient:
 
 @dataclass(frozen=True)
 class FileSource:
-    """An attachment to seal: bytes in memory, or a file the node itself owns (its spool).
+    """An attachment to seal: bytes in memory, a file the node itself owns (its spool), or a descriptor it opened.
 
-    ``size`` and ``sha256``, when the caller already knows them (the spool
-    computes them while receiving), spare a first pass over the file; the
-    sealing pass still checks them.
+    ``fd`` is a client's file the node opened under its read rules
+    (node/upload.py); it is read from its start, and stays the caller's to
+    close. ``size`` and ``sha256``, when the caller already knows them (the
+    spool computes them while receiving, the read rules while hashing), spare
+    a first pass over the file; the sealing pass still checks them, so a file
+    that changed in between is refused.
     """
 
     name: str
@@ -78,12 +81,18 @@ class FileSource:
     path: str | None = None
     size: int | None = None
     sha256: bytes | None = None
+    fd: int | None = None
 
     def open(self) -> BinaryIO:
         import io
+        import os
 
         if self.data is not None:
             return io.BytesIO(self.data)
+        if self.fd is not None:
+            f = os.fdopen(os.dup(self.fd), "rb")
+            f.seek(0)
+            return f
         assert self.path is not None
         return open(self.path, "rb")
 

@@ -105,6 +105,7 @@ class Methods:
             raise TooLargeError(f"the attachments are {declared} bytes, this node accepts documents up to {limit} bytes")
         upload = conn.upload_of.get(rid)
         spooled: list[SpooledFile] = []
+        opened: list[int] = []
         try:
             with self.spool.reserve(declared):
                 sources = []
@@ -119,25 +120,36 @@ class Methods:
                         )
                     else:
                         assert f.path is not None
-                        sf = await self._copy_path(conn, f.path, f.name, limit - declared)
-                        declared += sf.size
+                        fd, size, sha256 = await self._open_path(conn, f.path, f.name, limit - declared)
+                        opened.append(fd)
+                        declared += size
+                        sources.append(FileSource(f.name, f.media_type, fd=fd, size=size, sha256=sha256))
+                        continue
                     spooled.append(sf)
                     sources.append(FileSource(f.name, f.media_type, path=str(sf.path), size=sf.size, sha256=sf.sha256))
                 doc = await self.e.submit(p.sender, p.recipients, p.meta, sources, idempotency_key=p.idempotency_key)
         finally:
             for sf in spooled:
                 sf.discard()
+            for fd in opened:
+                os.close(fd)
         return {"id": str(doc)}
 
-    async def _copy_path(self, conn: Connection, path: str, name: str, limit: int) -> SpooledFile:
+    async def _open_path(self, conn: Connection, path: str, name: str, limit: int) -> tuple[int, int, bytes]:
+        """Open a client's file under the read_paths rules and hash it; returns (fd, size, sha256), the fd still open.
+
+        Sealing reads it again through that descriptor (never the path) and
+        refuses it if it no longer hashes the same: no copy in the spool.
+        """
         fd, size = await trio.to_thread.run_sync(self.read_paths.open, path, conn.access.cred, limiter=self.spool.limiter)
         try:
             if size > limit:
                 raise TooLargeError(f"{path}: {size} bytes, over what is left of the document limit ({limit} bytes)")
-            with self.spool.reserve(size):
-                return await self.spool.copy(fd, name=name, size=size, limit=limit)
-        finally:
+            got, sha256 = await self.spool.measure(fd, name=name, size=size, limit=limit)
+            return fd, got, sha256
+        except BaseException:
             os.close(fd)
+            raise
 
     # --- reading --------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """Attachments on their way in: streamed over the socket, or read from a directory the operator allows.
 
-Either way they land in the node's spool (``HOME/spool``, 0700) as files the
-node alone writes, with their size and SHA-256 computed on the way; sealing
-then reads those, never a path a client named. What this module guarantees:
+Streamed ones land in the node's spool (``HOME/spool``, 0700) as files the
+node alone writes, with their size and SHA-256 computed on the way. A file
+named by path is opened once under the rules below and hashed; sealing reads
+it again through that same descriptor (never the path) and refuses it if it
+no longer hashes the same, so a 100 MB file is not written to disk a second
+time (docs/performance.md, "Large documents"). What this module guarantees:
 
 * a client's path is opened only below a directory listed in ``[ipc]
   read_paths``, one component at a time with ``O_NOFOLLOW`` (no symbolic
@@ -118,33 +121,30 @@ class Spool:
             w.discard()
             raise
 
-    async def copy(self, fd: int, *, name: str, size: int, limit: int) -> SpooledFile:
-        """Copy an opened client file (``size`` from fstat) to the spool, checking the size while reading."""
-        path, out = self._new()
+    async def measure(self, fd: int, *, name: str, size: int, limit: int) -> tuple[int, bytes]:
+        """Size and SHA-256 of an opened client file (``size`` from fstat), checking the size while reading.
+
+        One chunk per worker-thread call, from this spool's own limiter, so a
+        slow disk holds none of the store's threads and cancellation reaches
+        every read.
+        """
+        os.lseek(fd, 0, os.SEEK_SET)
         h = hashlib.sha256()
         got = 0
-        try:
-            while True:
-                data = await self._io(os.read, fd, READ_BYTES)
-                assert isinstance(data, bytes)
-                if not data:
-                    break
-                got += len(data)
-                if got > size:
-                    raise FileError(
-                        f"{name}: the file grew while it was read (it said {size} bytes); send it when it is complete"
-                    )
-                if got > limit:
-                    raise TooLargeError(f"{name}: over the {limit}-byte document limit")
-                await self._io(_write_all, out, data, h)
-            if got != size:
-                raise FileError(f"{name}: the file shrank while it was read ({got} of {size} bytes)")
-            return SpooledFile(path, size, h.digest())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(out)
+        while True:
+            data = await self._io(os.read, fd, READ_BYTES)
+            assert isinstance(data, bytes)
+            if not data:
+                break
+            got += len(data)
+            if got > size:
+                raise FileError(f"{name}: the file grew while it was read (it said {size} bytes); send it when it is complete")
+            if got > limit:
+                raise TooLargeError(f"{name}: over the {limit}-byte document limit")
+            await self._io(h.update, data)
+        if got != size:
+            raise FileError(f"{name}: the file shrank while it was read ({got} of {size} bytes)")
+        return got, h.digest()
 
 
 class Reservation:

@@ -10,6 +10,7 @@ meanwhile. Each test counts blocks no stored document lists.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import signal
@@ -79,6 +80,38 @@ def test_a_submit_that_fails_half_way_leaves_no_blocks(tmp_path: Path, how: str)
             # The node still works, and its next document's blocks are all referenced.
             ok = await g.submit(C(G22), [C(H01)], meta(), [FileSource("a.bin", "x/y", data=os.urandom(3 * BLOCK))])
             assert g.store.doc(ok) is not None and not orphan_blocks(g.store)
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_a_client_file_changed_after_it_was_hashed_is_refused_and_leaves_no_blocks(tmp_path: Path) -> None:
+    """A file named by path is hashed once and sealed through the same descriptor (no spool copy): a client that
+    rewrites it in between gets hash_mismatch, and nothing of it is stored."""
+    c = cluster(tmp_path, {"g22": [G22], "h01": [H01]})
+    path = tmp_path / "cong-van.bin"
+    data = os.urandom(6 * BLOCK + 123)
+    path.write_bytes(data)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            g = c.node("g22").e()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size, sha256 = os.fstat(fd).st_size, hashlib.sha256(data).digest()  # what the hashing pass found
+                with open(path, "r+b") as f:  # the client rewrites one byte before sealing reads it
+                    f.seek(4 * BLOCK)
+                    f.write(bytes([data[4 * BLOCK] ^ 1]))
+                source = FileSource("cong-van.bin", "application/octet-stream", fd=fd, size=size, sha256=sha256)
+                with pytest.raises(HashMismatchError, match="changed while it was being sent"):
+                    await g.submit(C(G22), [C(H01)], meta(), [source])
+                assert not orphan_blocks(g.store), "blocks of the refused file are still in the store"
+                path.write_bytes(data)  # put back: the same descriptor now seals, from its start
+                doc = await g.submit(C(G22), [C(H01)], meta(), [source])
+                assert g.store.doc(doc) is not None and not orphan_blocks(g.store)
+            finally:
+                os.close(fd)
             n.cancel_scope.cancel()
 
     run_virtual(main)
