@@ -46,13 +46,17 @@ class Statuses(Part):
     def check_open(self, h: MessageHeader, code: AgencyCode, blocks: Any) -> DocumentMeta | RemoteError:
         """Open the whole document as recipient ``code``: the receipt means it arrived intact and readable.
 
+        ``blocks`` are the envelope's inline block or the stored ones: each was
+        compared with the signed hash when it entered the node, so it is not
+        hashed again (decryption still authenticates it).
+
         An edXML header must agree with the signed envelope (its From is the
         sender, its To the recipients) and with the files: a sender cannot
         make a recipient's software see another agency's name.
         """
         try:
             meta = None
-            for ev in read_document(h, self.hosted[code], blocks):
+            for ev in read_document(h, self.hosted[code], blocks, checked=True):
                 if isinstance(ev, DocumentMeta):
                     meta = ev
             assert meta is not None

@@ -267,4 +267,5 @@ class Submission(Part):
         assert env is not None
         if code == doc.sender and code not in doc.to:
             raise NotARecipientError(f"{code} sent {doc_id.short()}; its content is in the sender's own document system")
-        return read_document(doc, keys, env.inline or self.n.blocks_from(doc))
+        # Inline blocks were checked when the envelope was decoded, stored ones when they entered the store.
+        return read_document(doc, keys, env.inline or self.n.blocks_from(doc), checked=True)

@@ -110,8 +110,14 @@ def test_tampered_reordered_and_truncated_blocks_are_refused(net: Net) -> None:
     for seq in cases.values():
         with pytest.raises(HashMismatchError):
             list(read_document(header, net.k("000.00.00.H01"), seq))
+        # Blocks the caller says were hash-checked on entry (the node's store): damage is still refused, by the AEAD.
+        with pytest.raises(DecryptError):
+            list(read_document(header, net.k("000.00.00.H01"), seq, checked=True))
     with pytest.raises(DecodeError):
         list(read_document(header, net.k("000.00.00.H01"), good[:-1]))
+    with pytest.raises(DecodeError):
+        list(read_document(header, net.k("000.00.00.H01"), good[:-1], checked=True))
+    assert b"".join(f.data for f in read_document(header, net.k("000.00.00.H01"), good, checked=True) if isinstance(f, FileBytes))
 
 
 def test_a_block_under_another_header_does_not_open(net: Net) -> None:
