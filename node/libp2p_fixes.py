@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import inspect
 import socket
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
+import libp2p.pubsub.floodsub as floodsub_module
+import libp2p.pubsub.gossipsub as gossipsub_module
+import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.pubsub.utils as pubsub_utils
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
@@ -32,6 +37,7 @@ from . import pnet
 
 RPC_QUEUE_RPCS = 1024  # pitfall 5: 32 RPCs per peer, the rest dropped silently
 RPC_MAX_BYTES = 4 << 20  # pitfall 8: messages of 1 MiB or more vanish
+SENDER_RECORD_RECHECK_S = 600.0  # pitfall 27: the same signed record from a peer is checked again after this long
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -109,6 +115,51 @@ def install() -> None:
 
     pnet.install()  # pitfall 17: checks the swarm's three call sites itself
     _index_service_tasks()  # pitfall 23
+    _remember_sender_records()  # pitfall 27
+
+
+_LIBRARY_CONSUME_RECORD = pubsub_utils.maybe_consume_signed_record
+_RECORD_USERS = (
+    (pubsub_module, "Pubsub.continuously_read_stream", pubsub_module.Pubsub.continuously_read_stream),
+    (gossipsub_module, "GossipSub.handle_rpc", gossipsub_module.GossipSub.handle_rpc),
+    (floodsub_module, "FloodSub.handle_rpc", getattr(floodsub_module.FloodSub, "handle_rpc", None)),
+)
+# host -> {peer id: (the record's bytes last found valid, when)}: one record per peer, so bounded by the peers
+_RECORDS_SEEN: weakref.WeakKeyDictionary[Any, dict[Any, tuple[bytes, float]]] = weakref.WeakKeyDictionary()
+
+
+def consume_sender_record(msg: Any, host: Any, peer_id: Any) -> bool:
+    """Pitfall 27: the library's ``maybe_consume_signed_record``, skipped for the bytes it accepted last time.
+
+    Every pubsub RPC carries its sender's signed peer record, the same bytes
+    each time (the sender caches it), and the library parses it, verifies its
+    Ed25519 signature and updates the peerstore on every RPC, twice for
+    control messages. The result for the same bytes from the same peer is
+    the same; a different record (new addresses, or forged) goes through the
+    library's check. Rechecked every ``SENDER_RECORD_RECHECK_S`` so the
+    peerstore's entry (2 h) never lapses.
+    """
+    if not msg.HasField("senderRecord"):
+        return True
+    seen = _RECORDS_SEEN.setdefault(host, {})
+    record, at = seen.get(peer_id, (b"", 0.0))
+    now = time.monotonic()
+    if record == msg.senderRecord and now - at < SENDER_RECORD_RECHECK_S:
+        return True
+    ok: bool = _LIBRARY_CONSUME_RECORD(msg, host, peer_id)
+    if ok:
+        seen[peer_id] = (bytes(msg.senderRecord), now)
+    return ok
+
+
+def _remember_sender_records() -> None:
+    for module, where, fn in _RECORD_USERS:
+        _expect_uses(27, where, fn, "maybe_consume_signed_record")
+        current = getattr(module, "maybe_consume_signed_record", None)
+        if current is not consume_sender_record:
+            if current is not _LIBRARY_CONSUME_RECORD:
+                raise LibraryChangedError(27, f"{module.__name__}.maybe_consume_signed_record is not the library's")
+            module.maybe_consume_signed_record = consume_sender_record  # type: ignore[attr-defined]
 
 
 _TASK_OF: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # trio task -> the FunctionTask it runs

@@ -7,13 +7,20 @@ import sys
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
+import libp2p.pubsub.gossipsub as gossipsub_module
+import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
+import libp2p.pubsub.utils as pubsub_utils
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.transport.tcp.tcp as libp2p_tcp
 import pytest
 import trio
+from libp2p import new_host
+from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.network.config import RetryConfig
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import Service, background_trio_service
 
@@ -49,6 +56,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (libp2p_tcp, "_set_reuse_flags", None, "pitfall 20"),
         (identify_module, "AGENT_VERSION", None, "pitfall 18"),
         (identify_module, "_mk_identify_protobuf", lambda *a: None, "pitfall 18"),
+        (pubsub_module, "maybe_consume_signed_record", lambda *a: True, "pitfall 27"),
     ],
 )
 def test_a_moved_library_attribute_fails_loudly_at_install(
@@ -57,6 +65,37 @@ def test_a_moved_library_attribute_fails_loudly_at_install(
     monkeypatch.setattr(module, name, replacement)
     with pytest.raises(LibraryChangedError, match=pitfall):
         libp2p_fixes.install()
+
+
+def test_a_peers_sender_record_is_verified_once_not_in_every_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 27, with a real host's real signed peer record: the same bytes from the same peer are verified once
+    (then again after the recheck interval); another record from that peer, or a forged one, is verified again."""
+    libp2p_fixes.install()
+    assert pubsub_module.maybe_consume_signed_record is libp2p_fixes.consume_sender_record
+    assert gossipsub_module.maybe_consume_signed_record is libp2p_fixes.consume_sender_record
+    checked: list[bytes] = []
+    library_check = pubsub_utils.consume_envelope
+
+    def counting(data: bytes, domain: str) -> Any:
+        checked.append(bytes(data))
+        return library_check(data, domain)
+
+    monkeypatch.setattr(pubsub_utils, "consume_envelope", counting)
+    sender, receiver = new_host(key_pair=create_new_key_pair()), new_host(key_pair=create_new_key_pair())
+    record, _ = env_to_send_in_RPC(sender)
+    rpc = rpc_pb2.RPC(senderRecord=record)
+    for _ in range(5):
+        assert libp2p_fixes.consume_sender_record(rpc, receiver, sender.get_id())
+    assert len(checked) == 1, "the same record was verified again"
+    forged = bytearray(record)
+    forged[-5] ^= 1  # inside the signature
+    assert not libp2p_fixes.consume_sender_record(rpc_pb2.RPC(senderRecord=bytes(forged)), receiver, sender.get_id())
+    assert len(checked) == 2
+    assert not libp2p_fixes.consume_sender_record(rpc, receiver, receiver.get_id()), "a record of another peer passed"
+    assert libp2p_fixes.consume_sender_record(rpc_pb2.RPC(), receiver, sender.get_id())  # no record: as the library
+    monkeypatch.setattr(libp2p_fixes, "SENDER_RECORD_RECHECK_S", 0.0)
+    assert libp2p_fixes.consume_sender_record(rpc, receiver, sender.get_id())
+    assert len(checked) == 4, "the recheck after the interval did not happen"
 
 
 def test_another_queue_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
