@@ -75,7 +75,7 @@ def assemble(n: NodeCore, overlay: Overlay) -> Engine:
         want_blocks=lambda doc_id: fetcher.want(doc_id),
         answer_sync=lambda req, peer: syncer.answer(req, peer),
     )
-    fetcher = BlockFetcher(n, overlay, complete=inbound.complete_document)
+    fetcher = BlockFetcher(n, overlay, complete=inbound.complete_document, open_early=inbound.open_as_recipient)
     membership = Membership(
         n,
         overlay,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -21,6 +21,7 @@ import trio
 from protocol import messages as m
 from protocol.agency import AgencyCode
 from protocol.delivery import DeliveryState
+from protocol.document import DocumentMeta
 from protocol.envelope import MAX_ENVELOPE_BYTES, Envelope, Kind, MessageHeader
 from protocol.errors import (
     NotAuthorizedError,
@@ -280,9 +281,20 @@ class Inbound(Part):
             )
         return total
 
+    def open_as_recipient(self, h: MessageHeader, blocks: Iterator[bytes]) -> DocumentMeta | RemoteError | None:
+        """Open a document as the first of its recipients hosted here (None if none is): what its receipt rests on.
+
+        Blocking; the fetcher runs it in a worker thread while the blocks arrive (node/fetcher.py)."""
+        hosted_to = [c for c in h.to if c in self.hosted]
+        return self.statuses.check_open(h, hosted_to[0], blocks) if hosted_to else None
+
     @in_flight
-    async def complete_document(self, doc_id: Digest) -> None:
-        """Every block is here: check the document opens, then deliver it (inbox + 01) in one durable commit."""
+    async def complete_document(self, doc_id: Digest, opened: DocumentMeta | RemoteError | None = None) -> None:
+        """Every block is here: check the document opens, then deliver it (inbox + 01) in one durable commit.
+
+        ``opened``: what opening it found while its blocks arrived, if that
+        finished (node/fetcher.py); otherwise it is opened here, from the store.
+        """
         h = self.n.doc_header(doc_id)
         rec = self.store.doc(doc_id)
         if h is None or rec is None or rec.complete:
@@ -292,7 +304,9 @@ class Inbound(Part):
         post: Post = []
         hosted_to = [c for c in h.to if c in self.hosted]
         if hosted_to:
-            opened = await self.n.offload(lambda: self.statuses.check_open(h, hosted_to[0], self.n.blocks_from(h)))
+            if opened is None:
+                opened = await self.n.offload(lambda: self.open_as_recipient(h, self.n.blocks_from(h)))
+            assert opened is not None
             rec = self.statuses.deliver(doc_id, h, rec, opened, b, now, post)
         else:
             rec = dataclasses.replace(rec, complete=True)

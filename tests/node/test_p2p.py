@@ -53,6 +53,8 @@ def test_document_with_5mb_attachment_delivered_with_receipts_over_libp2p(tmp_pa
                 )
                 await wait_until(lambda: delivered(c, G22, doc), timeout=60)
                 assert read_files(c, H01, doc) == [payload] and read_files(c, H29, doc) == [payload]
+                # Opened while its blocks arrived, in a worker thread (node/fetcher.py), not after: the receipt rests on it.
+                assert [c.by_code(code).e().metrics.get("documents_opened_early") for code in (H01, H29)] == [1, 1]
                 relay = c.node("relay").e()
                 await wait_until(lambda: relay.store.has_envelope(doc), timeout=30)
                 with pytest.raises(NotAuthorizedError):
