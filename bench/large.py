@@ -1,6 +1,6 @@
 """One large document end to end: 3 real `truc run` processes on loopback.
 
-    python -m bench.large [--mb 100]
+    python -m bench.large [--mb 100] [--psk]
 
 G22 sends an N MB attachment (given as a path, so nothing large crosses the
 IPC socket) to H29; H17 relays (it keeps the envelope, not the blocks). We
@@ -10,7 +10,9 @@ and the peak memory of each process, sampled every 20 ms: anonymous memory
 (heap: what the node holds) apart from total RSS (which also counts
 LevelDB's memory-mapped table files, clean page cache the kernel reclaims).
 Baselines in the same run: raw loopback TCP transfer and SHA-256 of the same
-bytes.
+bytes. With ``--psk`` the three nodes run on a private network (one shared
+libp2p PSK v1 key, as deployments should): the same rows, with XSalsa20 on
+every byte of the overlay.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench.common import report
+from identity.psk import generate_psk, save_psk_file
 from simnet.agencies import embedded_agencies
 from simnet.processes import FAST_SYNC, ProcessNetwork
 
@@ -58,6 +61,7 @@ def loopback_tcp_seconds(data: bytes) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--psk", action="store_true", help="run the three nodes on a private network (libp2p PSK v1)")
     args = ap.parse_args()
     names = {a.code: a.name for a in embedded_agencies()}
     with tempfile.TemporaryDirectory(prefix="truc-large-") as tmp:
@@ -75,6 +79,10 @@ def main() -> None:
         sha_s = time.perf_counter() - t
         del data
         tune = {**FAST_SYNC, "read_paths = []": f"read_paths = [{str(inbox)!r}]"}
+        if args.psk:
+            key = root / "swarm.key"
+            save_psk_file(key, generate_psk(os.urandom))
+            tune['psk_file = ""'] = f"psk_file = {str(key)!r}"
         net = ProcessNetwork(root / "net", {G22: [G22], H29: [H29], H17: [H17]}, network="bench", names=names, tune=tune)
         try:
             net.start_all()
@@ -156,7 +164,7 @@ def main() -> None:
             for role, c in (("sender", G22), ("recipient", H29), ("relay", H17))
         ),
     ]
-    report("large", rows)
+    report("large-psk" if args.psk else "large", rows)
 
 
 if __name__ == "__main__":
