@@ -145,8 +145,7 @@ class Methods:
         try:
             if size > limit:
                 raise TooLargeError(f"{path}: {size} bytes, over what is left of the document limit ({limit} bytes)")
-            got, sha256 = await self.spool.measure(fd, name=name, size=size, limit=limit)
-            return fd, got, sha256
+            return fd, size, await self.spool.measure(fd, name=name, size=size, limit=limit)
         except BaseException:
             os.close(fd)
             raise

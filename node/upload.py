@@ -121,30 +121,29 @@ class Spool:
             w.discard()
             raise
 
-    async def measure(self, fd: int, *, name: str, size: int, limit: int) -> tuple[int, bytes]:
-        """Size and SHA-256 of an opened client file (``size`` from fstat), checking the size while reading.
+    async def measure(self, fd: int, *, name: str, size: int, limit: int) -> bytes:
+        """SHA-256 of an opened client file of ``size`` bytes (from fstat), checking the size while reading.
 
-        One chunk per worker-thread call, from this spool's own limiter, so a
-        slow disk holds none of the store's threads and cancellation reaches
-        every read.
+        One chunk read and hashed per worker-thread call, from this spool's
+        own limiter, so a slow disk holds none of the store's threads and
+        cancellation reaches every read.
         """
         os.lseek(fd, 0, os.SEEK_SET)
         h = hashlib.sha256()
         got = 0
         while True:
-            data = await self._io(os.read, fd, READ_BYTES)
-            assert isinstance(data, bytes)
-            if not data:
+            n = await self._io(_read_hashed, fd, h)
+            assert isinstance(n, int)
+            if not n:
                 break
-            got += len(data)
+            got += n
             if got > size:
                 raise FileError(f"{name}: the file grew while it was read (it said {size} bytes); send it when it is complete")
             if got > limit:
                 raise TooLargeError(f"{name}: over the {limit}-byte document limit")
-            await self._io(h.update, data)
         if got != size:
             raise FileError(f"{name}: the file shrank while it was read ({got} of {size} bytes)")
-        return got, h.digest()
+        return h.digest()
 
 
 class Reservation:
@@ -201,6 +200,13 @@ async def hashed(chunks: AsyncIterator[bytes], check: Callable[[bytes], None]) -
         h.update(data)
         yield data
     check(h.digest())
+
+
+def _read_hashed(fd: int, h: hashlib._Hash) -> int:
+    """Read one chunk of ``fd`` into ``h``; returns its length (0 at the end)."""
+    data = os.read(fd, READ_BYTES)
+    h.update(data)
+    return len(data)
 
 
 def _write_all(fd: int, data: bytes, h: hashlib._Hash) -> None:
