@@ -8,8 +8,10 @@ fetch fails or the node stops, leaving the document to the usual opening.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import trio
 
 from identity.provision import DeterministicRng
 from identity.sealing import FileSource, read_document, seal_document
-from node.fetcher import _EarlyOpen
+from node.fetcher import Open, _EarlyOpen
 from protocol.document import DocumentMeta
 from protocol.envelope import MessageHeader
 from protocol.errors import RemoteError
@@ -45,12 +47,11 @@ def sealed(net: Net, size: int) -> tuple[MessageHeader, dict[Digest, bytes]]:
     return env.header, blocks
 
 
-def opener(net: Net) -> tuple[list[str], object]:
+def opener(net: Net) -> tuple[list[str], Open]:
+    """The opening the node runs (as recipient H01), noting which thread ran it."""
     threads: list[str] = []
 
     def open_(h: MessageHeader, blocks: Iterator[bytes]) -> DocumentMeta | RemoteError:
-        import threading
-
         threads.append(threading.current_thread().name)
         try:
             meta = None
@@ -63,6 +64,15 @@ def opener(net: Net) -> tuple[list[str], object]:
             return exc
 
     return threads, open_
+
+
+@contextmanager
+def nothing_stored_yet(tmp_path: Path, net: Net) -> Iterator[tuple[_EarlyOpen, Open]]:
+    """An early opening of a 3-block document none of whose blocks is in the store, and the opening it runs."""
+    h, _ = sealed(net, 2 * BLOCK + 10)
+    _, open_ = opener(net)
+    with Store(tmp_path / "db") as store:
+        yield _EarlyOpen(store, h, set()), open_
 
 
 def put(store: Store, digest: Digest, block: bytes) -> None:
@@ -96,10 +106,7 @@ def test_blocks_arriving_in_any_order_give_the_verdict_of_the_opening_after_the_
 
 @pytest.mark.timeout(60)
 def test_a_failed_fetch_stops_the_early_opening_at_once_and_leaves_no_verdict(tmp_path: Path, net: Net) -> None:
-    h, _ = sealed(net, 2 * BLOCK + 10)
-    _, open_ = opener(net)
-    with Store(tmp_path / "db") as store:
-        early = _EarlyOpen(store, h, set())
+    with nothing_stored_yet(tmp_path, net) as (early, open_):
 
         async def main() -> float:
             async with trio.open_nursery() as n:
@@ -116,16 +123,12 @@ def test_a_failed_fetch_stops_the_early_opening_at_once_and_leaves_no_verdict(tm
 
 @pytest.mark.timeout(60)
 def test_a_node_stopping_mid_fetch_is_not_held_by_the_waiting_thread(tmp_path: Path, net: Net) -> None:
-    h, _ = sealed(net, 2 * BLOCK + 10)
-    _, open_ = opener(net)
-    with Store(tmp_path / "db") as store:
-        early = _EarlyOpen(store, h, set())
+    with nothing_stored_yet(tmp_path, net) as (early, open_):
 
-        async def main() -> float:
+        async def main() -> None:
             with trio.move_on_after(0.2):
                 await early.run(open_)
             early.stop.set()
-            return time.monotonic()
 
         start = time.monotonic()
         trio.run(main)
@@ -135,10 +138,7 @@ def test_a_node_stopping_mid_fetch_is_not_held_by_the_waiting_thread(tmp_path: P
 @pytest.mark.timeout(60)
 def test_a_block_gone_from_the_store_hands_the_document_back_to_the_usual_opening(tmp_path: Path, net: Net) -> None:
     """Never a verdict from the mechanics: a block announced but not in the store (a relay's drop) is not 'unreadable'."""
-    h, _ = sealed(net, 2 * BLOCK + 10)
-    _, open_ = opener(net)
-    with Store(tmp_path / "db") as store:
-        early = _EarlyOpen(store, h, set())
+    with nothing_stored_yet(tmp_path, net) as (early, open_):
 
         async def main() -> None:
             async with trio.open_nursery() as n:
