@@ -85,6 +85,7 @@ class DeliveryWorker:
         task_status.started()
         async with trio.open_nursery() as nursery:
             flush_s = self.config.gossip_flush_ms / 1000
+            last_dispatch = -math.inf
             while True:
                 if not self.accepting():  # shutting down: no new attempt (what is due stays due for the next start)
                     await trio.sleep_forever()
@@ -94,6 +95,7 @@ class DeliveryWorker:
                     nursery.start_soon(self._attempt, peer, items)
                 if groups:
                     # Let the next envelopes gather: one libp2p request costs the same for one or sixty-four.
+                    last_dispatch = trio.current_time()
                     await trio.sleep(flush_s)
                     continue
                 if busy:
@@ -103,7 +105,11 @@ class DeliveryWorker:
                     wait = math.inf if nxt is None else max(0.0, (nxt - self.clock()) / 1000)
                 with trio.move_on_after(wait):
                     await self.outbox.wait_changed()
-                    await trio.sleep(flush_s)  # woken by new work: wait for its companions
+                    # Woken by new work: wait for its companions, unless the worker was idle (nothing under way,
+                    # nothing sent for a flush period): then the first envelope leaves at once, and the sleep
+                    # after its dispatch gathers what follows it. Under load nothing changes.
+                    idle = not self._claimed and trio.current_time() - last_dispatch >= flush_s
+                    await trio.sleep(0 if idle else flush_s)
 
     def _take_due(self, room: int) -> tuple[dict[str, list[Item]], bool]:
         """Claim due deliveries (at most ``room``) and group them by peer.

@@ -507,3 +507,38 @@ def test_a_recipient_node_down_is_one_deferred_line_per_attempt_not_per_envelope
             n.cancel_scope.cancel()
 
     run_virtual(main)
+
+
+def test_an_idle_sender_pushes_at_once_and_a_busy_one_gathers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flush wait gathers envelopes under load; an idle node paid it on every document (20 ms each way).
+
+    With a 1 s flush period: the first document after a quiet spell leaves
+    at once, and the four that follow it while the flush runs leave together.
+    """
+    import node.delivery
+
+    attempts: list[tuple[float, int]] = []
+    attempt = node.delivery.DeliveryWorker._attempt_inner
+
+    async def recording(self: node.delivery.DeliveryWorker, peer: str, items: list[node.delivery.Item]) -> None:
+        if self.overlay.peer_id == c.node("g22").peer_id:
+            attempts.append((trio.current_time(), len(items)))
+        await attempt(self, peer, items)
+
+    monkeypatch.setattr(node.delivery.DeliveryWorker, "_attempt_inner", recording)
+    c = cluster(tmp_path, config=lambda cfg: dataclasses.replace(cfg, gossip_flush_ms=1000.0))
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            await trio.sleep(30)  # quiet: connected, synced, nothing under way
+            first = await send(c, G22, [H29], 100)
+            sent_at = trio.current_time()
+            await wait_until(lambda: bool(attempts), timeout=5, step=0.01)
+            assert attempts[0][0] - sent_at < 0.1, (attempts, sent_at)  # not after the 1 s flush
+            rest = [await send(c, G22, [H29], 100) for _ in range(4)]
+            await wait_until(lambda: all(delivered(c, G22, d) for d in [first, *rest]), timeout=60)
+            assert [size for _, size in attempts] == [1, 4], attempts
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
