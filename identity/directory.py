@@ -24,7 +24,7 @@ import bisect
 import functools
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,54 @@ class AgencyRecord:
             node=_peer(cbor.get_text(m, "node", where, max_len=128), f"{where}.node"),
             parent=parent,
         )
+
+
+def unchecked_records(
+    codes: Sequence[AgencyCode],
+    names: Iterable[str],
+    keys: Iterable[tuple[KeyRecord, ...]],
+    encryption_keys: Iterable[bytes],
+    nodes: Iterable[str],
+    parents: Iterable[AgencyCode | None],
+) -> list[AgencyRecord]:
+    """AgencyRecords from columns, made without their ``__init__`` (the slots set directly).
+
+    Only for values checked before and come back authenticated (the verified
+    form, identity/directory_cache.py): equal to the records ``__init__``
+    makes, in half the time (111,000 records per start).
+    """
+    new = object.__new__
+    code_, name_, keys_, enc_, node_, parent_ = (getattr(AgencyRecord, f).__set__ for f in _AGENCY_FIELDS)
+    out = []
+    for code, name, signing_keys, enc, node, parent in zip(codes, names, keys, encryption_keys, nodes, parents, strict=True):
+        rec = new(AgencyRecord)
+        code_(rec, code)
+        name_(rec, name)
+        keys_(rec, signing_keys)
+        enc_(rec, enc)
+        node_(rec, node)
+        parent_(rec, parent)
+        out.append(rec)
+    return out
+
+
+def unchecked_keys(kids: Iterable[bytes], publics: Iterable[bytes], nbf: Iterable[int], naf: Iterable[int]) -> list[KeyRecord]:
+    """KeyRecords from columns, as :func:`unchecked_records` (same conditions)."""
+    new = object.__new__
+    kid_, pub_, nbf_, naf_ = (getattr(KeyRecord, f).__set__ for f in _KEY_FIELDS)
+    out = []
+    for kid, public, not_before, not_after in zip(kids, publics, nbf, naf, strict=True):
+        rec = new(KeyRecord)
+        kid_(rec, kid)
+        pub_(rec, public)
+        nbf_(rec, not_before)
+        naf_(rec, not_after)
+        out.append(rec)
+    return out
+
+
+_AGENCY_FIELDS = ("code", "name", "signing_keys", "encryption_key", "node", "parent")  # every field, in order
+_KEY_FIELDS = ("kid", "public", "not_before", "not_after")
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +297,7 @@ class Directory:
     revoked: dict[bytes, int] = field(default_factory=dict)
     _by_kid: dict[bytes, AgencyRecord] | None = field(default=None, repr=False)
     _hosted: dict[str, list[AgencyCode]] | None = field(default=None, repr=False)
+    _shards: frozenset[str] | None = field(default=None, repr=False)
 
     # --- queries ----------------------------------------------------------------
 
@@ -273,6 +322,16 @@ class Directory:
                 codes.sort(key=_code_order)  # a key per code, not a tuple pair per comparison: 3x faster at 111,000
             self._hosted = hosted
         return self._hosted.get(peer_id, [])
+
+    def shards(self) -> frozenset[str]:
+        """The level-1 codes (``G22``) of every listed agency: the shards a node relaying all of them follows.
+
+        Made once per directory: the set comprehension over 111,000 codes was
+        30 ms of a node's start, and every sync round asked again.
+        """
+        if self._shards is None:
+            self._shards = frozenset(f"{letter}{number:02d}" for letter, number in {(c.letter, c.number) for c in self.agencies})
+        return self._shards
 
     def key_owner(self, kid: bytes) -> AgencyRecord | None:
         if self._by_kid is None:

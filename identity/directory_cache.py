@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import cbor
-from protocol.agency import AgencyCode, intern_codes
+from protocol.agency import interned_codes
 from protocol.envelope import MAX_DIRECTORY_ENVELOPE_BYTES, DirectoryHeader, Envelope
 from protocol.errors import AgencyCodeError, DecodeError, DirectoryError, TrucError
 
-from .directory import AgencyRecord, Directory, KeyRecord, NodeRecord, apply_link, read_chain_file
+from .directory import Directory, KeyRecord, NodeRecord, apply_link, read_chain_file, unchecked_keys, unchecked_records
 from .keys import AuthorityPublic, NodeKey
 
 CACHE_FILE = "directory.bin"
@@ -242,17 +242,13 @@ def _decode_body(body: bytes) -> Directory:
             raise _Unusable(CacheState.DAMAGED, f"column {name} has {len(v)} bytes, expected {n * width}")
         return v
 
-    codes = intern_codes(
-        list(
-            map(
-                AgencyCode,
-                column("letter", 1).decode("ascii"),
-                column("number", 1),
-                column("l2", 1),
-                column("l3", 1),
-                _unpacked(_U16, cbor.get_bytes(m, "l4", w), n, "l4"),
-            )
-        )
+    # Validated when the file was written, and the HMAC says it is that file: not validated again.
+    codes = interned_codes(
+        column("letter", 1).decode("ascii"),
+        column("number", 1),
+        column("l2", 1),
+        column("l3", 1),
+        _unpacked(_U16, cbor.get_bytes(m, "l4", w), n, "l4"),
     )
     nodes = {}
     for item in cbor.get_list(m, "nodes", w, max_len=1 << 24):
@@ -272,7 +268,7 @@ def _decode_body(body: bytes) -> Directory:
     naf = _unpacked(_U64, cbor.get_bytes(m, "naf", w), k, "naf")
     if len(kids) != k or len(pubs) != k:
         raise _Unusable(CacheState.DAMAGED, "key columns do not add up")
-    flat = list(map(KeyRecord, kids, pubs, nbf, naf))
+    flat = unchecked_keys(kids, pubs, nbf, naf)
     if k == n:  # one key per agency, the common case
         keys: list[tuple[KeyRecord, ...]] = list(zip(flat, strict=True))
     else:
@@ -280,7 +276,7 @@ def _decode_body(body: bytes) -> Directory:
         keys = [tuple(itertools.islice(it, c)) for c in counts]
     parents = [codes[i - 1] if i else None for i in _unpacked(_U32, cbor.get_bytes(m, "parent", w), n, "parent")]
     hosts = [peers[i] for i in _unpacked(_U32, cbor.get_bytes(m, "node", w), n, "node")]
-    recs = map(AgencyRecord, codes, names, keys, _chunks(column("enc", 32), 32), hosts, parents)
+    recs = unchecked_records(codes, names, keys, _chunks(column("enc", 32), 32), hosts, parents)
     agencies = dict(zip(codes, recs, strict=True))
     revoked = {kid: at for kid, at in cbor.get_list(m, "revoked", w, max_len=1 << 24)}
     if len(agencies) != n:

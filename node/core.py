@@ -165,7 +165,7 @@ class NodeCore:
     def interested_shards(self) -> set[str]:
         hosted = {c.shard for c in self.hosted}
         if self.config.relay_shards is None:
-            return hosted | {c.shard for c in self.trust.directory.agencies}
+            return hosted | self.trust.directory.shards()
         return hosted | set(self.config.relay_shards)
 
     def known(self, env_id: Digest) -> bool:

@@ -108,7 +108,7 @@ class Membership(Part):
         self.overlay.refresh()
         self.log.info("directory.updated", serial=directory.serial, previous=old.serial, agencies=len(directory.agencies))
         self.n.emit("directory.updated", serial=directory.serial)
-        for shard in self.n.interested_shards() - {c.shard for c in old.agencies} - (set(self.config.relay_shards or ())):
+        for shard in self.n.interested_shards() - old.shards() - (set(self.config.relay_shards or ())):
             self.n.spawn(
                 self.overlay.subscribe,
                 shard_topic(self.n.trust.net, shard),

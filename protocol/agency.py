@@ -14,6 +14,7 @@ names.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import AgencyCodeError
@@ -140,28 +141,45 @@ class AgencyCode:
 
 
 _TWO = tuple(f"{i:02d}" for i in range(100))
+_CODE_SLOTS = ("letter", "number", "l2", "l3", "l4", "_text")  # every field, in order
 _THREE = tuple(f"{i:03d}" for i in range(1000))
 
 
-def intern_codes(codes: list[AgencyCode]) -> list[AgencyCode]:
-    """``codes`` as the objects :meth:`AgencyCode.parse` returns for their canonical text.
+def interned_codes(
+    letters: Iterable[str], numbers: Iterable[int], l2s: Iterable[int], l3s: Iterable[int], l4s: Iterable[int]
+) -> list[AgencyCode]:
+    """The codes given as columns, as the objects :meth:`AgencyCode.parse` returns for their canonical text.
 
-    Where ``parse`` has already made one, that object; otherwise the code
-    given, remembered so that ``parse`` returns it from now on (within its
-    cache's bound). A dict keyed by codes answers fastest when asked with its
-    own key object (no ``__eq__`` call), and codes from envelope headers come
-    from ``parse``: a directory built without parsing text (from its verified
-    form) interns its codes here to get the lookup rate of one that parsed.
+    Where ``parse`` has already made one, that object; otherwise a new code,
+    remembered so that ``parse`` returns it from now on (within its cache's
+    bound). A dict keyed by codes answers fastest when asked with its own key
+    object (no ``__eq__`` call), and codes from envelope headers come from
+    ``parse``: a directory built without parsing text (from its verified
+    form) gets the lookup rate of one that parsed.
+
+    The values are **not validated**: only for columns of codes that were
+    validated before and come back authenticated (a node's verified form of
+    its directory, identity/directory_cache.py). A new code is made without
+    its ``__init__`` (setting the slots directly, the canonical text too):
+    at 111,000 codes per start that is 35 ms instead of 75.
     """
     out = []
-    for code in codes:
-        # str(code) through tables: a national directory interns 111,000 codes at start.
-        text = f"{_THREE[code.l4]}.{_TWO[code.l3]}.{_TWO[code.l2]}.{code.letter}{_TWO[code.number]}"
+    new = object.__new__
+    letter_, number_, l2_, l3_, l4_, text_ = (getattr(AgencyCode, f).__set__ for f in _CODE_SLOTS)
+    for letter, number, l2, l3, l4 in zip(letters, numbers, l2s, l3s, l4s, strict=True):
+        # The canonical text through tables: str() would format each group.
+        text = f"{_THREE[l4]}.{_TWO[l3]}.{_TWO[l2]}.{letter}{_TWO[number]}"
         known = _PARSED.get(text)
         if known is None:
+            known = new(AgencyCode)
+            letter_(known, letter)
+            number_(known, number)
+            l2_(known, l2)
+            l3_(known, l3)
+            l4_(known, l4)
+            text_(known, text)
             if len(_PARSED) < _PARSED_MAX:
-                _PARSED[text] = code
-            known = code
+                _PARSED[text] = known
         out.append(known)
     return out
 

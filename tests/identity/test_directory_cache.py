@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from identity.directory import (
+    _AGENCY_FIELDS,
+    _KEY_FIELDS,
     FOREVER_MS,
     AgencyRecord,
     Directory,
@@ -26,6 +28,8 @@ from identity.directory import (
     read_chain_file,
     sign_delta,
     sign_snapshot,
+    unchecked_keys,
+    unchecked_records,
     write_chain_file,
 )
 from identity.directory_cache import (
@@ -64,6 +68,9 @@ def same(a: Directory, b: Directory) -> None:
     for rec in a.agencies.values():
         for k in rec.signing_keys:
             assert a.key_owner(k.kid) == b.key_owner(k.kid)
+    for x, y in zip(a.agencies.values(), b.agencies.values(), strict=True):  # made without __init__ on one side
+        assert hash(x) == hash(y) and repr(x) == repr(y)
+    assert a.shards() == b.shards() == {c.shard for c in a.agencies}
 
 
 def chain_of(net: Net, *deltas: DirectoryDelta) -> list[Envelope]:
@@ -369,3 +376,17 @@ def test_the_hosted_index_carried_across_deltas_equals_a_rebuilt_one(
         for p in {*d.nodes, *first.nodes, *second.nodes, *third.nodes}:
             assert d.hosted_by(p) == rebuilt.hosted_by(p)
         assert set(d._hosted) == set(rebuilt._hosted or {})
+
+
+def test_records_made_from_columns_set_every_field() -> None:
+    """The verified form makes its records without __init__: a field added to a record must be added there too."""
+    assert tuple(f.name for f in dataclasses.fields(AgencyRecord)) == _AGENCY_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(KeyRecord)) == _KEY_FIELDS
+    key = KeyRecord(key_id(b"k" * 32), b"k" * 32, 5, 9)
+    (made_key,) = unchecked_keys([key.kid], [key.public], [5], [9])
+    code = AgencyCode.parse("000.00.01.G22")
+    rec = AgencyRecord(code, "Phòng", (key,), b"e" * 32, "peer", code.parent)
+    (made,) = unchecked_records([code], ["Phòng"], [(made_key,)], [b"e" * 32], ["peer"], [code.parent])
+    assert made_key == key and made == rec and hash(made) == hash(rec)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.name = "changed"  # type: ignore[misc]

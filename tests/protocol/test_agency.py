@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.agency import AgencyCode, intern_codes, parse_agency_list, parse_shard
+from protocol.agency import _CODE_SLOTS, AgencyCode, interned_codes, parse_agency_list, parse_shard
 from protocol.errors import AgencyCodeError
 
 DATA = Path(__file__).resolve().parents[2] / "simnet" / "data" / "agencies-level1.csv"
@@ -121,16 +122,34 @@ def test_arbitrary_text_parses_or_raises_agency_code_error(text: str) -> None:
     assert str(code) == text or code.short() == text
 
 
+def _columns(given: list[AgencyCode]) -> tuple[str, list[int], list[int], list[int], list[int]]:
+    return (
+        "".join(c.letter for c in given),
+        [c.number for c in given],
+        [c.l2 for c in given],
+        [c.l3 for c in given],
+        [c.l4 for c in given],
+    )
+
+
 @given(st.lists(codes, max_size=20))
 def test_interned_codes_are_what_parse_returns(given_codes: list[AgencyCode]) -> None:
-    fresh = [AgencyCode(c.letter, c.number, c.l2, c.l3, c.l4) for c in given_codes]
-    interned = intern_codes(fresh)
+    interned = interned_codes(*_columns(given_codes))
     assert interned == given_codes
-    for code in interned:
+    for code, expected in zip(interned, given_codes, strict=True):
         assert AgencyCode.parse(str(code)) is code  # the identity a dict lookup short-cuts on
+        assert hash(code) == hash(expected) and repr(code) == repr(expected) and code.short() == expected.short()
 
 
 def test_interning_keeps_what_parse_already_returned() -> None:
     before = AgencyCode.parse("000.00.07.G22")
-    (after,) = intern_codes([AgencyCode("G", 22, 7)])
+    (after,) = interned_codes("G", [22], [7], [0], [0])
     assert after is before
+
+
+def test_codes_made_from_columns_set_every_field() -> None:
+    """interned_codes sets the slots itself: a field added to AgencyCode must be added there too."""
+    assert tuple(f.name for f in dataclasses.fields(AgencyCode)) == _CODE_SLOTS
+    (code,) = interned_codes("H", [99], [98], [97], [996])  # not parsed before: made here
+    assert code == AgencyCode("H", 99, 98, 97, 996) and str(code) == "996.97.98.H99"
+    assert code._text == "996.97.98.H99"  # the canonical text comes made
