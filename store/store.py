@@ -51,6 +51,9 @@ FORMAT_VERSION = 4  # 2: M owner, W (in-flight blocks); 3: G, J (edXML), Q (SDK)
 EPOCH_BYTES = 16
 PARANOID_CHECKS = True  # LevelDB stops at damage instead of skipping it (log replay, compactions, table opens)
 VERIFY_CHECKSUMS = True  # every read checks the CRC of the blocks it reads from disk
+# Tables carry a Bloom filter: asking for a key that is absent (is this envelope known? for every id a sync page
+# lists, most of them new) reads a filter instead of an index and data block in every level and level-0 table.
+BLOOM_FILTER_BITS = 10
 DAMAGED_FILE = "TRUC-DAMAGED"  # written when a read met damage; the node refuses to start while it exists
 LEVELDB_START_FILES = frozenset({"LOCK", "LOG", "LOG.old"})  # what LevelDB writes before any data
 BLOCKS_DIR = "blocks"  # the block files (store/blocks.py), inside the store's directory; LevelDB ignores it
@@ -91,7 +94,13 @@ class Store:
         fresh = self._prepare_directory(create=create and not offline, offline=offline)
         self.fresh = fresh  # created by this open: the node's first start
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=fresh, paranoid_checks=PARANOID_CHECKS, max_open_files=256)
+            self._db = plyvel.DB(
+                str(self.path),
+                create_if_missing=fresh,
+                paranoid_checks=PARANOID_CHECKS,
+                max_open_files=256,
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+            )
         except plyvel.Error as exc:
             raise self._open_error(exc) from None
         self._legacy_blocks = False  # blocks still in keyspace B (a format-3 store opened offline, never migrated)

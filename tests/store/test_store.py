@@ -225,3 +225,18 @@ def test_marks_left_by_a_crash_are_swept_at_open(tmp_path: Path) -> None:
         assert s.has_block(did(1)) and not s.has_block(did(2))
         assert (s.dead_blocks_removed, s.dead_bytes_removed) == (1, 15)
         assert not list(s._scan(k.INFLIGHT))
+
+
+def test_tables_carry_a_bloom_filter_and_known_answers_through_it(tmp_path: Path) -> None:
+    """Absent ids (most of what a sync page lists) are answered from each table's filter, not its blocks."""
+    ids = [Digest.of(i.to_bytes(4, "big")) for i in range(2000)]
+    with Store(tmp_path / "s") as s:
+        b = s.batch()
+        for eid in ids:
+            b.put_envelope(eid, b"x" * 200)
+        s.write(b, sync=False)
+        s._db.compact_range()  # into table files, each written with the store's options
+        assert all(s.known(eid) for eid in ids[::97])
+        assert not any(s.known(Digest.of(b"absent %d" % i)) for i in range(100))
+    tables = list((tmp_path / "s").glob("*.ldb"))
+    assert tables and all(b"filter.leveldb.BuiltinBloomFilter2" in t.read_bytes() for t in tables)
