@@ -141,8 +141,8 @@ class AgencyCode:
 
 
 _TWO = tuple(f"{i:02d}" for i in range(100))
-_CODE_SLOTS = ("letter", "number", "l2", "l3", "l4", "_text")  # every field, in order
 _THREE = tuple(f"{i:03d}" for i in range(1000))
+_CODE_SLOTS = ("letter", "number", "l2", "l3", "l4", "_text")  # every field, in order
 
 
 def interned_codes(
