@@ -1,6 +1,6 @@
 """Node throughput, latency, catch-up and memory: 3 real `truc run` processes on loopback.
 
-    python -m bench.node [--docs 2000] [--catchup 10000] [--gossip-docs 400] [--rate 20]
+    python -m bench.node [--docs 6000] [--catchup 10000] [--gossip-docs 400] [--rate 20]
 
 G22 sends 16 KiB documents to H29; a third node (H17) relays. Measured in one run:
 
@@ -256,7 +256,9 @@ def baselines(seconds: float) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=2000, help="documents for the throughput run")
+    # 6,000: the window (~9 s) spans the relay's sync rounds (every 5 s here). With 2,000 (~3 s) a run counted the
+    # relay's pulls or not depending on where its rounds fell: 560-694 or ~800 documents/s (docs/performance.md).
+    ap.add_argument("--docs", type=int, default=6000, help="documents for the throughput run")
     ap.add_argument("--gossip-docs", type=int, default=400, help="documents for the one-gossip-message-per-envelope run")
     ap.add_argument("--catchup", type=int, default=10_000, help="documents sent while the recipient is down")
     ap.add_argument("--rate", type=float, default=20.0, help="documents/s for the latency run")
