@@ -176,6 +176,7 @@ def main() -> None:
                 lambda: rate(plain_scan, min_seconds=t, per_call=args.envelopes),
             )
             shipped, _ = alternate(lambda: rate(lambda: s.get_envelope(rnd.choice(env_keys)[1:]), min_seconds=t), lambda: 0.0)
+            file_read, _ = alternate(lambda: rate(lambda: s.get_block(rnd.choice(file_keys)), min_seconds=t), lambda: 0.0)
             absent = [os.urandom(32) for _ in range(4096)]
             known_on, _ = alternate(lambda: rate(lambda: s.known(rnd.choice(absent)), min_seconds=t), lambda: 0.0)
         with plyvel.DB(str(path), paranoid_checks=True, max_open_files=256) as plain:  # same tables, no filter policy
@@ -188,7 +189,6 @@ def main() -> None:
                 plain.get(k.TOMBSTONE + eid, verify_checksums=True)
 
             _, known_off = alternate(lambda: 0.0, lambda: rate(known_unfiltered, min_seconds=t))
-            file_read, _ = alternate(lambda: rate(lambda: s.get_block(rnd.choice(file_keys)), min_seconds=t), lambda: 0.0)
         row("random read of a 1.5 KiB envelope (verify_checksums)", env_on, env_off)
         row("random read of a 1 MiB value in LevelDB (verify_checksums; blocks were so in formats 1-3)", blk_on, blk_off)
         row("random read of a 1 MiB block file (Store.get_block, format 4) vs LevelDB checked", file_read, blk_on)
