@@ -154,9 +154,8 @@ class BlockFetcher(Part):
                             for index in missing:
                                 await window.acquire()
                                 nursery.start_soon(self._one, doc_id, h, index, window, failed, early)
-                        if failed and early is not None:
-                            early.stop.set()
-                            outer.cancel_scope.cancel()
+                        if failed:
+                            outer.cancel_scope.cancel()  # abandons the early opening's thread; stopped just below
                 finally:
                     if early is not None:
                         early.stop.set()  # whatever ended the fetch, the thread does not wait on
