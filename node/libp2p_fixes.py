@@ -268,11 +268,14 @@ def patch_pubsub_spawns(pubsub: Any, router: Any) -> None:
     """Pitfall 25: for every topic a peer subscribes to, pubsub spawns three service tasks (flush what waited for
     this peer, replay recent messages of the topic, graft the peer if the topic's mesh is short), ~290 spawns per
     peer with 96 topics; nearly all return at once. Called once pubsub runs: its manager's ``run_task`` skips those
-    three when the check they start with would return (same conditions, read before the spawn instead of after)."""
+    three when the check they start with would return (same conditions, read before the spawn instead of after).
+    A replay is also skipped when the topic has nothing in the message cache's window: the task would send
+    nothing, only mark the topic as replayed to that peer, which matters to no later step (pubsub's own replay
+    when the peer's stream registers checks the cache again)."""
     manager = getattr(pubsub, "manager", None)
     spawn = getattr(manager, "run_task", None)
     _expect_uses(25, "Pubsub.handle_subscription", type(pubsub).handle_subscription, "_replay_recent_messages")
-    for name in ("flush_pending_messages", "on_peer_subscribed", "_pending_messages", "mesh", "degree_low"):
+    for name in ("flush_pending_messages", "on_peer_subscribed", "_pending_messages", "mesh", "degree_low", "mcache"):
         if not hasattr(router, name):
             raise LibraryChangedError(25, f"GossipSub.{name} is gone")
     if not callable(spawn) or not hasattr(pubsub, "_replay_recent_messages") or not hasattr(pubsub, "peers"):
@@ -280,11 +283,13 @@ def patch_pubsub_spawns(pubsub: Any, router: Any) -> None:
     if getattr(router, "adaptive_gossip_enabled", True):
         raise LibraryChangedError(25, "adaptive gossip is on: the mesh's lower bound is not degree_low")
     flush, replay, subscribed = router.flush_pending_messages, pubsub._replay_recent_messages, router.on_peer_subscribed
+    if not callable(getattr(router.mcache, "window", None)):
+        raise LibraryChangedError(25, "GossipSub.mcache.window is gone")
 
     def run_task(async_fn: Any, *args: Any, **kwargs: Any) -> None:
         if async_fn == flush and args and args[0] not in router._pending_messages:
             return
-        if async_fn == replay and args and args[0] not in pubsub.peers:
+        if async_fn == replay and len(args) == 2 and (args[0] not in pubsub.peers or not router.mcache.window(args[1])):
             return
         if async_fn == subscribed and len(args) == 2:
             mesh = router.mesh.get(args[1])

@@ -243,12 +243,17 @@ def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
         def run_task(self, async_fn: Any, *args: Any) -> None:
             spawned.append((async_fn.__name__, args))
 
+    class Cache:
+        def window(self, topic: str) -> list[bytes]:
+            return [b"mid"] if topic == "t" else []
+
     class Router:
         def __init__(self) -> None:
             self.adaptive_gossip_enabled = False
             self.degree_low = 2
             self._pending_messages = {"waiting": [object()]}
             self.mesh = {"short": {"a"}, "full": {"a", "b"}}
+            self.mcache = Cache()
 
         async def flush_pending_messages(self, peer_id: object) -> None: ...
 
@@ -272,6 +277,7 @@ def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
     run(router.flush_pending_messages, "idle")  # nothing waits for it: skipped
     run(router.flush_pending_messages, "waiting")
     run(pubsub._replay_recent_messages, "down", "t")  # no stream to it yet: skipped
+    run(pubsub._replay_recent_messages, "up", "quiet")  # nothing recent in the topic: skipped
     run(pubsub._replay_recent_messages, "up", "t")
     run(router.on_peer_subscribed, "c", "unjoined")  # not our topic: skipped
     run(router.on_peer_subscribed, "c", "full")  # mesh at its lower bound: skipped

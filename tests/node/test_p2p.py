@@ -9,6 +9,7 @@ from pathlib import Path
 import multiaddr
 import pytest
 import trio
+from libp2p.peer.id import ID
 
 from identity.keys import NodeKey
 from node.metrics import Metrics
@@ -387,6 +388,43 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
                 sizes = [len(ov.router.mesh[t]) for ov in overlays for t in topics]
                 assert prunes == 0, f"{prunes} PRUNEs in 8 s of idle: meshes churn (mesh sizes {sorted(sizes)})"
                 assert min(sizes) >= 4 and max(sizes) <= 12, sorted(sizes)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_a_new_subscriber_gets_the_topics_recent_messages_and_quiet_topics_cost_no_task() -> None:
+    """Pitfall 25: when a peer subscribes, pubsub replays the topic's recent messages to it from a task per topic.
+    With 96 topics and nearly all of them quiet, those tasks were ~15 % of a node's CPU while the mesh formed, so
+    none is made for a topic with nothing recent. A topic with a message still replays it to a late subscriber."""
+    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    pa, pb = free_port(), free_port()
+    members = {a.peer_id, b.peer_id}
+    first = p2p_overlay(a, pa, members=members, targets={}, restarted=True)
+    late = p2p_overlay(b, pb, members=members, targets={a.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}, restarted=True)
+    got: list[tuple[str, bytes]] = []
+
+    async def ignore(topic: str, sender: str, data: bytes) -> None:
+        return None
+
+    async def keep(topic: str, sender: str, data: bytes) -> None:
+        got.append((topic, data))
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(first.run)
+                for t in ("truc/test/busy", "truc/test/quiet"):
+                    await first.subscribe(t, lambda topic, sender, data: True, ignore)
+                await first.publish("truc/test/busy", b"sent before the peer came")
+                await nursery.start(late.run)
+                for t in ("truc/test/busy", "truc/test/quiet"):
+                    await late.subscribe(t, lambda topic, sender, data: True, keep)
+                await wait_until(lambda: got, timeout=20)
+                assert got == [("truc/test/busy", b"sent before the peer came")]
+                replayed = first.pubsub._replayed_recent_topics.get(ID.from_base58(b.peer_id), set())
+                assert replayed == {"truc/test/busy"}, replayed  # no replay task ever ran for the quiet topic
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
