@@ -27,6 +27,7 @@ import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
 import libp2p.pubsub.utils as pubsub_utils
+import libp2p.stream_muxer.yamux.yamux as yamux_module
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
@@ -116,6 +117,7 @@ def install() -> None:
     pnet.install()  # pitfall 17: checks the swarm's three call sites itself
     _index_service_tasks()  # pitfall 23
     _remember_sender_records()  # pitfall 27
+    _window_updates_with_hysteresis()  # pitfall 28
 
 
 _LIBRARY_CONSUME_RECORD = pubsub_utils.maybe_consume_signed_record
@@ -203,6 +205,38 @@ def _index_service_tasks() -> None:
 
     function_task.trio_task = property(prop.fget, indexed_set)  # type: ignore[method-assign,assignment]
     trio_manager.TrioManager._find_parent_task = find_parent_task  # type: ignore[method-assign]
+
+
+SMALL_READ = 16 << 10  # pitfall 28: reads below this send no WINDOW_UPDATE while the peer has credit left
+_LIBRARY_WINDOW_UPDATE = yamux_module.YamuxStream._auto_tune_and_send_window_update  # kept for the comparison test
+
+
+async def window_update(self: Any, *, bytes_read: int = 0) -> None:
+    """Pitfall 28: after a small read (under 16 KiB), no WINDOW_UPDATE while the peer still has half a window of
+    credit and less than half a window has been read since the last one (go-yamux's hysteresis, on the library's
+    own threshold); otherwise the library's update, unchanged. Bulk reads keep the library's way on purpose: its
+    updates credit more than was read, so a bulk sender's window grows; the sender waits for credit by polling
+    every 10 ms, and with go-yamux's rule on every read a 100 MB fetch took 2-4 s instead of 1.5."""
+    threshold = self._grow_threshold()
+    if bytes_read < SMALL_READ and self.recv_window >= threshold:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        if self.target_recv_window - (self.recv_window + buffered) < threshold:
+            return
+    await _LIBRARY_WINDOW_UPDATE(self, bytes_read=bytes_read)
+
+
+def _window_updates_with_hysteresis() -> None:
+    """Pitfall 28: py-libp2p's yamux sends a WINDOW_UPDATE after nearly every read of a stream (its
+    ``RELEASE_ON_READ`` and a "partial slack" branch), and a length-prefixed message is two reads: every small
+    message cost the receiver two frames back, each through Noise and the socket (more than half of all frames
+    while a mesh forms). :func:`window_update` holds them back for small reads."""
+    stream = yamux_module.YamuxStream
+    current = stream.__dict__.get("_auto_tune_and_send_window_update")
+    if current is not window_update and current is not _LIBRARY_WINDOW_UPDATE:
+        raise LibraryChangedError(28, "YamuxStream._auto_tune_and_send_window_update is not the library's")
+    _expect_params(28, "YamuxStream._auto_tune_and_send_window_update", _LIBRARY_WINDOW_UPDATE, ["self", "bytes_read"])
+    _expect_params(28, "YamuxStream._grow_threshold", getattr(stream, "_grow_threshold", None), ["self"])
+    stream._auto_tune_and_send_window_update = window_update  # type: ignore[method-assign]
 
 
 # --- per host ------------------------------------------------------------------------

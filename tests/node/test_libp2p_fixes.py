@@ -11,6 +11,7 @@ import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
 import libp2p.pubsub.utils as pubsub_utils
+import libp2p.stream_muxer.yamux.yamux as yamux_module
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.transport.tcp.tcp as libp2p_tcp
 import pytest
@@ -33,9 +34,12 @@ from tests.procs import ROOT
 def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
     probe = (
         "import libp2p.pubsub.rpc_queue as q, libp2p.transport.tcp.tcp as t, libp2p.identity.identify.identify as i\n"
-        "before = (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION)\n"
+        "import libp2p.stream_muxer.yamux.yamux as y\n"
+        "def now(): return (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION,\n"
+        "                   y.YamuxStream._auto_tune_and_send_window_update)\n"
+        "before = now()\n"
         "import node.p2p, node.libp2p_fixes\n"
-        "assert (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION) == before, 'changed at import'\n"
+        "assert now() == before, 'changed at import'\n"
         "assert before[0] == (32, 1 << 20), before[0]\n"
     )
     subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
@@ -47,6 +51,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
     assert rpc_queue.RpcQueue.__init__.__defaults__ == (libp2p_fixes.RPC_QUEUE_RPCS, libp2p_fixes.RPC_MAX_BYTES)
     assert libp2p_tcp._set_reuse_flags is libp2p_fixes._reuse_addr_only
     assert libp2p_fixes.agent_version() == identify_module.AGENT_VERSION
+    assert yamux_module.YamuxStream._auto_tune_and_send_window_update is libp2p_fixes.window_update
 
 
 @pytest.mark.parametrize(
@@ -57,6 +62,8 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (identify_module, "AGENT_VERSION", None, "pitfall 18"),
         (identify_module, "_mk_identify_protobuf", lambda *a: None, "pitfall 18"),
         (pubsub_module, "maybe_consume_signed_record", lambda *a: True, "pitfall 27"),
+        (yamux_module.YamuxStream, "_auto_tune_and_send_window_update", lambda self, bytes_read=0: None, "pitfall 28"),
+        (yamux_module.YamuxStream, "_grow_threshold", lambda self, divisor: 1, "pitfall 28"),
     ],
 )
 def test_a_moved_library_attribute_fails_loudly_at_install(

@@ -6,10 +6,14 @@ import secrets
 import socket
 from pathlib import Path
 
+import libp2p.stream_muxer.yamux.yamux as yamux_module
 import multiaddr
 import pytest
 import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes
 
 from identity.keys import NodeKey
 from node.metrics import Metrics
@@ -428,6 +432,67 @@ def test_a_new_subscriber_gets_the_topics_recent_messages_and_quiet_topics_cost_
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 28, over a real connection (TCP, Noise, yamux): 400 small length-prefixed messages read one by one
+    (100 KB, under half the 256 KiB window) send no WINDOW_UPDATE back; the library sent one or two per message.
+    Then 8 MiB in 1 MiB messages, 32 times the window, still arrives, the peer being credited as it is read."""
+    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    pa, pb = free_port(), free_port()
+    members = {a.peer_id, b.peer_id}
+    sender = p2p_overlay(a, pa, members=members, targets={}, restarted=True)
+    receiver = p2p_overlay(b, pb, members=members, targets={a.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}, restarted=True)
+    updates: dict[int, int] = {}
+    write_frame = yamux_module.Yamux._write_frame
+
+    async def counting(self: yamux_module.Yamux, data: bytes) -> None:
+        if len(data) >= 12 and data[1] == yamux_module.TYPE_WINDOW_UPDATE and data[2:4] == b"\0\0":  # not SYN / ACK
+            stream_id = int.from_bytes(data[4:8], "big")
+            updates[stream_id] = updates.get(stream_id, 0) + 1
+        await write_frame(self, data)
+
+    monkeypatch.setattr(yamux_module.Yamux, "_write_frame", counting)
+    small, bulk = [secrets.token_bytes(250) for _ in range(400)], [secrets.token_bytes(1 << 20) for _ in range(8)]
+    phases: dict[str, int] = {}
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sender.run)
+                await nursery.start(receiver.run)
+                await wait_until(lambda: receiver.connected_peers() == {a.peer_id}, timeout=20)
+                done = trio.Event()
+
+                async def handle(stream: INetStream) -> None:
+                    sid = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
+                    for want in small:
+                        assert await read_length_prefixed(stream) == want
+                    phases["small"] = updates.get(sid, 0)
+                    await stream.write(b"k")  # the bulk part starts now
+                    for want in bulk:
+                        assert await read_length_prefixed(stream) == want
+                    phases["bulk"] = updates.get(sid, 0) - phases["small"]
+                    done.set()
+
+                receiver.host.set_stream_handler(TProtocol("/truc/test-window/1"), handle)
+                stream = await sender.host.new_stream(ID.from_base58(b.peer_id), [TProtocol("/truc/test-window/1")])
+                for message in small:
+                    await stream.write(encode_varint_prefixed(message))
+                assert await stream.read(1) == b"k"
+                for message in bulk:
+                    await stream.write(encode_varint_prefixed(message))
+                await done.wait()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert phases["small"] == 0, f"{phases['small']} WINDOW_UPDATEs for 100 KB of small reads"
+    assert phases["bulk"] >= 8, phases
+
+
+async def read_length_prefixed(stream: INetStream) -> bytes:
+    return await read_varint_prefixed_bytes(stream)
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
