@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
@@ -19,6 +20,7 @@ import trio
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.network.config import RetryConfig
+from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -118,6 +120,9 @@ class _Router:
     def __init__(self, params: ScoreParams | None = None) -> None:
         self.scorer = PeerScorer(params or ScoreParams())
         self.maintained: list[str] = []
+        self.mesh: dict[str, set[object]] = {}
+        self.fanout: dict[str, set[object]] = {}
+        self.mcache = None
 
     def _check_equivocation(self, msg: object) -> bool:
         return False
@@ -127,6 +132,16 @@ class _Router:
 
     async def _maintain_mesh_quality(self, topic: str) -> None:
         self.maintained.append(topic)
+
+    def gossip_heartbeat(self) -> dict[object, dict[str, list[bytes]]]:
+        for topic, peers in self.mesh.items():  # the library's shape: every topic, whatever the cache holds
+            self._handle_topic_heartbeat(topic, peers)
+        return {}
+
+    def _handle_topic_heartbeat(
+        self, topic: str, current_peers: set[object], is_fanout: bool = False, peers_to_gossip: object = None
+    ) -> tuple[set[object], bool]:
+        return current_peers, False
 
 
 def test_the_router_patches_apply_and_refuse_another_shape() -> None:
@@ -301,3 +316,37 @@ def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
     router.adaptive_gossip_enabled = True
     with pytest.raises(LibraryChangedError, match="pitfall 25"):
         libp2p_fixes.patch_pubsub_spawns(Pubsub(), router)
+
+
+def test_gossip_heartbeat_gives_the_librarys_result_and_skips_quiet_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 29, on a real GossipSub router: the heartbeat's IHAVE targets are the library's, and a topic with
+    nothing in the message cache's window costs no peer selection (the library picked peers for it and threw them
+    away). Six non-mesh subscribers per topic and a gossip count of 6, so the library's random pick is everyone."""
+    router = GossipSub([PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12, adaptive_gossip_enabled=False)
+    peers = [ID(bytes([0, 1, i])) for i in range(9)]
+    router.pubsub = SimpleNamespace(peer_topics={t: set(peers) for t in ("busy", "quiet", "out")})  # type: ignore[assignment]
+    router.peer_protocol = dict.fromkeys(peers, PROTOCOL_ID_V11)
+    router.mesh = {"busy": set(peers[:3]), "quiet": set(peers[:3])}
+    router.fanout = {"out": set(peers[3:6])}
+    for seqno, topic in enumerate(("busy", "out")):
+        router.mcache.put(rpc_pb2.Message(from_id=peers[0].to_bytes(), seqno=bytes([seqno]), topicIDs=[topic]))
+    picked: list[str] = []
+    pick = router._get_in_topic_gossipsub_peers_from_minus
+
+    def counting(topic: str, *args: Any, **kwargs: Any) -> list[ID]:
+        picked.append(topic)
+        return pick(topic, *args, **kwargs)
+
+    monkeypatch.setattr(router, "_get_in_topic_gossipsub_peers_from_minus", counting)
+    library = {p: dict(t) for p, t in GossipSub.gossip_heartbeat(router).items()}
+    assert "quiet" in picked
+    picked.clear()
+    libp2p_fixes._gossip_only_what_is_recent(router)
+    ours = {p: dict(t) for p, t in router.gossip_heartbeat().items()}
+    assert ours == library
+    assert {topic for targets in ours.values() for topic in targets} == {"busy", "out"}
+    assert "quiet" not in picked and picked, picked
+    moved = GossipSub([PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
+    moved._handle_topic_heartbeat = lambda topic, peers: (set(), False)  # type: ignore[method-assign,assignment]
+    with pytest.raises(LibraryChangedError, match="pitfall 29"):
+        libp2p_fixes._gossip_only_what_is_recent(moved)
