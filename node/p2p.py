@@ -65,6 +65,11 @@ tests/node/test_p2p.py:
     it scans every subscriber for one on another address. Only members of the directory ever connect, so the
     addresses of mesh peers protect nothing; where several nodes share an address (one machine: tests, simnet,
     the benchmarks) the scan ran on all 96 topics every second and found nothing.
+27. a peer's signed peer record, the same bytes in every pubsub RPC, is verified once, not in every RPC;
+28. yamux credited the peer after nearly every read (a length-prefixed message is two or more reads): small reads
+    now wait for go-yamux's half-window hysteresis while the peer has credit; bulk reads keep the library's update;
+29. the gossip heartbeat picked (and threw away) peers for every topic every second: only topics with recent
+    messages are gossiped about now, with the same targets.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
@@ -223,7 +228,7 @@ class P2POverlay:
             gossip_window=3,
             gossip_history=5,
         )
-        libp2p_fixes.patch_router(self.router)  # 4, 15
+        libp2p_fixes.patch_router(self.router)  # 4, 15, 21, 29
         self.pubsub = Pubsub(
             self.host,
             self.router,
