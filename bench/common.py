@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,12 @@ def rate(fn: Callable[[], object], *, min_seconds: float = 1.0, per_call: int = 
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return n * per_call / elapsed
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, user and system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def machine() -> dict[str, Any]:

@@ -18,7 +18,7 @@ a few minutes, out of that bench's noise.
 from __future__ import annotations
 
 import argparse
-import resource
+import json
 import secrets
 import statistics
 import subprocess
@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from bench.common import report
+from bench.common import cpu_seconds, report
 from identity.keys import NodeKey
 from node.log import NullLog
 from node.metrics import Metrics
@@ -36,11 +36,6 @@ from node.p2p import P2POverlay
 from simnet.processes import free_port
 
 IDLE_S = 30.0  # one whole period of yamux's 30 s timers (RTT pings, stale-stream sweeps) per connection
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 async def _ignore(topic: str, sender: str, data: bytes) -> None:
@@ -73,20 +68,20 @@ def one_mesh(n: int, topics: int) -> dict[str, float]:
     async def main() -> None:
         with trio.fail_after(600):
             async with trio.open_nursery() as nursery:
-                c0, t0 = _cpu(), time.monotonic()
+                c0, t0 = cpu_seconds(), time.monotonic()
                 for ov in overlays:
                     await nursery.start(ov.run)
                     for name in names:
                         await ov.subscribe(name, lambda topic, sender, data: True, _ignore)
                 while not all(len(ov.connected_peers()) == n - 1 for ov in overlays):
                     await trio.sleep(0.05)
-                c1, out["form_s"] = _cpu(), time.monotonic() - t0
+                c1, out["form_s"] = cpu_seconds(), time.monotonic() - t0
                 await trio.sleep(5)
-                c2 = _cpu()
+                c2 = cpu_seconds()
                 await trio.sleep(10)
-                c3 = _cpu()
+                c3 = cpu_seconds()
                 await trio.sleep(IDLE_S)
-                c4 = _cpu()
+                c4 = cpu_seconds()
                 out["form_cpu_s"], out["settle_cpu_s"] = c1 - c0, c2 - c1
                 out["per_end_ms"] = (c2 - c0) / (n * (n - 1)) * 1000
                 out["idle_pct"] = (c4 - c3) / IDLE_S / n * 100
@@ -100,7 +95,7 @@ def _child(n: int, topics: int) -> dict[str, float]:
     """One mesh in a fresh process: every round starts from the same interpreter state."""
     code = f"import json, bench.overlays as b; print(json.dumps(b.one_mesh({n}, {topics})))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
-    return dict(__import__("json").loads(done.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:

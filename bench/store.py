@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import plyvel
 
-from bench.common import rate, report
+from bench.common import cpu_seconds, rate, report
 from protocol.ids import Digest
 from store import keys as k
 from store.store import Store
@@ -68,11 +67,6 @@ def populate(path: Path, envelopes: int) -> tuple[list[bytes], list[bytes]]:
     return env_keys, block_keys
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def _written() -> int:
     with open("/proc/self/io") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
@@ -82,7 +76,7 @@ def write_blocks(path: Path, blocks: list[bytes], as_files: bool) -> tuple[float
     """(wall s, CPU s, bytes written) to store ``blocks`` one write each, then commit durably; a new store each time."""
     shutil.rmtree(path, ignore_errors=True)
     with Store(path) as s:
-        cpu, wrote, start = _cpu(), _written(), time.perf_counter()
+        cpu, wrote, start = cpu_seconds(), _written(), time.perf_counter()
         for block in blocks:
             h = Digest.of(block)
             if as_files:
@@ -97,7 +91,7 @@ def write_blocks(path: Path, blocks: list[bytes], as_files: bool) -> tuple[float
             while s._db.get_property(b"leveldb.num-files-at-level0") not in (b"0", None):
                 time.sleep(0.01)  # its compactions run in a background thread of this process: count their CPU
             time.sleep(0.5)
-        return wall, _cpu() - cpu, _written() - wrote
+        return wall, cpu_seconds() - cpu, _written() - wrote
 
 
 def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int = 3) -> tuple[float, float]:

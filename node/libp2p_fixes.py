@@ -209,7 +209,7 @@ def _index_service_tasks() -> None:
 
 
 SMALL_READ = 16 << 10  # pitfall 28: reads below this send no WINDOW_UPDATE while the peer has credit left
-_LIBRARY_WINDOW_UPDATE = yamux_module.YamuxStream._auto_tune_and_send_window_update  # kept for the comparison test
+_LIBRARY_WINDOW_UPDATE = yamux_module.YamuxStream._auto_tune_and_send_window_update  # what window_update falls back to
 
 
 async def window_update(self: Any, *, bytes_read: int = 0) -> None:
