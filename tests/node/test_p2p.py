@@ -397,16 +397,22 @@ def test_idle_meshes_are_stable_no_graft_prune_churn() -> None:
     trio.run(main)
 
 
+def dialling_pair() -> tuple[P2POverlay, P2POverlay]:
+    """Two bare overlays, members of each other's network: the second dials the first at its start."""
+    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    pa = free_port()
+    members = {a.peer_id, b.peer_id}
+    first = p2p_overlay(a, pa, members=members, targets={}, restarted=True)
+    second = p2p_overlay(b, free_port(), members=members, targets={a.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}, restarted=True)
+    return first, second
+
+
 @pytest.mark.timeout(60)
 def test_a_new_subscriber_gets_the_topics_recent_messages_and_quiet_topics_cost_no_task() -> None:
     """Pitfall 25: when a peer subscribes, pubsub replays the topic's recent messages to it from a task per topic.
     With 96 topics and nearly all of them quiet, those tasks were ~15 % of a node's CPU while the mesh formed, so
     none is made for a topic with nothing recent. A topic with a message still replays it to a late subscriber."""
-    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
-    pa, pb = free_port(), free_port()
-    members = {a.peer_id, b.peer_id}
-    first = p2p_overlay(a, pa, members=members, targets={}, restarted=True)
-    late = p2p_overlay(b, pb, members=members, targets={a.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}, restarted=True)
+    first, late = dialling_pair()
     got: list[tuple[str, bytes]] = []
 
     async def ignore(topic: str, sender: str, data: bytes) -> None:
@@ -427,7 +433,7 @@ def test_a_new_subscriber_gets_the_topics_recent_messages_and_quiet_topics_cost_
                     await late.subscribe(t, lambda topic, sender, data: True, keep)
                 await wait_until(lambda: got, timeout=20)
                 assert got == [("truc/test/busy", b"sent before the peer came")]
-                replayed = first.pubsub._replayed_recent_topics.get(ID.from_base58(b.peer_id), set())
+                replayed = first.pubsub._replayed_recent_topics.get(ID.from_base58(late.peer_id), set())
                 assert replayed == {"truc/test/busy"}, replayed  # no replay task ever ran for the quiet topic
                 nursery.cancel_scope.cancel()
 
@@ -439,11 +445,7 @@ def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monke
     """Pitfall 28, over a real connection (TCP, Noise, yamux): 400 small length-prefixed messages read one by one
     (100 KB, under half the 256 KiB window) send no WINDOW_UPDATE back; the library sent one or two per message.
     Then 8 MiB in 1 MiB messages, 32 times the window, still arrives, the peer being credited as it is read."""
-    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
-    pa, pb = free_port(), free_port()
-    members = {a.peer_id, b.peer_id}
-    sender = p2p_overlay(a, pa, members=members, targets={}, restarted=True)
-    receiver = p2p_overlay(b, pb, members=members, targets={a.peer_id: [f"/ip4/127.0.0.1/tcp/{pa}"]}, restarted=True)
+    sender, receiver = dialling_pair()
     updates: dict[int, int] = {}
     write_frame = yamux_module.Yamux._write_frame
 
@@ -462,22 +464,22 @@ def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monke
             async with trio.open_nursery() as nursery:
                 await nursery.start(sender.run)
                 await nursery.start(receiver.run)
-                await wait_until(lambda: receiver.connected_peers() == {a.peer_id}, timeout=20)
+                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
                 done = trio.Event()
 
                 async def handle(stream: INetStream) -> None:
                     sid = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
                     for want in small:
-                        assert await read_length_prefixed(stream) == want
+                        assert await read_varint_prefixed_bytes(stream) == want
                     phases["small"] = updates.get(sid, 0)
                     await stream.write(b"k")  # the bulk part starts now
                     for want in bulk:
-                        assert await read_length_prefixed(stream) == want
+                        assert await read_varint_prefixed_bytes(stream) == want
                     phases["bulk"] = updates.get(sid, 0) - phases["small"]
                     done.set()
 
                 receiver.host.set_stream_handler(TProtocol("/truc/test-window/1"), handle)
-                stream = await sender.host.new_stream(ID.from_base58(b.peer_id), [TProtocol("/truc/test-window/1")])
+                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-window/1")])
                 for message in small:
                     await stream.write(encode_varint_prefixed(message))
                 assert await stream.read(1) == b"k"
@@ -489,10 +491,6 @@ def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monke
     trio.run(main)
     assert phases["small"] == 0, f"{phases['small']} WINDOW_UPDATEs for 100 KB of small reads"
     assert phases["bulk"] >= 8, phases
-
-
-async def read_length_prefixed(stream: INetStream) -> bytes:
-    return await read_varint_prefixed_bytes(stream)
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
