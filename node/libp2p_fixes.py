@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
+import libp2p.peer.peerstore as peerstore_module
 import libp2p.pubsub.floodsub as floodsub_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
@@ -40,6 +41,7 @@ from . import pnet
 RPC_QUEUE_RPCS = 1024  # pitfall 5: 32 RPCs per peer, the rest dropped silently
 RPC_MAX_BYTES = 4 << 20  # pitfall 8: messages of 1 MiB or more vanish
 SENDER_RECORD_RECHECK_S = 600.0  # pitfall 27: the same signed record from a peer is checked again after this long
+OWN_RECORD_RECHECK_S = 10.0  # pitfall 30: our own record for outgoing RPCs is re-derived after this long
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -118,6 +120,7 @@ def install() -> None:
     pnet.install()  # pitfall 17: checks the swarm's three call sites itself
     _index_service_tasks()  # pitfall 23
     _remember_sender_records()  # pitfall 27
+    _reuse_own_record()  # pitfall 30
     _window_updates_with_hysteresis()  # pitfall 28
 
 
@@ -163,6 +166,48 @@ def _remember_sender_records() -> None:
             if current is not _LIBRARY_CONSUME_RECORD:
                 raise LibraryChangedError(27, f"{module.__name__}.maybe_consume_signed_record is not the library's")
             module.maybe_consume_signed_record = consume_sender_record  # type: ignore[attr-defined]
+
+
+_LIBRARY_OWN_RECORD = peerstore_module.env_to_send_in_RPC
+_OWN_RECORD_USERS = (
+    (pubsub_module, "Pubsub.get_hello_packet", pubsub_module.Pubsub.get_hello_packet),
+    (gossipsub_module, "GossipSub.emit_control_message", gossipsub_module.GossipSub.emit_control_message),
+    (floodsub_module, "FloodSub.publish", floodsub_module.FloodSub.publish),
+)
+_OWN_RECORDS: weakref.WeakKeyDictionary[Any, tuple[bytes, float]] = weakref.WeakKeyDictionary()  # host -> (bytes, when)
+
+
+def own_record_for_rpc(host: Any) -> tuple[bytes, bool]:
+    """Pitfall 30: the library's ``env_to_send_in_RPC``, re-derived only every ``OWN_RECORD_RECHECK_S``.
+
+    Every pubsub RPC a host sends carries the host's signed peer record. The
+    library keeps the record, but to see whether it is still current it
+    rebuilds the host's whole address list first (each listener's socket
+    address turned into a multiaddr and parsed again, the ``/p2p`` suffix,
+    a set of each side): ~10 % of a forming mesh's CPU, for an answer that
+    changes only when the host listens somewhere new. Within the interval
+    the bytes the library returned last are sent again; after it, the
+    library's function decides (and issues a new record if the addresses
+    changed). Trục's nodes never read these records (pitfall 24), and a
+    peer's addresses come from the directory.
+    """
+    now = time.monotonic()
+    cached = _OWN_RECORDS.get(host)
+    if cached is not None and now - cached[1] < OWN_RECORD_RECHECK_S:
+        return cached[0], False
+    record, issued = _LIBRARY_OWN_RECORD(host)
+    _OWN_RECORDS[host] = (record, now)
+    return record, issued
+
+
+def _reuse_own_record() -> None:
+    for module, where, fn in _OWN_RECORD_USERS:
+        _expect_uses(30, where, fn, "env_to_send_in_RPC")
+        current = getattr(module, "env_to_send_in_RPC", None)
+        if current is not own_record_for_rpc:
+            if current is not _LIBRARY_OWN_RECORD:
+                raise LibraryChangedError(30, f"{module.__name__}.env_to_send_in_RPC is not the library's")
+            module.env_to_send_in_RPC = own_record_for_rpc  # type: ignore[attr-defined]
 
 
 _TASK_OF: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # trio task -> the FunctionTask it runs

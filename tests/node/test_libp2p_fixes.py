@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
+import libp2p.pubsub.floodsub as floodsub_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
@@ -20,12 +21,14 @@ import trio
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.network.config import RetryConfig
+from libp2p.peer.envelope import consume_envelope
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import Service, background_trio_service
+from multiaddr import Multiaddr
 
 from node import libp2p_fixes
 from node.libp2p_fixes import LibraryChangedError
@@ -36,9 +39,9 @@ from tests.procs import ROOT
 def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
     probe = (
         "import libp2p.pubsub.rpc_queue as q, libp2p.transport.tcp.tcp as t, libp2p.identity.identify.identify as i\n"
-        "import libp2p.stream_muxer.yamux.yamux as y\n"
+        "import libp2p.stream_muxer.yamux.yamux as y, libp2p.pubsub.gossipsub as g\n"
         "def now(): return (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION,\n"
-        "                   y.YamuxStream._auto_tune_and_send_window_update)\n"
+        "                   y.YamuxStream._auto_tune_and_send_window_update, g.env_to_send_in_RPC)\n"
         "before = now()\n"
         "import node.p2p, node.libp2p_fixes\n"
         "assert now() == before, 'changed at import'\n"
@@ -54,6 +57,8 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
     assert libp2p_tcp._set_reuse_flags is libp2p_fixes._reuse_addr_only
     assert libp2p_fixes.agent_version() == identify_module.AGENT_VERSION
     assert yamux_module.YamuxStream._auto_tune_and_send_window_update is libp2p_fixes.window_update
+    for module in (pubsub_module, gossipsub_module, floodsub_module):
+        assert module.env_to_send_in_RPC is libp2p_fixes.own_record_for_rpc  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +69,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (identify_module, "AGENT_VERSION", None, "pitfall 18"),
         (identify_module, "_mk_identify_protobuf", lambda *a: None, "pitfall 18"),
         (pubsub_module, "maybe_consume_signed_record", lambda *a: True, "pitfall 27"),
+        (gossipsub_module, "env_to_send_in_RPC", lambda host: (b"", False), "pitfall 30"),
         (yamux_module.YamuxStream, "_auto_tune_and_send_window_update", lambda self, bytes_read=0: None, "pitfall 28"),
         (yamux_module.YamuxStream, "_grow_threshold", lambda self, divisor: 1, "pitfall 28"),
     ],
@@ -105,6 +111,36 @@ def test_a_peers_sender_record_is_verified_once_not_in_every_rpc(monkeypatch: py
     monkeypatch.setattr(libp2p_fixes, "SENDER_RECORD_RECHECK_S", 0.0)
     assert libp2p_fixes.consume_sender_record(rpc, receiver, sender.get_id())
     assert len(checked) == 4, "the recheck after the interval did not happen"
+
+
+def test_our_own_record_is_derived_once_per_interval_not_for_every_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 30, with a real host's real signed peer record: outgoing RPCs reuse the record the library derived
+    last, without rebuilding the host's address list each time; after the interval the library decides again, and
+    a changed address gives a new record, as the library's own function would."""
+    libp2p_fixes.install()
+    host = new_host(key_pair=create_new_key_pair())
+    addrs = [Multiaddr(f"/ip4/127.0.0.1/tcp/4001/p2p/{host.get_id()}")]
+    asked: list[int] = []
+
+    def get_addrs() -> list[Multiaddr]:
+        asked.append(1)
+        return list(addrs)
+
+    monkeypatch.setattr(host, "get_addrs", get_addrs)
+    first, _ = libp2p_fixes.own_record_for_rpc(host)
+    assert first == env_to_send_in_RPC(host)[0], "not the library's record"
+    asked.clear()
+    for _ in range(50):
+        assert libp2p_fixes.own_record_for_rpc(host) == (first, False)
+    assert asked == [], "the address list was rebuilt for an RPC within the interval"
+    addrs[:] = [Multiaddr(f"/ip4/127.0.0.2/tcp/4002/p2p/{host.get_id()}")]
+    assert libp2p_fixes.own_record_for_rpc(host)[0] == first  # within the interval: the record sent last
+    monkeypatch.setattr(libp2p_fixes, "OWN_RECORD_RECHECK_S", 0.0)
+    second, issued = libp2p_fixes.own_record_for_rpc(host)
+    assert issued and second != first and asked, "the changed address gave no new record after the interval"
+    assert env_to_send_in_RPC(host) == (second, False), "the library does not agree the new record is current"
+    _, record = consume_envelope(second, "libp2p-peer-record")
+    assert [str(a) for a in record.addrs] == [str(a) for a in addrs]
 
 
 def test_another_queue_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
