@@ -34,7 +34,9 @@ import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
 from libp2p.network.config import RetryConfig
+from libp2p.network.stream.exceptions import StreamClosed, StreamReset
 from libp2p.pubsub.score import ScoreParams
+from libp2p.utils.varint import encode_uvarint
 
 from . import pnet
 
@@ -42,6 +44,7 @@ RPC_QUEUE_RPCS = 1024  # pitfall 5: 32 RPCs per peer, the rest dropped silently
 RPC_MAX_BYTES = 4 << 20  # pitfall 8: messages of 1 MiB or more vanish
 SENDER_RECORD_RECHECK_S = 600.0  # pitfall 27: the same signed record from a peer is checked again after this long
 OWN_RECORD_RECHECK_S = 10.0  # pitfall 30: our own record for outgoing RPCs is re-derived after this long
+RPC_WRITE_BYTES = 64 << 10  # pitfall 31: RPCs queued for one peer go out in one stream write, up to this many bytes
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -378,6 +381,46 @@ def patch_pubsub_spawns(pubsub: Any, router: Any) -> None:
         spawn(async_fn, *args, **kwargs)
 
     manager.run_task = run_task  # type: ignore[union-attr]
+
+
+def coalesce_rpc_writes(pubsub: Any) -> None:
+    """Pitfall 31: pubsub's sending loop for a peer writes each queued RPC with a stream write of its own, so a
+    burst (the GRAFTs for every short mesh a new peer's subscriptions fill, ~19 per connection end in a 96-topic
+    mesh) costs a yamux frame, a Noise message and a socket send each, and as many reads at the peer. Called on
+    one Pubsub before it runs: its loop takes the first RPC as the library does, then whatever else is already
+    queued (up to ``RPC_WRITE_BYTES``), and writes them, each length-prefixed as the library does, in one write.
+    The stream's bytes are the library's, in the library's order; only how they are cut into writes differs."""
+    loop = getattr(type(pubsub), "handle_sending_messages", None)
+    _expect_params(31, "Pubsub.handle_sending_messages", loop, ["self", "peer_id", "stream", "queue"])
+    _expect_uses(31, "Pubsub.handle_sending_messages", loop, "write_msg")
+    _expect_uses(31, "Pubsub.write_msg", getattr(type(pubsub), "write_msg", None), "encode_uvarint")
+    _expect_params(31, "Pubsub._handle_dead_peer", getattr(pubsub, "_handle_dead_peer", None), ["peer_id"])
+    _expect_uses(31, "RpcQueue.pop", rpc_queue.RpcQueue.pop, "_queue")
+    _expect_params(31, "PriorityQueue.pop", getattr(rpc_queue.PriorityQueue, "pop", None), ["self"])
+    def framed(rpc: Any) -> bytes:
+        data: bytes = rpc.SerializeToString()
+        return bytes(encode_uvarint(len(data))) + data
+
+    async def handle_sending_messages(peer_id: Any, stream: Any, queue: Any) -> None:
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:  # closed: the peer is gone
+                    return
+                parts = [framed(rpc)]
+                size = len(parts[0])
+                while size < RPC_WRITE_BYTES and (more := queue._queue.pop()) is not None:
+                    parts.append(framed(more))
+                    size += len(parts[-1])
+                try:
+                    await stream.write(b"".join(parts))
+                except (StreamClosed, StreamReset):
+                    pubsub._handle_dead_peer(peer_id)
+                    return
+        except Exception:  # as the library's loop: any failure ends the peer
+            pubsub._handle_dead_peer(peer_id)
+
+    pubsub.handle_sending_messages = handle_sending_messages
 
 
 def patch_router(router: Any) -> None:

@@ -237,6 +237,7 @@ class P2POverlay:
             msg_id_constructor=lambda msg: hashlib.sha256(msg.data).digest(),  # 13
             max_subscriptions_per_peer=4096,
         )
+        libp2p_fixes.coalesce_rpc_writes(self.pubsub)  # 31
         self.rr = RequestResponse(self.host)
         self.channels = channel.Channels(self.host, log=log, metrics=metrics)  # our version-2 streams to peers
         self._up: set[str] = set()  # members with a live connection, as last reconciled

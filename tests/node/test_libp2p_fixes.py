@@ -276,6 +276,29 @@ def test_the_swarm_patches_refuse_a_swarm_without_what_they_replace() -> None:
         libp2p_fixes.patch_swarm(no_psk, gate=gate, protector=object())
 
 
+def test_the_coalescing_sender_applies_to_the_librarys_pubsub_and_refuses_another_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pitfall 31 is made on a real Pubsub (its behaviour over a real connection: tests/node/test_p2p.py); a
+    sending loop of another shape, or one that no longer writes through ``write_msg``, stops the node."""
+    host = new_host(key_pair=create_new_key_pair())
+
+    def pubsub() -> pubsub_module.Pubsub:
+        return pubsub_module.Pubsub(host, GossipSub([PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12))
+
+    ours = pubsub()
+    libp2p_fixes.coalesce_rpc_writes(ours)
+    assert ours.handle_sending_messages.__module__ == libp2p_fixes.__name__
+
+    async def other_loop(self: object, peer_id: object, stream: object, queue: object) -> None:
+        return None
+
+    for replacement in (lambda self, peer_id, stream: None, other_loop):
+        monkeypatch.setattr(pubsub_module.Pubsub, "handle_sending_messages", replacement)
+        with pytest.raises(LibraryChangedError, match="pitfall 31"):
+            libp2p_fixes.coalesce_rpc_writes(pubsub())
+
+
 def test_the_host_and_pubsub_patches_apply_and_refuse_another_shape() -> None:
     """Pitfalls 24 and 25: no outbound identify; pubsub's per-topic spawns only when their first check would pass."""
 

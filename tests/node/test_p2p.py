@@ -13,6 +13,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes
 
 from identity.keys import NodeKey
@@ -435,6 +436,47 @@ def test_a_new_subscriber_gets_the_topics_recent_messages_and_quiet_topics_cost_
                 assert got == [("truc/test/busy", b"sent before the peer came")]
                 replayed = first.pubsub._replayed_recent_topics.get(ID.from_base58(late.peer_id), set())
                 assert replayed == {"truc/test/busy"}, replayed  # no replay task ever ran for the quiet topic
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(60)
+def test_rpcs_queued_for_a_peer_leave_in_one_write_and_arrive_one_by_one_in_order() -> None:
+    """Pitfall 31, over a real connection: 40 RPCs queued for a peer at once (as the GRAFTs a new peer's
+    subscriptions cause are) leave in one stream write; the library wrote each alone. The peer's pubsub still reads
+    40 RPCs, each handled on its own and in the order they were queued: the stream's bytes are the library's."""
+    first, second = dialling_pair()
+    handled: list[list[str]] = []
+    writes: list[int] = []
+    topics = [f"truc/test/burst/{i}" for i in range(40)]
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(first.run)
+                await nursery.start(second.run)
+                peer, back = ID.from_base58(second.peer_id), ID.from_base58(first.peer_id)
+                await wait_until(lambda: peer in first.pubsub.peers and back in second.pubsub.peers, timeout=20)
+                stream = first.pubsub.peers[peer]
+                library_write, library_handle = stream.write, second.router.handle_rpc
+
+                async def counting(data: bytes) -> None:
+                    writes.append(len(data))
+                    await library_write(data)
+
+                async def recording(rpc: rpc_pb2.RPC, sender: ID) -> None:
+                    handled.append([g.topicID for g in rpc.control.graft])
+                    await library_handle(rpc, sender)
+
+                stream.write = counting  # type: ignore[method-assign]
+                second.router.handle_rpc = recording  # type: ignore[method-assign]
+                for topic in topics:  # no checkpoint in between: the sending loop finds all 40 queued
+                    graft = rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=topic)])
+                    first.router.send_rpc(peer, rpc_pb2.RPC(control=graft), priority=True)
+                await wait_until(lambda: len(handled) >= len(topics), timeout=20)
+                assert handled == [[t] for t in topics]
+                assert len(writes) == 1, writes
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
