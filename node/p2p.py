@@ -69,7 +69,11 @@ tests/node/test_p2p.py:
 28. yamux credited the peer after nearly every read (a length-prefixed message is two or more reads): small reads
     now wait for go-yamux's half-window hysteresis while the peer has credit; bulk reads keep the library's update;
 29. the gossip heartbeat picked (and threw away) peers for every topic every second: only topics with recent
-    messages are gossiped about now, with the same targets.
+    messages are gossiped about now, with the same targets;
+30. every pubsub RPC sent rebuilt the host's address list to see whether our own signed record was still
+    current: the record is re-derived every 10 s instead;
+31. pubsub wrote each RPC queued for a peer with a stream write of its own: what is queued leaves in one write,
+    the same bytes in the same order.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
