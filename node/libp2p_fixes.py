@@ -397,6 +397,7 @@ def coalesce_rpc_writes(pubsub: Any) -> None:
     _expect_params(31, "Pubsub._handle_dead_peer", getattr(pubsub, "_handle_dead_peer", None), ["peer_id"])
     _expect_uses(31, "RpcQueue.pop", rpc_queue.RpcQueue.pop, "_queue")
     _expect_params(31, "PriorityQueue.pop", getattr(rpc_queue.PriorityQueue, "pop", None), ["self"])
+
     def framed(rpc: Any) -> bytes:
         data: bytes = rpc.SerializeToString()
         return bytes(encode_uvarint(len(data))) + data

@@ -73,7 +73,9 @@ tests/node/test_p2p.py:
 30. every pubsub RPC sent rebuilt the host's address list to see whether our own signed record was still
     current: the record is re-derived every 10 s instead;
 31. pubsub wrote each RPC queued for a peer with a stream write of its own: what is queued leaves in one write,
-    the same bytes in the same order.
+    the same bytes in the same order;
+32. importing the library loaded QUIC, WebSocket, TLS, SECIO and mDNS, none of which a node uses: stand-ins
+    answer for them (node/slim_imports.py, installed by node/__init__.py before the library is imported).
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake

@@ -5,6 +5,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+import node  # noqa: F401 - py-libp2p without its unused parts, as the daemon runs it (pitfall 32)
 from identity.keys import AgencyKeys, AuthorityPublic, NodeKey, SigningKey
 from identity.provision import DeterministicRng, ProvisionedNode, build_directory
 from identity.trust import Trust

@@ -19,7 +19,10 @@ import libp2p.transport.tcp.tcp as libp2p_tcp
 import pytest
 import trio
 from libp2p import new_host
+from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
 from libp2p.network.config import RetryConfig
 from libp2p.peer.envelope import consume_envelope
 from libp2p.peer.id import ID
@@ -27,12 +30,24 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import Service, background_trio_service
 from multiaddr import Multiaddr
 
 from node import libp2p_fixes
 from node.libp2p_fixes import LibraryChangedError
 from tests.procs import ROOT
+
+
+def noise_host() -> IHost:
+    """A plain py-libp2p host with Noise, as the node's (the library's default also offers TLS and SECIO, which a
+    node does not load: pitfall 32)."""
+    kp = create_new_key_pair()
+    return new_host(
+        key_pair=kp,
+        sec_opt={TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)},
+    )
 
 
 @pytest.mark.timeout(60)
@@ -96,7 +111,7 @@ def test_a_peers_sender_record_is_verified_once_not_in_every_rpc(monkeypatch: py
         return library_check(data, domain)
 
     monkeypatch.setattr(pubsub_utils, "consume_envelope", counting)
-    sender, receiver = new_host(key_pair=create_new_key_pair()), new_host(key_pair=create_new_key_pair())
+    sender, receiver = noise_host(), noise_host()
     record, _ = env_to_send_in_RPC(sender)
     rpc = rpc_pb2.RPC(senderRecord=record)
     for _ in range(5):
@@ -118,7 +133,7 @@ def test_our_own_record_is_derived_once_per_interval_not_for_every_rpc(monkeypat
     last, without rebuilding the host's address list each time; after the interval the library decides again, and
     a changed address gives a new record, as the library's own function would."""
     libp2p_fixes.install()
-    host = new_host(key_pair=create_new_key_pair())
+    host = noise_host()
     addrs = [Multiaddr(f"/ip4/127.0.0.1/tcp/4001/p2p/{host.get_id()}")]
     asked: list[int] = []
 
@@ -281,7 +296,7 @@ def test_the_coalescing_sender_applies_to_the_librarys_pubsub_and_refuses_anothe
 ) -> None:
     """Pitfall 31 is made on a real Pubsub (its behaviour over a real connection: tests/node/test_p2p.py); a
     sending loop of another shape, or one that no longer writes through ``write_msg``, stops the node."""
-    host = new_host(key_pair=create_new_key_pair())
+    host = noise_host()
 
     def pubsub() -> pubsub_module.Pubsub:
         return pubsub_module.Pubsub(host, GossipSub([PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12))
