@@ -1,4 +1,6 @@
-"""Every change this project makes to py-libp2p 0.8.1, in one place (docs/overlay.md, the pitfalls table).
+"""Every change this project makes to py-libp2p 0.8.1, in one place (docs/overlay.md, the pitfalls table), but
+for the stand-ins for the parts a node never uses (pitfall 32, node/slim_imports.py): those must be in place
+before the library is imported, so ``node/__init__.py`` installs them.
 
 Several workarounds replace private attributes of the library. An assignment
 to an attribute a library update renamed would silently do nothing, and the
