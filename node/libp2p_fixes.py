@@ -163,14 +163,20 @@ def consume_sender_record(msg: Any, host: Any, peer_id: Any) -> bool:
     return ok
 
 
+def _replace_imported_function(pitfall: int, name: str, library: Any, ours: Any, users: tuple[Any, ...]) -> None:
+    """Replace the function ``name`` that each of ``users`` (module, where, a function of it) imported from the
+    library: each function must still read ``name``, and each module must still hold the library's (or ours)."""
+    for module, where, fn in users:
+        _expect_uses(pitfall, where, fn, name)
+        current = getattr(module, name, None)
+        if current is not ours:
+            if current is not library:
+                raise LibraryChangedError(pitfall, f"{module.__name__}.{name} is not the library's")
+            setattr(module, name, ours)
+
+
 def _remember_sender_records() -> None:
-    for module, where, fn in _RECORD_USERS:
-        _expect_uses(27, where, fn, "maybe_consume_signed_record")
-        current = getattr(module, "maybe_consume_signed_record", None)
-        if current is not consume_sender_record:
-            if current is not _LIBRARY_CONSUME_RECORD:
-                raise LibraryChangedError(27, f"{module.__name__}.maybe_consume_signed_record is not the library's")
-            module.maybe_consume_signed_record = consume_sender_record  # type: ignore[attr-defined]
+    _replace_imported_function(27, "maybe_consume_signed_record", _LIBRARY_CONSUME_RECORD, consume_sender_record, _RECORD_USERS)
 
 
 _LIBRARY_OWN_RECORD = peerstore_module.env_to_send_in_RPC
@@ -206,13 +212,7 @@ def own_record_for_rpc(host: Any) -> tuple[bytes, bool]:
 
 
 def _reuse_own_record() -> None:
-    for module, where, fn in _OWN_RECORD_USERS:
-        _expect_uses(30, where, fn, "env_to_send_in_RPC")
-        current = getattr(module, "env_to_send_in_RPC", None)
-        if current is not own_record_for_rpc:
-            if current is not _LIBRARY_OWN_RECORD:
-                raise LibraryChangedError(30, f"{module.__name__}.env_to_send_in_RPC is not the library's")
-            module.env_to_send_in_RPC = own_record_for_rpc  # type: ignore[attr-defined]
+    _replace_imported_function(30, "env_to_send_in_RPC", _LIBRARY_OWN_RECORD, own_record_for_rpc, _OWN_RECORD_USERS)
 
 
 _TASK_OF: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # trio task -> the FunctionTask it runs

@@ -44,6 +44,11 @@ def invoke(*args: str) -> str:
     return result.output
 
 
+def python_probe(code: str, timeout: float = 60) -> None:
+    """Run ``code`` in a fresh interpreter from the repository root (a process with nothing imported yet)."""
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=timeout)
+
+
 def truc_process(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``truc ARGS`` as its own process from this source tree: exit status, stdout and stderr as an operator sees them.
 

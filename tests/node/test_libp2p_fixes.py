@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,7 +35,7 @@ from multiaddr import Multiaddr
 
 from node import libp2p_fixes
 from node.libp2p_fixes import LibraryChangedError
-from tests.procs import ROOT
+from tests.procs import python_probe
 
 
 def noise_host() -> IHost:
@@ -62,7 +60,7 @@ def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
         "assert now() == before, 'changed at import'\n"
         "assert before[0] == (32, 1 << 20), before[0]\n"
     )
-    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
+    python_probe(probe)
 
 
 def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import libp2p
 import pytest
 
 from node import slim_imports
-from tests.procs import ROOT
+from tests.procs import python_probe
 
 LIBRARY = Path(libp2p.__file__).parent
 
@@ -84,7 +83,7 @@ def test_a_node_process_loads_none_of_the_unused_parts_and_a_use_of_one_says_wha
         "else:\n"
         "    raise SystemExit('a stand-in could be used')\n"
     )
-    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
+    python_probe(probe)
 
 
 @pytest.mark.timeout(60)
@@ -96,7 +95,7 @@ def test_a_process_that_imported_the_library_first_keeps_all_of_it() -> None:
         "assert slim_imports.FINDER not in sys.meta_path\n"
         "assert 'aioquic' in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
+    python_probe(probe)
 
 
 def test_this_test_process_runs_the_library_as_a_node_does() -> None:
