@@ -11,6 +11,11 @@ pitfall if not. Nothing happens at import: module-wide changes are made by
 :func:`install` when the first overlay is built (and checked again each time),
 per-object ones by :func:`patch_swarm` and :func:`patch_router` on the objects
 of one host.
+
+Why one module: it is what someone upgrading py-libp2p must review, line by
+line, against the new version; split by subsystem, a fix in a file they did
+not open would be the one that silently stops applying. Each function is one
+pitfall, numbered as in docs/overlay.md, so the file reads as that table.
 """
 
 from __future__ import annotations
