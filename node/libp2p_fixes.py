@@ -43,7 +43,7 @@ import libp2p.transport.tcp.tcp as libp2p_tcp
 from libp2p.network.config import RetryConfig
 from libp2p.network.stream.exceptions import StreamClosed, StreamReset
 from libp2p.pubsub.score import ScoreParams
-from libp2p.utils.varint import encode_uvarint
+from libp2p.utils.varint import encode_varint_prefixed
 
 from . import pnet
 
@@ -405,20 +405,16 @@ def coalesce_rpc_writes(pubsub: Any) -> None:
     _expect_uses(31, "RpcQueue.pop", rpc_queue.RpcQueue.pop, "_queue")
     _expect_params(31, "PriorityQueue.pop", getattr(rpc_queue.PriorityQueue, "pop", None), ["self"])
 
-    def framed(rpc: Any) -> bytes:
-        data: bytes = rpc.SerializeToString()
-        return bytes(encode_uvarint(len(data))) + data
-
     async def handle_sending_messages(peer_id: Any, stream: Any, queue: Any) -> None:
         try:
             while True:
                 rpc = await queue.pop()
                 if rpc is None:  # closed: the peer is gone
                     return
-                parts = [framed(rpc)]
+                parts = [encode_varint_prefixed(rpc.SerializeToString())]
                 size = len(parts[0])
                 while size < RPC_WRITE_BYTES and (more := queue._queue.pop()) is not None:
-                    parts.append(framed(more))
+                    parts.append(encode_varint_prefixed(more.SerializeToString()))
                     size += len(parts[-1])
                 try:
                     await stream.write(b"".join(parts))
