@@ -318,7 +318,8 @@ def track(e: Engine, doc_id: Digest) -> dict[str, Any]:
         raise NotFoundError(f"document {doc_id}")
     recipients = []
     for code in doc.to:
-        delivery = e.outbox.get(doc.sender, doc_id, code) if doc.sender in e.hosted else None
+        # what is written, as the history below: a change still in a batch would show ahead of its status
+        delivery = e.store.delivery(doc.sender, bytes(doc_id), code) if doc.sender in e.hosted else None
         state, _, _ = e.statuses.thread_state(doc_id, code)
         history = sorted(e.store.history(doc_id, code), key=lambda x: (x[2].seq, x[2].at))
         if delivery is not None:

@@ -542,3 +542,26 @@ def test_an_idle_sender_pushes_at_once_and_a_busy_one_gathers(tmp_path: Path, mo
             n.cancel_scope.cancel()
 
     run_virtual(main)
+
+
+def test_tracking_reports_only_what_is_written_so_a_delivered_state_comes_with_its_01(tmp_path: Path) -> None:
+    """``document.track`` read the delivery state from the outbox's not-yet-written change and the history from the
+    store: between a receipt's ingest and its commit it said "delivered" with no 01 in the statuses (seen once by
+    `truc demo`). Both now come from what is written."""
+    c = cluster(tmp_path)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await c.start_all(n)
+            await c.stop("h29")
+            doc = await send(c, G22, [H29], 100)
+            g = c.by_code(G22).e()
+            (before,) = views.track(g, doc)["recipients"]
+            b = g.store.batch()  # a receipt being ingested: its batch not yet written
+            assert g.outbox.receipted(b, (C(G22), bytes(doc), C(H29)), Digest.of(b"a 01 not yet stored"), 0)
+            (during,) = views.track(g, doc)["recipients"]
+            assert during["state"] == before["state"] == "pending"
+            assert during["statuses"] == before["statuses"] == []
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
