@@ -217,6 +217,16 @@ def wrap_key(recipient_public: bytes, content_key: bytes, rng: Rng) -> bytes:
     return bytes(epk + nacl.bindings.crypto_box(content_key, nonce, recipient_public, esk))
 
 
+def document_length(meta: DocumentMeta, entries: tuple[FileEntry, ...]) -> int:
+    """The body length a document with these files will have: what a recipient checks against its size limit."""
+    full = dataclasses.replace(meta, files=entries)
+    return _body_length(full.encode(), full)
+
+
+def _body_length(manifest: bytes, full: DocumentMeta) -> int:
+    return 4 + len(manifest) + full.files_size
+
+
 def seal_document(
     meta: DocumentMeta,
     files: Sequence[FileSource],
@@ -239,7 +249,7 @@ def seal_document(
     entries = describe_files(files) if entries is None else entries
     full = dataclasses.replace(meta, files=entries)
     manifest = full.encode()
-    length = len(manifest) + 4 + full.files_size
+    length = _body_length(manifest, full)
     plaintext = _chain([manifest_prefix(manifest), manifest], _stream_files(files, entries))
     env = seal(
         Kind.DOCUMENT,

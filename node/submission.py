@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import trio
 
 from identity.keys import AgencyKeys
-from identity.sealing import FileSource, Recipient, describe_files, read_document, seal_document
+from identity.sealing import FileSource, Recipient, describe_files, document_length, read_document, seal_document
 from protocol.agency import AgencyCode
 from protocol.body import INLINE_MAX_BYTES
 from protocol.delivery import DeliveryKind
@@ -157,10 +157,17 @@ class Submission(Part):
             entries = describe_files(files)  # a few hashes of bytes in memory: cheaper than the trip to a worker thread
         else:
             entries = await self.n.offload(describe_files, files)
+        limit = self.config.max_document_bytes
         total = sum(e.size for e in entries)
-        if total > self.config.max_document_bytes:
+        if total > limit:
+            raise TooLargeError(f"the attachments are {total} bytes, this node accepts documents up to {limit} bytes")
+        length = document_length(meta, entries)
+        if length > limit:
+            # What recipients check (their limit is the network's default, as ours): a document that passed on its
+            # attachments alone would be stored here and refused by every recipient.
             raise TooLargeError(
-                f"the attachments are {total} bytes, this node accepts documents up to {self.config.max_document_bytes} bytes"
+                f"the document is {length} bytes ({total} of attachments, {length - total} of manifest), "
+                f"this node accepts documents up to {limit} bytes"
             )
 
         def seal() -> tuple[Envelope, DocumentMeta]:  # in a worker thread, unless the document is small

@@ -251,6 +251,10 @@ def test_submit_errors_and_idempotency(tmp_path: Path) -> None:
                 await send(c, G22, ["000.00.00.H05"], 10)
             with pytest.raises(TooLargeError, match="accepts documents up to"):
                 await send(c, G22, [H01], 2 << 20)
+            # Attachments exactly at the limit: the manifest makes the document larger than any recipient accepts,
+            # so the sender refuses it rather than store a document nobody can receive.
+            with pytest.raises(TooLargeError, match=r"\d+ of manifest\), this node accepts documents up to 1048576"):
+                await send(c, G22, [H01], 1 << 20)
             with pytest.raises(SchemaError, match="itself"):
                 await send(c, G22, [G22], 1)
             with pytest.raises(NotHostedError, match=r"this node hosts 000\.00\.00\.G22, 000\.00\.01\.G22"):
