@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import socket
+import struct
 import time
 import weakref
 from collections import defaultdict
@@ -40,9 +41,11 @@ import libp2p.stream_muxer.yamux.yamux as yamux_module
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
+import trio
 from libp2p.network.config import RetryConfig
 from libp2p.network.stream.exceptions import StreamClosed, StreamReset
 from libp2p.pubsub.score import ScoreParams
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.utils.varint import encode_varint_prefixed
 
 from . import pnet
@@ -52,6 +55,7 @@ RPC_MAX_BYTES = 4 << 20  # pitfall 8: messages of 1 MiB or more vanish
 SENDER_RECORD_RECHECK_S = 600.0  # pitfall 27: the same signed record from a peer is checked again after this long
 OWN_RECORD_RECHECK_S = 10.0  # pitfall 30: our own record for outgoing RPCs is re-derived after this long
 RPC_WRITE_BYTES = 64 << 10  # pitfall 31: RPCs queued for one peer go out in one stream write, up to this many bytes
+WINDOW_WAIT_S = 5.0  # pitfall 33: a yamux writer waits this long for window credit, as the library's
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -132,6 +136,7 @@ def install() -> None:
     _remember_sender_records()  # pitfall 27
     _reuse_own_record()  # pitfall 30
     _window_updates_with_hysteresis()  # pitfall 28
+    _credit_wakes_the_writer()  # pitfall 33
 
 
 _LIBRARY_CONSUME_RECORD = pubsub_utils.maybe_consume_signed_record
@@ -263,18 +268,18 @@ def _index_service_tasks() -> None:
     trio_manager.TrioManager._find_parent_task = find_parent_task  # type: ignore[method-assign]
 
 
-SMALL_READ = 16 << 10  # pitfall 28: reads below this send no WINDOW_UPDATE while the peer has credit left
 _LIBRARY_WINDOW_UPDATE = yamux_module.YamuxStream._auto_tune_and_send_window_update  # what window_update falls back to
+_LIBRARY_WRITE = yamux_module.YamuxStream.write
+_CREDIT = "_truc_credit"  # pitfall 33: a YamuxStream's event for a writer waiting for window credit
 
 
 async def window_update(self: Any, *, bytes_read: int = 0) -> None:
-    """Pitfall 28: after a small read (under 16 KiB), no WINDOW_UPDATE while the peer still has half a window of
-    credit and less than half a window has been read since the last one (go-yamux's hysteresis, on the library's
-    own threshold); otherwise the library's update, unchanged. Bulk reads keep the library's way on purpose: its
-    updates credit more than was read, so a bulk sender's window grows; the sender waits for credit by polling
-    every 10 ms, and with go-yamux's rule on every read a 100 MB fetch took 2-4 s instead of 1.5."""
+    """Pitfall 28: no WINDOW_UPDATE while the peer still has half a window of credit and less than half a window
+    has been read since the last one (go-yamux's hysteresis, on the library's own threshold); otherwise the
+    library's update, unchanged (its auto-tuning grows a bulk sender's window). Bulk reads too: the writer now wakes
+    on credit (pitfall 33), so holding updates back no longer leaves it asleep."""
     threshold = self._grow_threshold()
-    if bytes_read < SMALL_READ and self.recv_window >= threshold:
+    if self.recv_window >= threshold:
         buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
         if self.target_recv_window - (self.recv_window + buffered) < threshold:
             return
@@ -283,9 +288,9 @@ async def window_update(self: Any, *, bytes_read: int = 0) -> None:
 
 def _window_updates_with_hysteresis() -> None:
     """Pitfall 28: py-libp2p's yamux sends a WINDOW_UPDATE after nearly every read of a stream (its
-    ``RELEASE_ON_READ`` and a "partial slack" branch), and a length-prefixed message is two reads: every small
-    message cost the receiver two frames back, each through Noise and the socket (more than half of all frames
-    while a mesh forms). :func:`window_update` holds them back for small reads."""
+    ``RELEASE_ON_READ`` and a "partial slack" branch): a length-prefixed message is two reads, so every small
+    message cost the receiver two frames back, and a bulk read one frame back per 64 KiB frame, each through Noise
+    and the socket. :func:`window_update` holds them back."""
     stream = yamux_module.YamuxStream
     current = stream.__dict__.get("_auto_tune_and_send_window_update")
     if current is not window_update and current is not _LIBRARY_WINDOW_UPDATE:
@@ -293,6 +298,86 @@ def _window_updates_with_hysteresis() -> None:
     _expect_params(28, "YamuxStream._auto_tune_and_send_window_update", _LIBRARY_WINDOW_UPDATE, ["self", "bytes_read"])
     _expect_params(28, "YamuxStream._grow_threshold", getattr(stream, "_grow_threshold", None), ["self"])
     stream._auto_tune_and_send_window_update = window_update  # type: ignore[method-assign]
+
+
+class _WakesWriter:
+    """Pitfall 33: ``YamuxStream.send_window`` and ``.closed`` as attributes whose change to a true value (credit,
+    or the end of the stream) wakes a writer waiting in :func:`write`. The value lives in the instance's
+    ``__dict__``, where the library's own assignments put it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+        if value > 0:  # an int window, or closed=True
+            credit = obj.__dict__.get(_CREDIT)
+            if credit is not None:
+                credit.set()
+
+
+async def write(self: Any, data: bytes) -> None:
+    """Pitfall 33: ``YamuxStream.write`` as the library's (frames of at most the peer's window and 64 KiB, under
+    the same locks, the same errors), but a writer out of credit sleeps until a WINDOW_UPDATE or the stream's end
+    wakes it, not in 10 ms polls; still 5 s at most, as the library."""
+    if self.send_closed:
+        raise MuxedStreamError("Stream is closed for sending")
+    total, sent = len(data), 0
+    while sent < total:
+        frame: bytes | None = None
+        while frame is None:
+            async with self.rw_lock.write_lock():
+                if self.send_closed:
+                    raise MuxedStreamError("Stream is closed for sending")
+                async with self.window_lock:
+                    if self.closed:
+                        raise MuxedStreamError("Stream is closed")
+                    if self.send_window > 0:
+                        size = min(self.send_window, yamux_module.MAX_MESSAGE_SIZE - yamux_module.HEADER_SIZE, total - sent)
+                        self.send_window -= size
+                        header = struct.pack(yamux_module.YAMUX_HEADER_FORMAT, 0, yamux_module.TYPE_DATA, 0, self.stream_id, size)
+                        frame = header + data[sent : sent + size]
+            if frame is None:
+                self._zero_window_waits += 1
+                with trio.move_on_after(WINDOW_WAIT_S) as waited:
+                    while self.send_window <= 0 and not self.closed:
+                        credit = self.__dict__[_CREDIT] = trio.Event()
+                        await credit.wait()
+                self.__dict__.pop(_CREDIT, None)
+                if waited.cancelled_caught:
+                    raise MuxedStreamError(f"Timed out waiting for window update after {WINDOW_WAIT_S:g} seconds.")
+        await self.conn._write_frame(frame)
+        sent += len(frame) - yamux_module.HEADER_SIZE
+
+
+def _credit_wakes_the_writer() -> None:
+    """Pitfall 33: py-libp2p's yamux writer, out of window credit, polls for it every 10 ms; a bulk transfer whose
+    reader holds updates back (pitfall 28) stalled up to 10 ms each time its window ran out."""
+    stream = yamux_module.YamuxStream
+    current = stream.__dict__.get("write")
+    if current is not write and current is not _LIBRARY_WRITE:
+        raise LibraryChangedError(33, "YamuxStream.write is not the library's")
+    _expect_params(33, "YamuxStream.write", _LIBRARY_WRITE, ["self", "data"])
+    for name in ("send_window", "closed", "send_closed", "window_lock", "rw_lock", "_write_frame", "MAX_MESSAGE_SIZE"):
+        _expect_uses(33, "YamuxStream.write", _LIBRARY_WRITE, name)
+    for name in ("MAX_MESSAGE_SIZE", "HEADER_SIZE", "YAMUX_HEADER_FORMAT", "TYPE_DATA", "MuxedStreamError"):
+        if not hasattr(yamux_module, name):
+            raise LibraryChangedError(33, f"libp2p.stream_muxer.yamux.yamux.{name} is gone")
+    if current is write:
+        return
+    if "__slots__" in stream.__dict__ or any(name in stream.__dict__ for name in ("send_window", "closed", _CREDIT)):
+        raise LibraryChangedError(33, "YamuxStream keeps send_window or closed other than in its instances' __dict__")
+    stream.send_window = _WakesWriter("send_window")  # type: ignore[assignment]
+    stream.closed = _WakesWriter("closed")  # type: ignore[assignment]
+    stream.write = write  # type: ignore[method-assign]
 
 
 # --- per host ------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
         "import libp2p.pubsub.rpc_queue as q, libp2p.transport.tcp.tcp as t, libp2p.identity.identify.identify as i\n"
         "import libp2p.stream_muxer.yamux.yamux as y, libp2p.pubsub.gossipsub as g\n"
         "def now(): return (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION,\n"
-        "                   y.YamuxStream._auto_tune_and_send_window_update, g.env_to_send_in_RPC)\n"
+        "                   y.YamuxStream._auto_tune_and_send_window_update, g.env_to_send_in_RPC,\n"
+        "                   y.YamuxStream.write, 'send_window' in vars(y.YamuxStream))\n"
         "before = now()\n"
         "import node.p2p, node.libp2p_fixes\n"
         "assert now() == before, 'changed at import'\n"
@@ -70,6 +71,8 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
     assert libp2p_tcp._set_reuse_flags is libp2p_fixes._reuse_addr_only
     assert libp2p_fixes.agent_version() == identify_module.AGENT_VERSION
     assert yamux_module.YamuxStream._auto_tune_and_send_window_update is libp2p_fixes.window_update
+    assert yamux_module.YamuxStream.write is libp2p_fixes.write
+    assert isinstance(vars(yamux_module.YamuxStream)["send_window"], libp2p_fixes._WakesWriter)
     for module in (pubsub_module, gossipsub_module, floodsub_module):
         assert module.env_to_send_in_RPC is libp2p_fixes.own_record_for_rpc  # type: ignore[attr-defined]
 
@@ -85,6 +88,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (gossipsub_module, "env_to_send_in_RPC", lambda host: (b"", False), "pitfall 30"),
         (yamux_module.YamuxStream, "_auto_tune_and_send_window_update", lambda self, bytes_read=0: None, "pitfall 28"),
         (yamux_module.YamuxStream, "_grow_threshold", lambda self, divisor: 1, "pitfall 28"),
+        (yamux_module.YamuxStream, "write", lambda self, data, timeout: None, "pitfall 33"),
     ],
 )
 def test_a_moved_library_attribute_fails_loudly_at_install(

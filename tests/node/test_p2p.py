@@ -532,7 +532,61 @@ def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monke
 
     trio.run(main)
     assert phases["small"] == 0, f"{phases['small']} WINDOW_UPDATEs for 100 KB of small reads"
-    assert phases["bulk"] >= 8, phases
+    # Bulk reads are held back too (the library sent one per 64 KiB frame read, ~130 here), yet credit still flows.
+    assert 1 <= phases["bulk"] <= 40, phases
+
+
+@pytest.mark.timeout(60)
+def test_a_writer_out_of_window_credit_sleeps_until_credit_comes_instead_of_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 33, over a real connection: a writer that used up the peer's 256 KiB window waits while the reader
+    reads nothing for half a second. The library's writer woke every 10 ms to look (~50 times here); now it sleeps
+    until the reader's WINDOW_UPDATE wakes it, and the 1 MiB arrives whole."""
+    sender, receiver = dialling_pair()
+    real_sleep = trio.sleep
+    writer: list[object] = []
+    polls: list[float] = []
+
+    async def counting_sleep(seconds: float) -> None:
+        if writer and trio.lowlevel.current_task() is writer[0]:
+            polls.append(seconds)
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(trio, "sleep", counting_sleep)
+    data = secrets.token_bytes(1 << 20)
+    got = bytearray()
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sender.run)
+                await nursery.start(receiver.run)
+                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
+                may_read, done = trio.Event(), trio.Event()
+
+                async def handle(stream: INetStream) -> None:
+                    await may_read.wait()
+                    while len(got) < len(data):
+                        got.extend(await stream.read(1 << 20))
+                    done.set()
+
+                receiver.host.set_stream_handler(TProtocol("/truc/test-credit/1"), handle)
+                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-credit/1")])
+                muxed = stream.muxed_stream  # type: ignore[attr-defined]
+
+                async def write() -> None:
+                    writer.append(trio.lowlevel.current_task())
+                    await stream.write(data)
+
+                nursery.start_soon(write)
+                await wait_until(lambda: muxed._zero_window_waits > 0, timeout=20)  # out of credit, waiting
+                await real_sleep(0.5)
+                may_read.set()
+                await done.wait()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert bytes(got) == data
+    assert polls == [], f"the writer woke {len(polls)} times to poll for credit"
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
