@@ -37,6 +37,7 @@ import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue
 import libp2p.pubsub.utils as pubsub_utils
+import libp2p.security.noise.io as noise_io
 import libp2p.stream_muxer.yamux.yamux as yamux_module
 import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
@@ -56,6 +57,9 @@ SENDER_RECORD_RECHECK_S = 600.0  # pitfall 27: the same signed record from a pee
 OWN_RECORD_RECHECK_S = 10.0  # pitfall 30: our own record for outgoing RPCs is re-derived after this long
 RPC_WRITE_BYTES = 64 << 10  # pitfall 31: RPCs queued for one peer go out in one stream write, up to this many bytes
 WINDOW_WAIT_S = 5.0  # pitfall 33: a yamux writer waits this long for window credit, as the library's
+# pitfall 34: a yamux DATA frame's payload, so that the frame with its 12-byte header fits one Noise message (65,519
+# bytes of plaintext); the library's 64 KiB payload made every full frame two Noise messages, the second of 17 bytes
+FRAME_BYTES = noise_io.MAX_PLAINTEXT_LENGTH - yamux_module.HEADER_SIZE
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -341,7 +345,7 @@ async def write(self: Any, data: bytes) -> None:
                     if self.closed:
                         raise MuxedStreamError("Stream is closed")
                     if self.send_window > 0:
-                        size = min(self.send_window, yamux_module.MAX_MESSAGE_SIZE - yamux_module.HEADER_SIZE, total - sent)
+                        size = min(self.send_window, FRAME_BYTES, total - sent)
                         self.send_window -= size
                         header = struct.pack(yamux_module.YAMUX_HEADER_FORMAT, 0, yamux_module.TYPE_DATA, 0, self.stream_id, size)
                         frame = header + data[sent : sent + size]

@@ -6,6 +6,7 @@ import secrets
 import socket
 from pathlib import Path
 
+import libp2p.security.noise.io as noise_io
 import libp2p.stream_muxer.yamux.yamux as yamux_module
 import multiaddr
 import pytest
@@ -587,6 +588,55 @@ def test_a_writer_out_of_window_credit_sleeps_until_credit_comes_instead_of_poll
     trio.run(main)
     assert bytes(got) == data
     assert polls == [], f"the writer woke {len(polls)} times to poll for credit"
+
+
+@pytest.mark.timeout(60)
+def test_a_full_yamux_frame_travels_in_one_noise_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 34, over a real connection: the library's yamux frames (12 + 65,524 bytes) were 17 bytes over what
+    one Noise message carries (65,519), so each full frame left as two messages, each encrypted and sent alone:
+    4 MiB made 128 Noise messages for 64 frames. Now each frame is one message, and the bytes arrive whole."""
+    sender, receiver = dialling_pair()
+    frames: dict[int, int] = {}  # Noise writer -> yamux frames it was given
+    messages: dict[int, int] = {}  # Noise writer -> Noise messages it encrypted
+    write_msg, encrypt = noise_io.BaseNoiseMsgReadWriter.write_msg, noise_io.NoiseTransportReadWriter.encrypt
+
+    async def counting_write(self: noise_io.BaseNoiseMsgReadWriter, msg: bytes, prefix_encoded: bool = False) -> None:
+        frames[id(self)] = frames.get(id(self), 0) + 1
+        await write_msg(self, msg, prefix_encoded)
+
+    def counting_encrypt(self: noise_io.NoiseTransportReadWriter, data: bytes) -> bytes:
+        messages[id(self)] = messages.get(id(self), 0) + 1
+        return encrypt(self, data)
+
+    data = secrets.token_bytes(4 << 20)
+    got = bytearray()
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sender.run)
+                await nursery.start(receiver.run)
+                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
+                done = trio.Event()
+
+                async def handle(stream: INetStream) -> None:
+                    while len(got) < len(data):
+                        got.extend(await stream.read(1 << 20))
+                    done.set()
+
+                receiver.host.set_stream_handler(TProtocol("/truc/test-frames/1"), handle)
+                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-frames/1")])
+                monkeypatch.setattr(noise_io.BaseNoiseMsgReadWriter, "write_msg", counting_write)
+                monkeypatch.setattr(noise_io.NoiseTransportReadWriter, "encrypt", counting_encrypt)
+                await stream.write(data)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert bytes(got) == data
+    writer = max(frames, key=frames.__getitem__)  # the sender's session: it wrote the 4 MiB
+    assert frames[writer] >= 64, frames
+    assert messages[writer] == frames[writer], f"{messages[writer]} Noise messages for {frames[writer]} yamux frames"
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
