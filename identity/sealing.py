@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -53,6 +55,9 @@ from .filehash import HashingReader, hash_file
 from .keys import AgencyKeys, Rng
 
 CONTENT_KEY_BYTES = 32
+PARALLEL_FROM_BLOCKS = 4  # bodies of this many blocks or more are sealed on SEAL_THREADS threads
+SEAL_THREADS = 2
+SEAL_AHEAD = 4  # blocks in flight between the reading thread and the sealing threads (memory: 4 MiB)
 READ_CHUNK_BYTES = BLOCK_BYTES
 BlockSink = Callable[[Digest, bytes], None]
 
@@ -180,22 +185,44 @@ def seal(
     hashes: list[Digest] = []
     inline: list[bytes] = []
     seen = 0
-    for index, chunk in enumerate(_rechunk(plaintext, BLOCK_BYTES)):
-        if index >= n_blocks:
-            if chunk:
-                raise ValueError("plaintext longer than the announced length")  # caller bug
-            break
-        seen += len(chunk)
-        final = index == n_blocks - 1
+
+    def seal_block(chunk: bytes, index: int) -> tuple[bytes, Digest]:
         block = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            chunk, chunk_aad(binding, index, final), chunk_nonce(nonce, index), content_key
+            chunk, chunk_aad(binding, index, index == n_blocks - 1), chunk_nonce(nonce, index), content_key
         )
-        digest = Digest.of(block)
+        return block, Digest.of(block)
+
+    def done(block: bytes, digest: Digest) -> None:
         hashes.append(digest)
         if length <= INLINE_MAX_BYTES:
             inline.append(block)
         elif on_block is not None:
             on_block(digest, block)
+
+    # A large body's blocks are encrypted and hashed on SEAL_THREADS threads at once (libsodium and hashlib release
+    # the GIL), SEAL_AHEAD at most in flight, while this thread reads and hashes the next; results in block order.
+    pool = ThreadPoolExecutor(SEAL_THREADS, thread_name_prefix="seal") if n_blocks >= PARALLEL_FROM_BLOCKS else None
+    in_flight: deque[Future[tuple[bytes, Digest]]] = deque()
+    try:
+        for index, chunk in enumerate(_rechunk(plaintext, BLOCK_BYTES)):
+            if index >= n_blocks:
+                if chunk:
+                    raise ValueError("plaintext longer than the announced length")  # caller bug
+                break
+            seen += len(chunk)
+            if pool is None:
+                done(*seal_block(chunk, index))
+                continue
+            in_flight.append(pool.submit(seal_block, chunk, index))
+            while len(in_flight) >= SEAL_AHEAD:
+                done(*in_flight.popleft().result())
+        while in_flight:
+            done(*in_flight.popleft().result())
+    finally:
+        if pool is not None:
+            for future in in_flight:
+                future.cancel()
+            pool.shutdown(wait=True)
     if seen != length or len(hashes) != n_blocks:
         raise ValueError(f"plaintext has {seen} bytes, announced {length}")  # caller bug
     final_header = dataclasses.replace(header, body=BodyRef(length, BLOCK_BYTES, tuple(hashes)))

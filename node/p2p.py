@@ -66,8 +66,8 @@ tests/node/test_p2p.py:
     addresses of mesh peers protect nothing; where several nodes share an address (one machine: tests, simnet,
     the benchmarks) the scan ran on all 96 topics every second and found nothing.
 27. a peer's signed peer record, the same bytes in every pubsub RPC, is verified once, not in every RPC;
-28. yamux credited the peer after nearly every read (a length-prefixed message is two or more reads): small reads
-    now wait for go-yamux's half-window hysteresis while the peer has credit; bulk reads keep the library's update;
+28. yamux credited the peer after nearly every read (a length-prefixed message is two or more reads): reads now
+    wait for go-yamux's half-window hysteresis while the peer has credit (bulk reads too, since 33);
 29. the gossip heartbeat picked (and threw away) peers for every topic every second: only topics with recent
     messages are gossiped about now, with the same targets;
 30. every pubsub RPC sent rebuilt the host's address list to see whether our own signed record was still
@@ -75,7 +75,9 @@ tests/node/test_p2p.py:
 31. pubsub wrote each RPC queued for a peer with a stream write of its own: what is queued leaves in one write,
     the same bytes in the same order;
 32. importing the library loaded QUIC, WebSocket, TLS, SECIO and mDNS, none of which a node uses: stand-ins
-    answer for them (node/slim_imports.py, installed by node/__init__.py before the library is imported).
+    answer for them (node/slim_imports.py, installed by node/__init__.py before the library is imported);
+33. a yamux writer out of window credit polled for it every 10 ms: it sleeps until the update wakes it;
+34. a full yamux frame was 17 bytes more than one Noise message carries, so it left as two: frames now fit one.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake

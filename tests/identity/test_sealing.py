@@ -208,3 +208,51 @@ def test_a_file_that_changes_between_hashing_and_sealing_is_refused(net: Net, tm
             rng=DeterministicRng(b"seal"),
             entries=entries,
         )
+
+
+def test_a_large_body_sealed_on_several_threads_is_the_same_bytes_in_the_same_order(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies of PARALLEL_FROM_BLOCKS blocks or more are encrypted and hashed on worker threads: the envelope, every
+    block and the order ``on_block`` sees them in are those of sealing one block after another."""
+    import identity.sealing as sealing
+
+    payload = DeterministicRng(b"large")(9 * BLOCK_BYTES + 11)  # 10 blocks: more than SEAL_AHEAD in flight
+
+    def sealed() -> tuple[Envelope, list[tuple[Digest, bytes]]]:
+        order: list[tuple[Digest, bytes]] = []
+        env, _ = seal_document(
+            DocumentMeta(subject="large"),
+            [FileSource("big.bin", "application/octet-stream", data=payload)],
+            net=NET,
+            sender=net.k("000.00.00.G22"),
+            recipients=[net.trust.recipient(net.k("000.00.00.H29").code)],
+            at=NOW,
+            rng=DeterministicRng(b"seal"),
+            on_block=lambda digest, block: order.append((digest, block)),
+        )
+        return env, order
+
+    threads: set[str] = set()
+    encrypt = sealing.nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt
+
+    def recording(*args: bytes) -> bytes:
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return encrypt(*args)
+
+    monkeypatch.setattr(sealing.nacl.bindings, "crypto_aead_xchacha20poly1305_ietf_encrypt", recording)
+    parallel, parallel_order = sealed()
+    assert len(parallel_order) == 10 and all(name.startswith("seal") for name in threads), threads
+    monkeypatch.setattr(sealing, "PARALLEL_FROM_BLOCKS", 1 << 30)
+    threads.clear()
+    serial, serial_order = sealed()
+    assert threads == {"MainThread"}
+    assert parallel == serial
+    assert parallel_order == serial_order
+    header = parallel.header
+    assert isinstance(header, MessageHeader)
+    assert [digest for digest, _ in parallel_order] == list(header.body.blocks)
+    _, files = open_all(parallel, "000.00.00.H29", net, dict(parallel_order))
+    assert files == [payload]
