@@ -138,8 +138,21 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
 
 
+def cpu_s(net: Net) -> dict[str, float]:
+    """CPU seconds (user + system) each node process has used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for c in net.homes:
+        proc = net[c].proc
+        assert proc is not None
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[c] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:
     receipts = Receipts(net)
+    cpu_before = cpu_s(net)
     peak = {c: net.rss_mib(c) for c in net.homes}
     stop = threading.Event()
 
@@ -155,6 +168,7 @@ def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:
     sent = submit_many(net, n, threads=threads)
     submitted = time.time() - t0
     wait(lambda: net.call(G22, "node.info")["pending_deliveries"] == 0, 600, "receipts")
+    cpu_after = cpu_s(net)
     receipts.fill(net, sent)
     last = max(receipts.at[d] for d in sent) / 1000
     stop.set()
@@ -169,6 +183,8 @@ def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:
         "p50_ms": percentile(lat, 0.5) * 1000,
         "p99_ms": percentile(lat, 0.99) * 1000,
         **{f"rss_peak_{c[-3:]}": v for c, v in peak.items()},
+        # up to the check that every receipt is back (polled once a second, so it includes up to a second of idling)
+        **{f"cpu_ms_per_doc_{c[-3:]}": 1000 * (cpu_after[c] - cpu_before[c]) / n for c in net.homes},
     }
 
 
@@ -317,6 +333,13 @@ def main() -> None:
         {
             "measure": "  submit-to-receipt p50 / p99 under saturation",
             "value": f"{t['p50_ms']:.0f} / {t['p99_ms']:.0f}",
+            "unit": "ms",
+            "baseline": "",
+            "ratio": None,
+        },
+        {
+            "measure": "  CPU per document in that run: G22 / H29 / H17",
+            "value": " / ".join(f"{t['cpu_ms_per_doc_' + c[-3:]]:.2f}" for c in (G22, H29, H17)),
             "unit": "ms",
             "baseline": "",
             "ratio": None,
