@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import libp2p.security.noise.io as noise_io
@@ -483,6 +484,37 @@ def test_rpcs_queued_for_a_peer_leave_in_one_write_and_arrive_one_by_one_in_orde
     trio.run(main)
 
 
+async def _one_stream(
+    sender: P2POverlay,
+    receiver: P2POverlay,
+    send: Callable[[INetStream, trio.Nursery], Awaitable[None]],
+    receive: Callable[[INetStream], Awaitable[None]],
+) -> None:
+    """Run both overlays until they are connected, open one stream from ``sender``, and run ``send`` on it while
+    ``receive`` handles it at ``receiver``; returns once ``receive`` has returned."""
+    with trio.fail_after(50):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sender.run)
+            await nursery.start(receiver.run)
+            await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
+            done = trio.Event()
+
+            async def handle(stream: INetStream) -> None:
+                await receive(stream)
+                done.set()
+
+            receiver.host.set_stream_handler(TProtocol("/truc/test-bulk/1"), handle)
+            stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-bulk/1")])
+            await send(stream, nursery)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _read_into(stream: INetStream, got: bytearray, size: int) -> None:
+    while len(got) < size:
+        got.extend(await stream.read(1 << 20))
+
+
 @pytest.mark.timeout(60)
 def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pitfall 28, over a real connection (TCP, Noise, yamux): 400 small length-prefixed messages read one by one
@@ -502,36 +534,24 @@ def test_small_reads_send_no_window_update_and_a_bulk_transfer_still_flows(monke
     small, bulk = [secrets.token_bytes(250) for _ in range(400)], [secrets.token_bytes(1 << 20) for _ in range(8)]
     phases: dict[str, int] = {}
 
-    async def main() -> None:
-        with trio.fail_after(50):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(sender.run)
-                await nursery.start(receiver.run)
-                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
-                done = trio.Event()
+    async def send(stream: INetStream, nursery: trio.Nursery) -> None:
+        for message in small:
+            await stream.write(encode_varint_prefixed(message))
+        assert await stream.read(1) == b"k"
+        for message in bulk:
+            await stream.write(encode_varint_prefixed(message))
 
-                async def handle(stream: INetStream) -> None:
-                    sid = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
-                    for want in small:
-                        assert await read_varint_prefixed_bytes(stream) == want
-                    phases["small"] = updates.get(sid, 0)
-                    await stream.write(b"k")  # the bulk part starts now
-                    for want in bulk:
-                        assert await read_varint_prefixed_bytes(stream) == want
-                    phases["bulk"] = updates.get(sid, 0) - phases["small"]
-                    done.set()
+    async def receive(stream: INetStream) -> None:
+        sid = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
+        for want in small:
+            assert await read_varint_prefixed_bytes(stream) == want
+        phases["small"] = updates.get(sid, 0)
+        await stream.write(b"k")  # the bulk part starts now
+        for want in bulk:
+            assert await read_varint_prefixed_bytes(stream) == want
+        phases["bulk"] = updates.get(sid, 0) - phases["small"]
 
-                receiver.host.set_stream_handler(TProtocol("/truc/test-window/1"), handle)
-                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-window/1")])
-                for message in small:
-                    await stream.write(encode_varint_prefixed(message))
-                assert await stream.read(1) == b"k"
-                for message in bulk:
-                    await stream.write(encode_varint_prefixed(message))
-                await done.wait()
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    trio.run(_one_stream, sender, receiver, send, receive)
     assert phases["small"] == 0, f"{phases['small']} WINDOW_UPDATEs for 100 KB of small reads"
     # Bulk reads are held back too (the library sent one per 64 KiB frame read, ~130 here), yet credit still flows.
     assert 1 <= phases["bulk"] <= 40, phases
@@ -542,7 +562,6 @@ def test_a_writer_out_of_window_credit_sleeps_until_credit_comes_instead_of_poll
     """Pitfall 33, over a real connection: a writer that used up the peer's 256 KiB window waits while the reader
     reads nothing for half a second. The library's writer woke every 10 ms to look (~50 times here); now it sleeps
     until the reader's WINDOW_UPDATE wakes it, and the 1 MiB arrives whole."""
-    sender, receiver = dialling_pair()
     real_sleep = trio.sleep
     writer: list[object] = []
     polls: list[float] = []
@@ -553,39 +572,25 @@ def test_a_writer_out_of_window_credit_sleeps_until_credit_comes_instead_of_poll
         await real_sleep(seconds)
 
     monkeypatch.setattr(trio, "sleep", counting_sleep)
-    data = secrets.token_bytes(1 << 20)
-    got = bytearray()
+    data, got = secrets.token_bytes(1 << 20), bytearray()
+    may_read = trio.Event()
 
-    async def main() -> None:
-        with trio.fail_after(50):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(sender.run)
-                await nursery.start(receiver.run)
-                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
-                may_read, done = trio.Event(), trio.Event()
+    async def send(stream: INetStream, nursery: trio.Nursery) -> None:
+        async def write() -> None:
+            writer.append(trio.lowlevel.current_task())
+            await stream.write(data)
 
-                async def handle(stream: INetStream) -> None:
-                    await may_read.wait()
-                    while len(got) < len(data):
-                        got.extend(await stream.read(1 << 20))
-                    done.set()
+        nursery.start_soon(write)
+        muxed = stream.muxed_stream  # type: ignore[attr-defined]
+        await wait_until(lambda: muxed._zero_window_waits > 0, timeout=20)  # out of credit, waiting
+        await real_sleep(0.5)
+        may_read.set()
 
-                receiver.host.set_stream_handler(TProtocol("/truc/test-credit/1"), handle)
-                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-credit/1")])
-                muxed = stream.muxed_stream  # type: ignore[attr-defined]
+    async def receive(stream: INetStream) -> None:
+        await may_read.wait()
+        await _read_into(stream, got, len(data))
 
-                async def write() -> None:
-                    writer.append(trio.lowlevel.current_task())
-                    await stream.write(data)
-
-                nursery.start_soon(write)
-                await wait_until(lambda: muxed._zero_window_waits > 0, timeout=20)  # out of credit, waiting
-                await real_sleep(0.5)
-                may_read.set()
-                await done.wait()
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    trio.run(_one_stream, *dialling_pair(), send, receive)
     assert bytes(got) == data
     assert polls == [], f"the writer woke {len(polls)} times to poll for credit"
 
@@ -595,7 +600,6 @@ def test_a_full_yamux_frame_travels_in_one_noise_message(monkeypatch: pytest.Mon
     """Pitfall 34, over a real connection: the library's yamux frames (12 + 65,524 bytes) were 17 bytes over what
     one Noise message carries (65,519), so each full frame left as two messages, each encrypted and sent alone:
     4 MiB made 128 Noise messages for 64 frames. Now each frame is one message, and the bytes arrive whole."""
-    sender, receiver = dialling_pair()
     frames: dict[int, int] = {}  # Noise writer -> yamux frames it was given
     messages: dict[int, int] = {}  # Noise writer -> Noise messages it encrypted
     write_msg, encrypt = noise_io.BaseNoiseMsgReadWriter.write_msg, noise_io.NoiseTransportReadWriter.encrypt
@@ -608,31 +612,14 @@ def test_a_full_yamux_frame_travels_in_one_noise_message(monkeypatch: pytest.Mon
         messages[id(self)] = messages.get(id(self), 0) + 1
         return encrypt(self, data)
 
-    data = secrets.token_bytes(4 << 20)
-    got = bytearray()
+    data, got = secrets.token_bytes(4 << 20), bytearray()
 
-    async def main() -> None:
-        with trio.fail_after(50):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(sender.run)
-                await nursery.start(receiver.run)
-                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
-                done = trio.Event()
+    async def send(stream: INetStream, nursery: trio.Nursery) -> None:
+        monkeypatch.setattr(noise_io.BaseNoiseMsgReadWriter, "write_msg", counting_write)
+        monkeypatch.setattr(noise_io.NoiseTransportReadWriter, "encrypt", counting_encrypt)
+        await stream.write(data)
 
-                async def handle(stream: INetStream) -> None:
-                    while len(got) < len(data):
-                        got.extend(await stream.read(1 << 20))
-                    done.set()
-
-                receiver.host.set_stream_handler(TProtocol("/truc/test-frames/1"), handle)
-                stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [TProtocol("/truc/test-frames/1")])
-                monkeypatch.setattr(noise_io.BaseNoiseMsgReadWriter, "write_msg", counting_write)
-                monkeypatch.setattr(noise_io.NoiseTransportReadWriter, "encrypt", counting_encrypt)
-                await stream.write(data)
-                await done.wait()
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    trio.run(_one_stream, *dialling_pair(), send, lambda stream: _read_into(stream, got, len(data)))
     assert bytes(got) == data
     writer = max(frames, key=frames.__getitem__)  # the sender's session: it wrote the 4 MiB
     assert frames[writer] >= 64, frames
