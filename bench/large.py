@@ -106,10 +106,14 @@ def main() -> None:
                 **{"from": G22, "to": [H29], "subject": "Tài liệu lớn", "files": [{"name": "phu-luc.bin", "path": str(payload)}]},
             )["id"]
             submit_s = time.perf_counter() - t0
+            deadline = t0 + max(120.0, args.mb)  # ~1 s per MB at worst: a refused or stuck delivery ends the run
             while True:
                 track = net[G22].call("document.track", id=doc)
-                if track["recipients"][0]["state"] == "delivered":
+                recipient = track["recipients"][0]
+                if recipient["state"] == "delivered":
                     break
+                if recipient["state"] == "failed" or time.perf_counter() > deadline:
+                    raise SystemExit(f"bench.large: no receipt for {doc}: {recipient}")
                 time.sleep(0.02)  # one record read per poll; at 0.2 s the row carried up to 0.2 s of polling
             receipt_s = time.perf_counter() - t0
             t1 = time.perf_counter()
