@@ -161,3 +161,13 @@ def test_a_head_longer_than_its_shortest_form_anywhere_is_refused(value: Any, da
         assert raw == cbor.encode(value) and cbor.decode(raw, max_bytes=LIMIT) == value
     with pytest.raises(DecodeError):
         cbor.decode(cbor.encode(value) + b"\x00", max_bytes=LIMIT)  # trailing bytes
+
+
+@given(plain, st.binary(min_size=1, max_size=20))
+def test_lenient_decoding_takes_any_key_order_and_refuses_bytes_after_the_value(value: Any, extra: bytes) -> None:
+    """decode_lenient (integrators' frames) accepts what cbor2 writes without canonical mode, and refuses any bytes
+    after the value, naming how many."""
+    loose = cbor2.dumps(value)  # insertion order, not canonical
+    assert cbor.decode_lenient(loose, max_bytes=LIMIT) == value
+    with pytest.raises(DecodeError, match=f": {len(extra)} bytes after the end of the CBOR value"):
+        cbor.decode_lenient(loose + extra, max_bytes=LIMIT)
