@@ -74,7 +74,7 @@ def test_a_node_process_loads_none_of_the_unused_parts_and_a_use_of_one_says_wha
         "else:\n"
         "    raise SystemExit('a host offering TLS was built')\n"
         "heavy = [m for m in ('aioquic', 'zeroconf', 'httpx', 'requests', 'trio_websocket',"
-        " 'Crypto.Cipher.AES', 'dns.quic._asyncio') if m in sys.modules]\n"
+        " 'Crypto.Cipher.AES', 'Crypto.PublicKey.RSA', 'pycparser', 'dns.quic._asyncio') if m in sys.modules]\n"
         "assert heavy == [], heavy\n"
         "try:\n"
         "    QUICTransport(None)\n"
@@ -102,3 +102,79 @@ def test_this_test_process_runs_the_library_as_a_node_does() -> None:
     """tests/conftest.py imports the node package first, so every test exercises the library the daemon runs."""
     assert slim_imports.FINDER in sys.meta_path
     assert "aioquic" not in sys.modules
+
+
+RSA_PEER = """
+import sys, trio, multiaddr
+from libp2p import new_host
+from libp2p.crypto.rsa import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.noise.transport import PROTOCOL_ID, Transport
+
+async def main():
+    kp = create_new_key_pair()
+    host = new_host(key_pair=kp, sec_opt={TProtocol(PROTOCOL_ID): Transport(kp, noise_privkey=x25519().private_key)})
+    async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        try:
+            with trio.fail_after(20):
+                await host.connect(PeerInfo(ID.from_base58(sys.argv[2]), [multiaddr.Multiaddr(sys.argv[1])]))
+        except Exception as exc:
+            print("refused:", type(exc).__name__)
+        else:
+            print("connected")
+
+trio.run(main)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_peer_with_an_rsa_key_is_refused_at_its_handshake_and_the_node_carries_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RSA keys stand in too (a node's key is Ed25519): a peer that presents one, from a process with the whole
+    library, fails its Noise handshake here, even with every peer let through the membership gate; then an
+    Ed25519 peer still connects."""
+    import secrets
+
+    import libp2p.crypto.serialization as serialization
+    import trio
+    from libp2p.crypto.keys import KeyType
+
+    from identity.keys import NodeKey
+    from simnet.cluster import free_port, wait_until
+    from tests.node.helpers import p2p_overlay
+
+    a, b = NodeKey(secrets.token_bytes(32)), NodeKey(secrets.token_bytes(32))
+    port = free_port()
+    node = p2p_overlay(a, port, members=set(), targets={}, restarted=True)
+    node.is_member = lambda peer: True  # type: ignore[method-assign]  # only the key type may refuse the RSA peer
+    address = f"/ip4/127.0.0.1/tcp/{port}"
+    other = p2p_overlay(b, free_port(), members={a.peer_id, b.peer_id}, targets={a.peer_id: [address]}, restarted=True)
+    outcome: list[str] = []
+    rsa_keys: list[bytes] = []
+    stand_in = serialization.key_type_to_public_key_deserializer[KeyType.RSA.value]
+
+    def reading(data: bytes) -> object:
+        rsa_keys.append(data)
+        return stand_in(data)
+
+    monkeypatch.setitem(serialization.key_type_to_public_key_deserializer, KeyType.RSA.value, reading)
+
+    async def main() -> None:
+        with trio.fail_after(80):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                rsa = await trio.run_process(
+                    [sys.executable, "-c", RSA_PEER, address, a.peer_id], capture_stdout=True, capture_stderr=True, check=False
+                )
+                outcome.append(rsa.stdout.decode().strip())
+                assert rsa.returncode == 0, rsa.stderr.decode()[-2000:]
+                assert node.connected_peers() == set()
+                await nursery.start(other.run)  # dials the node at its start
+                await wait_until(lambda: node.connected_peers() == {b.peer_id}, timeout=20)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert outcome and outcome[0].startswith("refused:"), outcome
+    assert rsa_keys, "the RSA peer was refused before its key was read: this test no longer tests the stand-in"
