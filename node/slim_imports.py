@@ -9,12 +9,13 @@ mDNS (zeroconf) and a Prometheus exporter, because ``libp2p/__init__.py``,
 level. A Trục node uses none of them: TCP, Noise and yamux only
 (docs/overlay.md, sections 1, 3 and 4). Their import was ~0.2 s of CPU at every node
 start (a quarter of it), which 95 nodes starting on one machine pay 95 times.
-RSA keys and the library's own Salsa20 pnet stand in too: they were the last
-users of PyCryptodome (with cffi's C parser, ~60 ms more), a node's key is
-Ed25519 and its private network is node/pnet.py. A stand-in class gives, for
-any other attribute read (``RSAPublicKey.from_bytes``, which the library puts
-in a table at import), a function that raises: a peer presenting an RSA key
-fails its handshake.
+RSA keys stand in too (PyCryptodome's RSA and big-integer modules, ~50 ms):
+a node's key is Ed25519. A stand-in class gives, for any other attribute read
+(``RSAPublicKey.from_bytes``, which the library puts in a table at import), a
+function that raises: a peer presenting an RSA key fails its handshake. The
+library's own pnet (PyCryptodome's Salsa20) stays: the node never uses it
+(node/pnet.py, pitfall 17), but the tests that show it is not the
+specification run it.
 
 :func:`install` puts a finder first on ``sys.meta_path`` that answers for
 the packages in ``OPTIONAL`` with stand-in modules. A stand-in has exactly
@@ -50,12 +51,10 @@ OPTIONAL: dict[str, str] = {  # stood-in package -> the feature, for messages
     "libp2p.discovery.mdns": "mDNS",
     "libp2p.rcmgr.prometheus_exporter": "the resource manager's Prometheus exporter",
     "libp2p.crypto.rsa": "RSA keys (PyCryptodome)",
-    "libp2p.security.pnet.psk_conn": "py-libp2p's Salsa20 private network (the node's is node/pnet.py, pitfall 17)",
 }
 
 NAMES: dict[str, tuple[str, ...]] = {  # module -> the names the rest of py-libp2p 0.8.1 imports from it
     "libp2p.crypto.rsa": ("RSAPrivateKey", "RSAPublicKey", "create_new_key_pair"),
-    "libp2p.security.pnet.psk_conn": ("PskConn",),
     "libp2p.discovery.mdns.mdns": ("MDNSDiscovery", "create_mdns_discovery"),
     "libp2p.rcmgr.prometheus_exporter": ("PrometheusExporter", "create_prometheus_exporter"),
     "libp2p.security.secio.transport": ("ID", "Transport"),
