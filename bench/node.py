@@ -140,14 +140,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def cpu_s(net: Net) -> dict[str, float]:
     """CPU seconds (user + system) each node process has used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for c in net.homes:
-        proc = net[c].proc
-        assert proc is not None
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out[c] = (int(fields[11]) + int(fields[12])) / tick
-    return out
+    return {c: net[c].cpu_seconds() for c in net.homes}
 
 
 def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:

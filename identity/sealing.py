@@ -47,7 +47,7 @@ from protocol.document import (
     StatusNote,
 )
 from protocol.envelope import Envelope, Kind, MessageHeader
-from protocol.errors import DecodeError, DecryptError, HashMismatchError, NotAuthorizedError, SchemaError
+from protocol.errors import DecodeError, DecryptError, HashMismatchError, NotAuthorizedError, SchemaError, TooLargeError
 from protocol.ids import Digest
 from protocol.status import StatusCode
 
@@ -244,16 +244,6 @@ def wrap_key(recipient_public: bytes, content_key: bytes, rng: Rng) -> bytes:
     return bytes(epk + nacl.bindings.crypto_box(content_key, nonce, recipient_public, esk))
 
 
-def document_length(meta: DocumentMeta, entries: tuple[FileEntry, ...]) -> int:
-    """The body length a document with these files will have: what a recipient checks against its size limit."""
-    full = dataclasses.replace(meta, files=entries)
-    return _body_length(full.encode(), full)
-
-
-def _body_length(manifest: bytes, full: DocumentMeta) -> int:
-    return 4 + len(manifest) + full.files_size
-
-
 def seal_document(
     meta: DocumentMeta,
     files: Sequence[FileSource],
@@ -265,18 +255,26 @@ def seal_document(
     rng: Rng,
     on_block: BlockSink | None = None,
     entries: tuple[FileEntry, ...] | None = None,
+    max_length: int | None = None,
 ) -> tuple[Envelope, DocumentMeta]:
     """Seal a document; returns the envelope and the manifest as sent (with file hashes).
 
     Reads each file twice (hash, then encrypt) so memory stays flat; pass
-    ``entries`` when the caller already hashed them.
+    ``entries`` when the caller already hashed them. ``max_length``: the
+    largest body recipients accept; a longer one (attachments plus manifest,
+    as they count it) raises TooLargeError before any block is sealed.
     """
     if not recipients:
         raise SchemaError("a document needs at least one recipient")
     entries = describe_files(files) if entries is None else entries
     full = dataclasses.replace(meta, files=entries)
     manifest = full.encode()
-    length = _body_length(manifest, full)
+    length = 4 + len(manifest) + full.files_size
+    if max_length is not None and length > max_length:
+        raise TooLargeError(
+            f"the document is {length} bytes ({full.files_size} of attachments, {length - full.files_size} of manifest), "
+            f"this node accepts documents up to {max_length} bytes"
+        )
     plaintext = _chain([manifest_prefix(manifest), manifest], _stream_files(files, entries))
     env = seal(
         Kind.DOCUMENT,

@@ -329,9 +329,9 @@ class _WakesWriter:
 
 
 async def write(self: Any, data: bytes) -> None:
-    """Pitfall 33: ``YamuxStream.write`` as the library's (frames of at most the peer's window and 64 KiB, under
-    the same locks, the same errors), but a writer out of credit sleeps until a WINDOW_UPDATE or the stream's end
-    wakes it, not in 10 ms polls; still 5 s at most, as the library."""
+    """Pitfall 33: ``YamuxStream.write`` as the library's (frames of at most the peer's window, under the same
+    locks, the same errors; at most ``FRAME_BYTES``, pitfall 34), but a writer out of credit sleeps until a
+    WINDOW_UPDATE or the stream's end wakes it, not in 10 ms polls; still 5 s at most, as the library."""
     if self.send_closed:
         raise MuxedStreamError("Stream is closed for sending")
     total, sent = len(data), 0
@@ -372,7 +372,7 @@ def _credit_wakes_the_writer() -> None:
     _expect_params(33, "YamuxStream.write", _LIBRARY_WRITE, ["self", "data"])
     for name in ("send_window", "closed", "send_closed", "window_lock", "rw_lock", "_write_frame", "MAX_MESSAGE_SIZE"):
         _expect_uses(33, "YamuxStream.write", _LIBRARY_WRITE, name)
-    for name in ("MAX_MESSAGE_SIZE", "HEADER_SIZE", "YAMUX_HEADER_FORMAT", "TYPE_DATA", "MuxedStreamError"):
+    for name in ("YAMUX_HEADER_FORMAT", "TYPE_DATA"):  # HEADER_SIZE: FRAME_BYTES reads it at import
         if not hasattr(yamux_module, name):
             raise LibraryChangedError(33, f"libp2p.stream_muxer.yamux.yamux.{name} is gone")
     if current is write:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import trio
 
 from identity.keys import AgencyKeys
-from identity.sealing import FileSource, Recipient, describe_files, document_length, read_document, seal_document
+from identity.sealing import FileSource, Recipient, describe_files, read_document, seal_document
 from protocol.agency import AgencyCode
 from protocol.body import INLINE_MAX_BYTES
 from protocol.delivery import DeliveryKind
@@ -161,14 +161,6 @@ class Submission(Part):
         total = sum(e.size for e in entries)
         if total > limit:
             raise TooLargeError(f"the attachments are {total} bytes, this node accepts documents up to {limit} bytes")
-        length = document_length(meta, entries)
-        if length > limit:
-            # What recipients check (their limit is the network's default, as ours): a document that passed on its
-            # attachments alone would be stored here and refused by every recipient.
-            raise TooLargeError(
-                f"the document is {length} bytes ({total} of attachments, {length - total} of manifest), "
-                f"this node accepts documents up to {limit} bytes"
-            )
 
         def seal() -> tuple[Envelope, DocumentMeta]:  # in a worker thread, unless the document is small
             env, full = seal_document(
@@ -181,6 +173,9 @@ class Submission(Part):
                 rng=self.n.rng,
                 on_block=new_blocks.put,
                 entries=entries,
+                # What recipients check (their limit is the network's default, as ours): a document that passed on
+                # its attachments alone would be stored here and refused by every recipient.
+                max_length=limit,
             )
             new_blocks.flush()
             return env, full
