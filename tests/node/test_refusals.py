@@ -66,7 +66,7 @@ def test_submit_refuses_what_the_recipient_would_refuse_and_stores_nothing(
 def careless_seal(name: str) -> Any:
     """``seal_document`` as a sender without today's checks (an older node) would: a file named ``name``."""
 
-    def seal_document(meta: Any, files: Any, *, entries: Any, **kw: Any) -> Any:
+    def seal_document(meta: Any, files: Any, *, entries: Any, max_length: Any = None, **kw: Any) -> Any:
         full = dataclasses.replace(meta, files=entries)
         manifest_map = full.to_cbor()
         manifest_map["files"][0]["name"] = name
