@@ -12,10 +12,15 @@ start (a quarter of it), which 95 nodes starting on one machine pay 95 times.
 RSA keys stand in too (PyCryptodome's RSA and big-integer modules, ~50 ms):
 a node's key is Ed25519. A stand-in class gives, for any other attribute read
 (``RSAPublicKey.from_bytes``, which the library puts in a table at import), a
-function that raises: a peer presenting an RSA key fails its handshake. The
-library's own pnet (PyCryptodome's Salsa20) stays: the node never uses it
-(node/pnet.py, pitfall 17), but the tests that show it is not the
-specification run it.
+function that raises: a peer presenting an RSA key fails its handshake.
+
+The library's own pnet is loaded late instead (``DEFERRED``): the node never
+uses it (node/pnet.py, pitfall 17), but ``libp2p.security.pnet`` is imported
+by the swarm, and its ``from Crypto.Cipher import Salsa20`` loaded
+PyCryptodome's native-library loader with cffi's C parser (~40 ms of every
+start). ``Crypto.Cipher.Salsa20`` is a placeholder module now that imports
+the real one at the first read of any of its names (``Salsa20.new``), so the
+tests that run the library's pnet still run the real cipher.
 
 :func:`install` puts a finder first on ``sys.meta_path`` that answers for
 the packages in ``OPTIONAL`` with stand-in modules. A stand-in has exactly
@@ -72,6 +77,11 @@ NAMES: dict[str, tuple[str, ...]] = {  # module -> the names the rest of py-libp
     "libp2p.transport.webtransport": ("WebTransportTransport",),
 }
 
+# Modules imported at their first use instead (module -> why the node never uses it).
+DEFERRED: dict[str, str] = {
+    "Crypto.Cipher.Salsa20": "py-libp2p's own pnet, which node/pnet.py replaces (pitfall 17)",
+}
+
 DNS_FEATURES_OFF = ("doq", "doh")  # dnspython: DNS over QUIC (aioquic), DNS over HTTPS (httpx)
 
 
@@ -117,10 +127,36 @@ def stand_in(module: str) -> types.ModuleType:
     return stub
 
 
+class _Deferred(types.ModuleType):
+    """Placeholder for a module of ``DEFERRED``: the first read of a name it lacks imports the real module, which
+    then replaces it in ``sys.modules`` and in its package; the placeholder copies its names for later reads."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        real = _load_deferred(self.__name__)
+        self.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+        return getattr(real, name)
+
+
+def _load_deferred(module: str) -> types.ModuleType:
+    real = sys.modules.get(module)
+    if real is None or isinstance(real, _Deferred):
+        FINDER.released.add(module)
+        sys.modules.pop(module, None)
+        real = importlib.import_module(module)  # binds the real module as its package's attribute too
+    return real
+
+
 class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self) -> None:
+        self.released: set[str] = set()  # deferred modules imported for real since
+
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
+        if fullname in DEFERRED:
+            return None if fullname in self.released else importlib.machinery.ModuleSpec(fullname, self)
         try:
             _feature_of(fullname)
         except KeyError:
@@ -128,6 +164,8 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        if spec.name in DEFERRED:
+            return _Deferred(spec.name, f"Imported at its first use: {DEFERRED[spec.name]} (node/slim_imports.py)")
         return stand_in(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:

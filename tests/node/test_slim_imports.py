@@ -74,7 +74,8 @@ def test_a_node_process_loads_none_of_the_unused_parts_and_a_use_of_one_says_wha
         "else:\n"
         "    raise SystemExit('a host offering TLS was built')\n"
         "heavy = [m for m in ('aioquic', 'zeroconf', 'httpx', 'requests', 'trio_websocket',"
-        " 'Crypto.Cipher.AES', 'Crypto.PublicKey.RSA', 'dns.quic._asyncio') if m in sys.modules]\n"
+        " 'Crypto.Cipher.AES', 'Crypto.PublicKey.RSA', 'dns.quic._asyncio', 'Crypto.Util._raw_api', 'cffi.cparser')"
+        " if m in sys.modules]\n"
         "assert heavy == [], heavy\n"
         "try:\n"
         "    QUICTransport(None)\n"
@@ -178,3 +179,22 @@ def test_a_peer_with_an_rsa_key_is_refused_at_its_handshake_and_the_node_carries
     trio.run(main)
     assert outcome and outcome[0].startswith("refused:"), outcome
     assert rsa_keys, "the RSA peer was refused before its key was read: this test no longer tests the stand-in"
+
+
+@pytest.mark.timeout(60)
+def test_the_library_pnet_cipher_is_imported_at_its_first_use_and_is_the_real_one() -> None:
+    """``Crypto.Cipher.Salsa20`` (py-libp2p's own pnet, which a node never uses) is a placeholder until a name of it
+    is read: then PyCryptodome's module replaces it everywhere, and what the placeholder gave is the real cipher."""
+    probe = (
+        "import sys\n"
+        "import node.p2p\n"
+        "from libp2p.security.pnet import psk_conn\n"
+        "assert 'Crypto.Util._raw_api' not in sys.modules\n"
+        "cipher = psk_conn.Salsa20.new(key=bytes(32), nonce=bytes(8))\n"
+        "import Crypto.Cipher.Salsa20 as real\n"
+        "assert real.__file__.endswith('Salsa20.py'), real\n"
+        "assert sys.modules['Crypto.Cipher'].Salsa20 is real\n"
+        "assert type(cipher) is real.Salsa20Cipher and psk_conn.Salsa20.Salsa20Cipher is real.Salsa20Cipher\n"
+        "assert cipher.encrypt(bytes(8)).hex() == '9a97f65b9b4c721b'  # Salsa20 keystream, zero key and nonce\n"
+    )
+    python_probe(probe)
