@@ -43,6 +43,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *, interva
     raise TimeoutError(f"{what}: still not true after {timeout:.0f} s")
 
 
+def _installed_env() -> dict[str, str]:
+    """This process's environment, for a node that runs as an installed one does: with its modules' bytecode.
+
+    pip compiles an installed package's bytecode; a session that sets
+    PYTHONDONTWRITEBYTECODE (this project's sandboxes do) would have every node
+    process compile the project's ~90 modules again at every start, ~0.1 s of
+    CPU that no installed node spends and that 95 nodes starting on one
+    machine spend 95 times (docs/performance.md, "Forming the full mesh").
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 class NodeProcess:
     """One `truc run` subprocess and its home."""
 
@@ -64,7 +78,7 @@ class NodeProcess:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env},
+            env={**_installed_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env},
         )
         log.close()
         if wait:
