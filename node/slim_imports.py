@@ -22,6 +22,14 @@ start). ``Crypto.Cipher.Salsa20`` is a placeholder module now that imports
 the real one at the first read of any of its names (``Salsa20.new``), so the
 tests that run the library's pnet still run the real cipher.
 
+Circuit relay is skipped the same way (``HOLLOW``): the host imports one
+function, ``is_private_ip``, from ``libp2p.relay.circuit_v2.nat``, and the
+two package ``__init__`` files above it import the whole relay (its
+transport, discovery, DCUtR, and through them Kademlia, Bitswap and
+netaddr, ~75 ms). Those two packages are hollow now: modules whose path is
+the real directory, with nothing run, so ``nat.py`` is imported from its
+own file and the rest of the relay is never loaded.
+
 :func:`install` puts a finder first on ``sys.meta_path`` that answers for
 the packages in ``OPTIONAL`` with stand-in modules. A stand-in has exactly
 the names the rest of the library imports from it (``NAMES``; a test reads
@@ -80,6 +88,12 @@ NAMES: dict[str, tuple[str, ...]] = {  # module -> the names the rest of py-libp
 # Modules imported at their first use instead (module -> why the node never uses it).
 DEFERRED: dict[str, str] = {
     "Crypto.Cipher.Salsa20": "py-libp2p's own pnet, which node/pnet.py replaces (pitfall 17)",
+}
+
+# Packages whose __init__ is not run (package -> what it would import): their submodules load from their own files.
+HOLLOW: dict[str, str] = {
+    "libp2p.relay": "the whole of circuit relay v2, for the one function the host imports from it",
+    "libp2p.relay.circuit_v2": "the whole of circuit relay v2, for the one function the host imports from it",
 }
 
 DNS_FEATURES_OFF = ("doq", "doh")  # dnspython: DNS over QUIC (aioquic), DNS over HTTPS (httpx)
@@ -157,6 +171,13 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname in DEFERRED:
             return None if fullname in self.released else importlib.machinery.ModuleSpec(fullname, self)
+        if fullname in HOLLOW:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is None or spec.submodule_search_locations is None:
+                return None  # not a package of this library version: the import fails or runs as it would have
+            hollow = importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            hollow.submodule_search_locations = list(spec.submodule_search_locations)
+            return hollow
         try:
             _feature_of(fullname)
         except KeyError:
@@ -166,6 +187,8 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         if spec.name in DEFERRED:
             return _Deferred(spec.name, f"Imported at its first use: {DEFERRED[spec.name]} (node/slim_imports.py)")
+        if spec.name in HOLLOW:
+            return types.ModuleType(spec.name, f"Hollow: its __init__ would import {HOLLOW[spec.name]} (node/slim_imports.py)")
         return stand_in(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:

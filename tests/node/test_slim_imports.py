@@ -58,6 +58,28 @@ def test_every_name_the_library_imports_from_a_stood_in_module_is_there() -> Non
     assert stale == secio  # `import libp2p.security.secio.transport as secio`, then secio.ID: attribute reads
 
 
+def test_the_library_imports_only_submodules_of_the_hollow_packages() -> None:
+    """A hollow package runs no __init__ (node/slim_imports.py): a library version that imports a name its __init__
+    defines (``from libp2p.relay import X``), or the package itself, would fail or misbehave; this says so first."""
+    through_init: list[str] = []
+    submodules: set[str] = set()
+    for path in LIBRARY.rglob("*.py"):
+        if path.is_relative_to(LIBRARY / "relay"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module in slim_imports.HOLLOW:
+                    through_init.append(f"{path.name}: from {node.module} import {[a.name for a in node.names]}")
+                elif any(node.module.startswith(h + ".") for h in slim_imports.HOLLOW):
+                    submodules.add(node.module)
+            elif isinstance(node, ast.Import):
+                through_init += [f"{path.name}: import {a.name}" for a in node.names if a.name in slim_imports.HOLLOW]
+    assert through_init == []
+    assert submodules == {"libp2p.relay.circuit_v2.nat"}, "the host imports more of the relay: re-measure what it costs"
+    for module in submodules:
+        assert (LIBRARY.parent / (module.replace(".", "/") + ".py")).is_file()
+
+
 @pytest.mark.timeout(60)
 def test_a_node_process_loads_none_of_the_unused_parts_and_a_use_of_one_says_what_is_missing() -> None:
     probe = (
@@ -74,8 +96,8 @@ def test_a_node_process_loads_none_of_the_unused_parts_and_a_use_of_one_says_wha
         "else:\n"
         "    raise SystemExit('a host offering TLS was built')\n"
         "heavy = [m for m in ('aioquic', 'zeroconf', 'httpx', 'requests', 'trio_websocket',"
-        " 'Crypto.Cipher.AES', 'Crypto.PublicKey.RSA', 'dns.quic._asyncio', 'Crypto.Util._raw_api', 'cffi.cparser')"
-        " if m in sys.modules]\n"
+        " 'Crypto.Cipher.AES', 'Crypto.PublicKey.RSA', 'dns.quic._asyncio', 'Crypto.Util._raw_api', 'cffi.cparser',"
+        " 'libp2p.relay.circuit_v2.transport', 'libp2p.kad_dht', 'libp2p.bitswap', 'netaddr') if m in sys.modules]\n"
         "assert heavy == [], heavy\n"
         "try:\n"
         "    QUICTransport(None)\n"
