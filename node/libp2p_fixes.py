@@ -32,6 +32,7 @@ from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
 import libp2p.peer.peerstore as peerstore_module
+import libp2p.protocol_muxer.multiselect_client as multiselect_client
 import libp2p.pubsub.floodsub as floodsub_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
@@ -43,11 +44,14 @@ import libp2p.tools.anyio_service.trio_manager as trio_manager
 import libp2p.tools.anyio_service.trio_tasks as trio_tasks
 import libp2p.transport.tcp.tcp as libp2p_tcp
 import trio
+from libp2p.abc import IMultiselectCommunicator
+from libp2p.io.exceptions import IOException
 from libp2p.network.config import RetryConfig
 from libp2p.network.stream.exceptions import StreamClosed, StreamReset
+from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 from libp2p.pubsub.score import ScoreParams
 from libp2p.stream_muxer.exceptions import MuxedStreamError
-from libp2p.utils.varint import encode_varint_prefixed
+from libp2p.utils.varint import encode_delim, encode_varint_prefixed
 
 from . import pnet
 
@@ -141,6 +145,7 @@ def install() -> None:
     _reuse_own_record()  # pitfall 30
     _window_updates_with_hysteresis()  # pitfall 28
     _credit_wakes_the_writer()  # pitfall 33
+    _pipelined_negotiation()  # pitfall 35
 
 
 _LIBRARY_CONSUME_RECORD = pubsub_utils.maybe_consume_signed_record
@@ -382,6 +387,78 @@ def _credit_wakes_the_writer() -> None:
     stream.send_window = _WakesWriter("send_window")  # type: ignore[assignment]
     stream.closed = _WakesWriter("closed")  # type: ignore[assignment]
     stream.write = write  # type: ignore[method-assign]
+
+
+_LIBRARY_SELECT_ONE_OF = multiselect_client.MultiselectClient.select_one_of
+_HEADER = multiselect_client.MULTISELECT_PROTOCOL_ID
+
+
+class _Pipelined(IMultiselectCommunicator):
+    """Pitfall 35: the initiator's communicator for one multistream-select negotiation, sending its header and
+    first proposal in one write (as go-multistream does): the header's write is held, the handshake's read of the
+    peer's header is answered at once, and that header is read, and checked, before the answer to the proposal.
+    Errors are the library's: ``MultiselectCommunicatorError``, which the client turns into its own."""
+
+    def __init__(self, communicator: Any) -> None:
+        self.read_writer = communicator.read_writer
+        self._inner = communicator
+        self._held = b""  # our header, not written yet
+        self._started = False
+        self._owed = False  # the peer's header is still to be read
+
+    async def write(self, msg_str: str) -> None:
+        data = encode_delim(msg_str.encode() if msg_str is not None else b"")
+        if not self._started and msg_str == _HEADER:
+            self._started, self._held = True, data
+            return
+        self._started = True
+        data, self._held = self._held + data, b""
+        try:
+            await self.read_writer.write(data)
+        except (IOException, AssertionError, ValueError) as error:  # as MultiselectCommunicator.write
+            raise MultiselectCommunicatorError("fail to write to multiselect communicator") from error
+
+    async def read(self) -> str:
+        if self._held and not self._owed:  # the handshake reads the peer's header before anything was sent
+            self._owed = True
+            return _HEADER
+        if self._held:  # read twice with nothing written between: send the header after all
+            data, self._held = self._held, b""
+            try:
+                await self.read_writer.write(data)
+            except (IOException, AssertionError, ValueError) as error:
+                raise MultiselectCommunicatorError("fail to write to multiselect communicator") from error
+        if self._owed:
+            self._owed = False
+            header: str = await self._inner.read()
+            if header != _HEADER:
+                raise MultiselectCommunicatorError(f"multiselect protocol ID mismatch: the peer sent {header[:100]!r}")
+        answer: str = await self._inner.read()
+        return answer
+
+
+async def select_one_of(self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = 30) -> Any:
+    """Pitfall 35: the library's negotiation, over a communicator that pipelines the header and first proposal."""
+    return await _LIBRARY_SELECT_ONE_OF(self, protocols, _Pipelined(communicator), negotiate_timeout)
+
+
+def _pipelined_negotiation() -> None:
+    """Pitfall 35: py-libp2p's multistream-select initiator wrote its header, waited for the peer's, then wrote its
+    proposal: two messages (each a yamux frame, a Noise message and a send) and a round trip more than needed, for
+    every stream a node opens and for the security and muxer choice of every connection it dials."""
+    client = multiselect_client.MultiselectClient
+    current = client.__dict__.get("select_one_of")
+    if current is not select_one_of and current is not _LIBRARY_SELECT_ONE_OF:
+        raise LibraryChangedError(35, "MultiselectClient.select_one_of is not the library's")
+    params = ["self", "protocols", "communicator", "negotiate_timeout"]
+    _expect_params(35, "MultiselectClient.select_one_of", _LIBRARY_SELECT_ONE_OF, params)
+    for name in ("handshake", "try_select"):
+        _expect_uses(35, "MultiselectClient.select_one_of", _LIBRARY_SELECT_ONE_OF, name)
+    _expect_uses(35, "MultiselectClient.handshake", client.handshake, "MULTISELECT_PROTOCOL_ID")
+    header = getattr(multiselect_client, "MULTISELECT_PROTOCOL_ID", None)
+    if header != _HEADER or header != "/multistream/1.0.0":
+        raise LibraryChangedError(35, f"the multistream header is {header!r}")
+    client.select_one_of = select_one_of  # type: ignore[method-assign]
 
 
 # --- per host ------------------------------------------------------------------------

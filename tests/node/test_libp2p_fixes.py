@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import libp2p.identity.identify.identify as identify_module
+import libp2p.protocol_muxer.multiselect_client as multiselect_client
 import libp2p.pubsub.floodsub as floodsub_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
@@ -53,9 +54,10 @@ def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
     probe = (
         "import libp2p.pubsub.rpc_queue as q, libp2p.transport.tcp.tcp as t, libp2p.identity.identify.identify as i\n"
         "import libp2p.stream_muxer.yamux.yamux as y, libp2p.pubsub.gossipsub as g\n"
+        "import libp2p.protocol_muxer.multiselect_client as m\n"
         "def now(): return (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION,\n"
         "                   y.YamuxStream._auto_tune_and_send_window_update, g.env_to_send_in_RPC,\n"
-        "                   y.YamuxStream.write, 'send_window' in vars(y.YamuxStream))\n"
+        "                   y.YamuxStream.write, 'send_window' in vars(y.YamuxStream), m.MultiselectClient.select_one_of)\n"
         "before = now()\n"
         "import node.p2p, node.libp2p_fixes\n"
         "assert now() == before, 'changed at import'\n"
@@ -73,6 +75,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
     assert yamux_module.YamuxStream._auto_tune_and_send_window_update is libp2p_fixes.window_update
     assert yamux_module.YamuxStream.write is libp2p_fixes.write
     assert isinstance(vars(yamux_module.YamuxStream)["send_window"], libp2p_fixes._WakesWriter)
+    assert multiselect_client.MultiselectClient.select_one_of is libp2p_fixes.select_one_of
     for module in (pubsub_module, gossipsub_module, floodsub_module):
         assert module.env_to_send_in_RPC is libp2p_fixes.own_record_for_rpc  # type: ignore[attr-defined]
 
@@ -89,6 +92,9 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (yamux_module.YamuxStream, "_auto_tune_and_send_window_update", lambda self, bytes_read=0: None, "pitfall 28"),
         (yamux_module.YamuxStream, "_grow_threshold", lambda self, divisor: 1, "pitfall 28"),
         (yamux_module.YamuxStream, "write", lambda self, data, timeout: None, "pitfall 33"),
+        (multiselect_client.MultiselectClient, "select_one_of", lambda self, protocols, communicator: None, "pitfall 35"),
+        (multiselect_client.MultiselectClient, "handshake", lambda self, communicator: None, "pitfall 35"),
+        (multiselect_client, "MULTISELECT_PROTOCOL_ID", "/multistream/2.0.0", "pitfall 35"),
     ],
 )
 def test_a_moved_library_attribute_fails_loudly_at_install(

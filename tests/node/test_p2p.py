@@ -7,6 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import libp2p.protocol_muxer.multiselect_client as multiselect_client
 import libp2p.security.noise.io as noise_io
 import libp2p.stream_muxer.yamux.yamux as yamux_module
 import multiaddr
@@ -19,6 +20,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes
 
 from identity.keys import NodeKey
+from node.libp2p_fixes import _LIBRARY_SELECT_ONE_OF, select_one_of
 from node.metrics import Metrics
 from node.overlay import shard_topic
 from node.p2p import DEFER_S, P2POverlay, dials_first
@@ -624,6 +626,53 @@ def test_a_full_yamux_frame_travels_in_one_noise_message(monkeypatch: pytest.Mon
     writer = max(frames, key=frames.__getitem__)  # the sender's session: it wrote the 4 MiB
     assert frames[writer] >= 64, frames
     assert messages[writer] == frames[writer], f"{messages[writer]} Noise messages for {frames[writer]} yamux frames"
+
+
+@pytest.mark.timeout(60)
+def test_a_new_stream_sends_its_multistream_header_and_proposal_in_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 35, over a real connection: to open a stream, the library's initiator wrote the multistream header,
+    waited for the peer's, then wrote its proposal. Now both leave in one frame (go-multistream does the same), so
+    each stream costs its opener one yamux frame, one Noise message and one send less, and the data still flows.
+    The library's negotiation runs on the same connection for comparison; the peer answers both alike."""
+    frames: dict[int, int] = {}  # Yamux session -> frames written
+    write_frame = yamux_module.Yamux._write_frame
+
+    async def counting(self: yamux_module.Yamux, data: bytes) -> None:
+        frames[id(self)] = frames.get(id(self), 0) + 1
+        await write_frame(self, data)
+
+    monkeypatch.setattr(yamux_module.Yamux, "_write_frame", counting)
+    sender, receiver = dialling_pair()
+    protocol = TProtocol("/truc/test-echo/1")
+    opened: dict[str, list[int]] = {"ours": [], "library's": []}
+
+    async def echo(stream: INetStream) -> None:
+        await stream.write(await stream.read(100))
+        await stream.close()
+
+    async def main() -> None:
+        with trio.fail_after(50):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sender.run)
+                await nursery.start(receiver.run)
+                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
+                receiver.host.set_stream_handler(protocol, echo)
+                for way in ("ours", "library's") * 4:
+                    if way == "library's":
+                        monkeypatch.setattr(multiselect_client.MultiselectClient, "select_one_of", _LIBRARY_SELECT_ONE_OF)
+                    before = dict(frames)
+                    stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [protocol])
+                    session = id(stream.muxed_stream.conn)  # type: ignore[attr-defined]
+                    opened[way].append(frames.get(session, 0) - before.get(session, 0))
+                    await stream.write(way.encode())
+                    assert await stream.read(100) == way.encode()
+                    await stream.close()
+                    monkeypatch.setattr(multiselect_client.MultiselectClient, "select_one_of", select_one_of)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    # The library: a SYN, the header, the proposal. Now: a SYN, then the header and proposal together.
+    assert opened == {"ours": [2] * 4, "library's": [3] * 4}, opened
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
