@@ -21,6 +21,7 @@ pitfall, numbered as in docs/overlay.md, so the file reads as that table.
 from __future__ import annotations
 
 import inspect
+import logging
 import socket
 import struct
 import time
@@ -146,6 +147,7 @@ def install() -> None:
     _window_updates_with_hysteresis()  # pitfall 28
     _credit_wakes_the_writer()  # pitfall 33
     _pipelined_negotiation()  # pitfall 35
+    _flags_ride_on_frames()  # pitfall 36
 
 
 _LIBRARY_CONSUME_RECORD = pubsub_utils.maybe_consume_signed_record
@@ -459,6 +461,58 @@ def _pipelined_negotiation() -> None:
     if header != _HEADER or header != "/multistream/1.0.0":
         raise LibraryChangedError(35, f"the multistream header is {header!r}")
     client.select_one_of = select_one_of  # type: ignore[method-assign]
+
+
+_LIBRARY_WRITE_FRAME = yamux_module.Yamux._write_frame
+_FRAME_HEADER = struct.Struct(yamux_module.YAMUX_HEADER_FORMAT)
+_HELD = "_truc_held_flags"  # pitfall 36: a Yamux session's SYN or ACK per stream id, not sent yet
+
+
+async def write_frame(self: Any, data: bytes) -> None:
+    """Pitfall 36: ``Yamux._write_frame`` as the library's (one writer at a time on the session, then a checkpoint),
+    without building a debug line for every frame, and with a stream's opening SYN, or the ACK that accepts it,
+    carried by the stream's next DATA frame (yamux allows both on a DATA frame) instead of sent alone: a bare SYN or
+    ACK is held; the next frame of its stream takes the flag if it is DATA without FIN or RST (the library reads
+    those flags apart from an ACK), else the held frame is sent first, as the library would have."""
+    _, kind, flags, stream_id, length = _FRAME_HEADER.unpack_from(data)
+    held: dict[int, int] | None = self.__dict__.get(_HELD)
+    bare = kind == yamux_module.TYPE_WINDOW_UPDATE and length == 0 and len(data) == yamux_module.HEADER_SIZE
+    if bare and (flags == yamux_module.FLAG_SYN or flags == yamux_module.FLAG_ACK):
+        if held is None:
+            held = self.__dict__[_HELD] = {}
+        held[stream_id] = flags
+        return
+    first = b""
+    if held:
+        flag = held.pop(stream_id, 0)
+        if flag and kind == yamux_module.TYPE_DATA and not flags & (yamux_module.FLAG_FIN | yamux_module.FLAG_RST):
+            data = _FRAME_HEADER.pack(0, kind, flags | flag, stream_id, length) + data[yamux_module.HEADER_SIZE :]
+        elif flag:
+            first = _FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, flag, stream_id, 0)
+    if yamux_module.logger.isEnabledFor(logging.DEBUG):
+        yamux_module.logger.debug("YAMUX TX: type=%d flags=%#x stream=%d length=%d", kind, flags, stream_id, length)
+    async with self._write_lock:
+        await self.secured_conn.write(first + data)
+    await trio.lowlevel.checkpoint()
+
+
+def _flags_ride_on_frames() -> None:
+    """Pitfall 36: py-libp2p's yamux sends a stream's SYN as a frame of its own when the stream opens, and the ACK
+    that accepts it as another, each a Noise message and a send, right before the stream's first DATA frame; and it
+    builds a debug line for every frame it writes (a dict, a list, an f-string) whether or not it logs it."""
+    session = yamux_module.Yamux
+    current = session.__dict__.get("_write_frame")
+    if current is not write_frame and current is not _LIBRARY_WRITE_FRAME:
+        raise LibraryChangedError(36, "Yamux._write_frame is not the library's")
+    _expect_params(36, "Yamux._write_frame", _LIBRARY_WRITE_FRAME, ["self", "data"])
+    for name in ("_write_lock", "secured_conn", "checkpoint"):
+        _expect_uses(36, "Yamux._write_frame", _LIBRARY_WRITE_FRAME, name)
+    _expect_uses(36, "Yamux.open_stream", session.open_stream, "FLAG_SYN")
+    _expect_uses(36, "Yamux.handle_incoming", session.handle_incoming, "FLAG_ACK")
+    for name in ("logger", "FLAG_FIN", "FLAG_RST", "TYPE_WINDOW_UPDATE"):
+        if not hasattr(yamux_module, name):
+            raise LibraryChangedError(36, f"libp2p.stream_muxer.yamux.yamux.{name} is gone")
+    session._write_frame = write_frame  # type: ignore[method-assign]
 
 
 # --- per host ------------------------------------------------------------------------

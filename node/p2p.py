@@ -78,7 +78,8 @@ tests/node/test_p2p.py:
     answer for them (node/slim_imports.py, installed by node/__init__.py before the library is imported);
 33. a yamux writer out of window credit polled for it every 10 ms: it sleeps until the update wakes it;
 34. a full yamux frame was 17 bytes more than one Noise message carries, so it left as two: frames now fit one;
-35. multistream-select's initiator wrote its header and its proposal with a round trip between: one write now.
+35. multistream-select's initiator wrote its header and its proposal with a round trip between: one write now;
+36. a stream's SYN and the ACK accepting it were frames of their own: they ride on its first DATA frames.
 
 Membership is enforced here too: a connection with a peer that is not a node
 of the current directory is refused right after the Noise handshake
