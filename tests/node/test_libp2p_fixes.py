@@ -57,7 +57,8 @@ def test_importing_the_adapter_changes_nothing_in_the_library() -> None:
         "import libp2p.protocol_muxer.multiselect_client as m\n"
         "def now(): return (q.RpcQueue.__init__.__defaults__, t._set_reuse_flags, i.AGENT_VERSION,\n"
         "                   y.YamuxStream._auto_tune_and_send_window_update, g.env_to_send_in_RPC,\n"
-        "                   y.YamuxStream.write, 'send_window' in vars(y.YamuxStream), m.MultiselectClient.select_one_of)\n"
+        "                   y.YamuxStream.write, 'send_window' in vars(y.YamuxStream), m.MultiselectClient.select_one_of,\n"
+        "                   y.Yamux._write_frame)\n"
         "before = now()\n"
         "import node.p2p, node.libp2p_fixes\n"
         "assert now() == before, 'changed at import'\n"
@@ -76,6 +77,7 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
     assert yamux_module.YamuxStream.write is libp2p_fixes.write
     assert isinstance(vars(yamux_module.YamuxStream)["send_window"], libp2p_fixes._WakesWriter)
     assert multiselect_client.MultiselectClient.select_one_of is libp2p_fixes.select_one_of
+    assert yamux_module.Yamux._write_frame is libp2p_fixes.write_frame
     for module in (pubsub_module, gossipsub_module, floodsub_module):
         assert module.env_to_send_in_RPC is libp2p_fixes.own_record_for_rpc  # type: ignore[attr-defined]
 
@@ -95,6 +97,8 @@ def test_install_makes_the_module_wide_changes_and_is_idempotent() -> None:
         (multiselect_client.MultiselectClient, "select_one_of", lambda self, protocols, communicator: None, "pitfall 35"),
         (multiselect_client.MultiselectClient, "handshake", lambda self, communicator: None, "pitfall 35"),
         (multiselect_client, "MULTISELECT_PROTOCOL_ID", "/multistream/2.0.0", "pitfall 35"),
+        (yamux_module.Yamux, "_write_frame", lambda self, data, lock: None, "pitfall 36"),
+        (yamux_module.Yamux, "open_stream", lambda self: None, "pitfall 36"),
     ],
 )
 def test_a_moved_library_attribute_fails_loudly_at_install(

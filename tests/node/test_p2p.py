@@ -628,71 +628,16 @@ def test_a_full_yamux_frame_travels_in_one_noise_message(monkeypatch: pytest.Mon
     assert messages[writer] == frames[writer], f"{messages[writer]} Noise messages for {frames[writer]} yamux frames"
 
 
-@pytest.mark.timeout(60)
-def test_a_new_stream_sends_its_multistream_header_and_proposal_in_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pitfall 35, over a real connection: to open a stream, the library's initiator wrote the multistream header,
-    waited for the peer's, then wrote its proposal. Now both leave in one frame (go-multistream does the same), so
-    each stream costs its opener one yamux frame, one Noise message and one send less, and the data still flows.
-    The library's negotiation runs on the same connection for comparison; the peer answers both alike."""
-    sender, receiver = dialling_pair()  # installs the fixes first: they refuse a _write_frame not the library's
-    frames: dict[int, int] = {}  # Yamux session -> frames it was asked to write
-    write_frame = yamux_module.Yamux._write_frame
-
-    async def counting(self: yamux_module.Yamux, data: bytes) -> None:
-        frames[id(self)] = frames.get(id(self), 0) + 1
-        await write_frame(self, data)
-
-    monkeypatch.setattr(yamux_module.Yamux, "_write_frame", counting)
+def _open_echo_streams(
+    pair: tuple[P2POverlay, P2POverlay], use: Callable[[str], None], count: Callable[[], int]
+) -> dict[str, list[int]]:
+    """Over one real connection, open a stream four times with our fix and four times with the library's code
+    (``use`` installs one or the other), each echoing its data and closing; how much ``count`` grew while each
+    stream was opened and its protocol chosen. The pair is built first: building an overlay installs the fixes,
+    which refuse library code that a test has wrapped."""
+    sender, receiver = pair
     protocol = TProtocol("/truc/test-echo/1")
-    opened: dict[str, list[int]] = {"ours": [], "library's": []}
-
-    async def echo(stream: INetStream) -> None:
-        await stream.write(await stream.read(100))
-        await stream.close()
-
-    async def main() -> None:
-        with trio.fail_after(50):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(sender.run)
-                await nursery.start(receiver.run)
-                await wait_until(lambda: receiver.connected_peers() == {sender.peer_id}, timeout=20)
-                receiver.host.set_stream_handler(protocol, echo)
-                for way in ("ours", "library's") * 4:
-                    if way == "library's":
-                        monkeypatch.setattr(multiselect_client.MultiselectClient, "select_one_of", _LIBRARY_SELECT_ONE_OF)
-                    before = dict(frames)
-                    stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [protocol])
-                    session = id(stream.muxed_stream.conn)  # type: ignore[attr-defined]
-                    opened[way].append(frames.get(session, 0) - before.get(session, 0))
-                    await stream.write(way.encode())
-                    assert await stream.read(100) == way.encode()
-                    await stream.close()
-                    monkeypatch.setattr(multiselect_client.MultiselectClient, "select_one_of", select_one_of)
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
-    # The library: a SYN, the header, the proposal. Now: a SYN, then the header and proposal together.
-    assert opened == {"ours": [2] * 4, "library's": [3] * 4}, opened
-
-
-@pytest.mark.timeout(60)
-def test_a_streams_syn_and_ack_ride_on_its_first_data_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pitfall 36, over a real connection: the library sent a stream's SYN, and the ACK accepting it, each as a frame
-    of its own (a Noise message and a send) right before the stream's first DATA frame. Now they ride on that frame:
-    opening a stream and negotiating its protocol costs 3 Noise messages from both ends, against the library's 5
-    (the opener's SYN, then header and proposal; the peer's ACK, header, then answer). Four streams each way, the
-    library's frame writer run on the same connection for comparison, each stream echoing its data and closing."""
-    sender, receiver = dialling_pair()
-    messages = [0]
-    write_msg = noise_io.BaseNoiseMsgReadWriter.write_msg
-
-    async def counting(self: noise_io.BaseNoiseMsgReadWriter, msg: bytes, prefix_encoded: bool = False) -> None:
-        messages[0] += 1
-        await write_msg(self, msg, prefix_encoded)
-
-    monkeypatch.setattr(noise_io.BaseNoiseMsgReadWriter, "write_msg", counting)
-    protocol = TProtocol("/truc/test-echo/1")
-    negotiated: dict[str, list[int]] = {"ours": [], "library's": []}
+    grew: dict[str, list[int]] = {"ours": [], "library's": []}
 
     async def echo(stream: INetStream) -> None:
         await stream.write(await stream.read(100))
@@ -707,18 +652,64 @@ def test_a_streams_syn_and_ack_ride_on_its_first_data_frames(monkeypatch: pytest
                 receiver.host.set_stream_handler(protocol, echo)
                 await trio.sleep(0.5)  # pubsub's and identify's first messages are out of the way
                 for way in ("ours", "library's") * 4:
-                    frames = write_frame if way == "ours" else _LIBRARY_WRITE_FRAME
-                    monkeypatch.setattr(yamux_module.Yamux, "_write_frame", frames)
-                    before = messages[0]
+                    use(way)
+                    before = count()
                     stream = await sender.host.new_stream(ID.from_base58(receiver.peer_id), [protocol])
-                    negotiated[way].append(messages[0] - before)
+                    grew[way].append(count() - before)
                     await stream.write(way.encode())
                     assert await stream.read(100) == way.encode()
                     await stream.close()
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
-    assert negotiated == {"ours": [3] * 4, "library's": [5] * 4}, negotiated
+    return grew
+
+
+@pytest.mark.timeout(60)
+def test_a_new_stream_sends_its_multistream_header_and_proposal_in_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 35, over a real connection: to open a stream, the library's initiator wrote the multistream header,
+    waited for the peer's, then wrote its proposal. Now both leave in one frame (go-multistream does the same): one
+    yamux frame less per stream, of the 6 both ends wrote (the SYN, header, proposal; the ACK, header, answer), and
+    the data still flows. The peer answers both alike."""
+    pair = dialling_pair()
+    frames = [0]
+    write_frame = yamux_module.Yamux._write_frame
+
+    async def counting(self: yamux_module.Yamux, data: bytes) -> None:
+        frames[0] += 1
+        await write_frame(self, data)
+
+    monkeypatch.setattr(yamux_module.Yamux, "_write_frame", counting)
+
+    def use(way: str) -> None:
+        ours = way == "ours"
+        monkeypatch.setattr(
+            multiselect_client.MultiselectClient, "select_one_of", select_one_of if ours else _LIBRARY_SELECT_ONE_OF
+        )
+
+    assert _open_echo_streams(pair, use, lambda: frames[0]) == {"ours": [5] * 4, "library's": [6] * 4}
+
+
+@pytest.mark.timeout(60)
+def test_a_streams_syn_and_ack_ride_on_its_first_data_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pitfall 36, over a real connection: the library sent a stream's SYN, and the ACK accepting it, each as a frame
+    of its own (a Noise message and a send) right before the stream's first DATA frame. Now they ride on that frame:
+    opening a stream and negotiating its protocol costs 3 Noise messages from both ends, against the library's 5
+    (the opener's SYN, then header and proposal; the peer's ACK, header, then answer)."""
+    pair = dialling_pair()
+    messages = [0]
+    write_msg = noise_io.BaseNoiseMsgReadWriter.write_msg
+
+    async def counting(self: noise_io.BaseNoiseMsgReadWriter, msg: bytes, prefix_encoded: bool = False) -> None:
+        messages[0] += 1
+        await write_msg(self, msg, prefix_encoded)
+
+    monkeypatch.setattr(noise_io.BaseNoiseMsgReadWriter, "write_msg", counting)
+
+    def use(way: str) -> None:
+        monkeypatch.setattr(yamux_module.Yamux, "_write_frame", write_frame if way == "ours" else _LIBRARY_WRITE_FRAME)
+
+    assert _open_echo_streams(pair, use, lambda: messages[0]) == {"ours": [3] * 4, "library's": [5] * 4}
 
 
 def test_each_pair_has_one_first_dialer_and_each_node_is_first_for_about_half_its_peers() -> None:
