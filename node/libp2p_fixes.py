@@ -466,6 +466,9 @@ def _pipelined_negotiation() -> None:
 _LIBRARY_WRITE_FRAME = yamux_module.Yamux._write_frame
 _FRAME_HEADER = struct.Struct(yamux_module.YAMUX_HEADER_FORMAT)
 _HELD = "_truc_held_flags"  # pitfall 36: a Yamux session's SYN or ACK per stream id, not sent yet
+# Held flags per session at most: a stream dropped without a frame (no data, no FIN, no RST) would keep its entry
+# until the connection closes. Past this many, the held ones are sent as bare frames, as the library would have.
+MAX_HELD = 4096
 
 
 async def write_frame(self: Any, data: bytes) -> None:
@@ -477,18 +480,21 @@ async def write_frame(self: Any, data: bytes) -> None:
     _, kind, flags, stream_id, length = _FRAME_HEADER.unpack_from(data)
     held: dict[int, int] | None = self.__dict__.get(_HELD)
     bare = kind == yamux_module.TYPE_WINDOW_UPDATE and length == 0 and len(data) == yamux_module.HEADER_SIZE
-    if bare and (flags == yamux_module.FLAG_SYN or flags == yamux_module.FLAG_ACK):
+    first = b""
+    if held is not None and len(held) >= MAX_HELD:  # streams dropped without a frame: send what they hold after all
+        first = b"".join(_FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, f, sid, 0) for sid, f in held.items())
+        held.clear()
+    if not first and bare and (flags == yamux_module.FLAG_SYN or flags == yamux_module.FLAG_ACK):
         if held is None:
             held = self.__dict__[_HELD] = {}
         held[stream_id] = flags
         return
-    first = b""
     if held:
         flag = held.pop(stream_id, 0)
         if flag and kind == yamux_module.TYPE_DATA and not flags & (yamux_module.FLAG_FIN | yamux_module.FLAG_RST):
             data = _FRAME_HEADER.pack(0, kind, flags | flag, stream_id, length) + data[yamux_module.HEADER_SIZE :]
         elif flag:
-            first = _FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, flag, stream_id, 0)
+            first += _FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, flag, stream_id, 0)
     if yamux_module.logger.isEnabledFor(logging.DEBUG):
         yamux_module.logger.debug("YAMUX TX: type=%d flags=%#x stream=%d length=%d", kind, flags, stream_id, length)
     async with self._write_lock:

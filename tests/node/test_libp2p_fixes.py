@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from types import SimpleNamespace
 from typing import Any
 
@@ -436,3 +437,47 @@ def test_gossip_heartbeat_gives_the_librarys_result_and_skips_quiet_topics(monke
     moved._handle_topic_heartbeat = lambda topic, peers: (set(), False)  # type: ignore[method-assign,assignment]
     with pytest.raises(LibraryChangedError, match="pitfall 29"):
         libp2p_fixes._gossip_only_what_is_recent(moved)
+
+
+def test_held_syns_and_acks_are_bounded_and_sent_bare_when_the_bound_is_reached() -> None:
+    """Pitfall 36: a stream dropped before any frame of its own would keep its held SYN until the connection closed;
+    past ``MAX_HELD`` per session, what is held goes out as the library's bare frames, before the frame at hand.
+    (The real connection is in tests/node/test_p2p.py::test_a_streams_syn_and_ack_ride_on_its_first_data_frames.)"""
+
+    class Conn:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        async def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+    class Session:
+        def __init__(self) -> None:
+            self._write_lock = trio.Lock()
+            self.secured_conn = Conn()
+
+    def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+        return struct.pack(yamux_module.YAMUX_HEADER_FORMAT, 0, kind, flags, stream_id, len(payload)) + payload
+
+    session = Session()
+    syn = yamux_module.FLAG_SYN
+
+    async def main() -> None:
+        for sid in range(1, 2 * libp2p_fixes.MAX_HELD - 2, 2):  # MAX_HELD - 1 streams opened
+            await libp2p_fixes.write_frame(session, frame(yamux_module.TYPE_WINDOW_UPDATE, syn, sid))
+        assert session.secured_conn.sent == []  # all held
+        await libp2p_fixes.write_frame(session, frame(yamux_module.TYPE_DATA, 0, 1, b"data"))
+        assert session.secured_conn.sent == [frame(yamux_module.TYPE_DATA, syn, 1, b"data")]  # rode on the data
+        for sid in (99_999, 100_001):  # held again: MAX_HELD now
+            await libp2p_fixes.write_frame(session, frame(yamux_module.TYPE_WINDOW_UPDATE, syn, sid))
+        assert len(session.secured_conn.sent) == 1
+        await libp2p_fixes.write_frame(session, frame(yamux_module.TYPE_WINDOW_UPDATE, syn, 100_003))
+        flushed = session.secured_conn.sent[-1]
+        assert len(flushed) == 12 * libp2p_fixes.MAX_HELD + 12  # the held ones, then the SYN at hand, bare
+        assert flushed.endswith(frame(yamux_module.TYPE_WINDOW_UPDATE, syn, 100_003))
+        assert frame(yamux_module.TYPE_WINDOW_UPDATE, syn, 3) in flushed
+        assert frame(yamux_module.TYPE_WINDOW_UPDATE, syn, 1) not in flushed
+        await libp2p_fixes.write_frame(session, frame(yamux_module.TYPE_DATA, 0, 3, b"late"))
+        assert session.secured_conn.sent[-1] == frame(yamux_module.TYPE_DATA, 0, 3, b"late")  # its SYN went already
+
+    trio.run(main)
