@@ -244,6 +244,11 @@ def wrap_key(recipient_public: bytes, content_key: bytes, rng: Rng) -> bytes:
     return bytes(epk + nacl.bindings.crypto_box(content_key, nonce, recipient_public, esk))
 
 
+def body_length(manifest: bytes, meta: DocumentMeta) -> int:
+    """A document body's length: the manifest's length prefix, the manifest, then every file."""
+    return 4 + len(manifest) + meta.files_size
+
+
 def seal_document(
     meta: DocumentMeta,
     files: Sequence[FileSource],
@@ -269,7 +274,7 @@ def seal_document(
     entries = describe_files(files) if entries is None else entries
     full = dataclasses.replace(meta, files=entries)
     manifest = full.encode()
-    length = 4 + len(manifest) + full.files_size
+    length = body_length(manifest, full)
     if max_length is not None and length > max_length:
         raise TooLargeError(
             f"the document is {length} bytes ({full.files_size} of attachments, {length - full.files_size} of manifest), "
@@ -388,7 +393,7 @@ def read_document(
         for ev in events:
             if isinstance(ev, ManifestRead):
                 meta = DocumentMeta.decode(ev.manifest)
-                if 4 + len(ev.manifest) + meta.files_size != header.body.length:
+                if body_length(ev.manifest, meta) != header.body.length:
                     raise DecodeError("the manifest's file sizes do not add up to the body length")
                 reader.set_file_sizes([f.size for f in meta.files])
                 hashers.extend(hashlib.sha256() for _ in meta.files)

@@ -65,6 +65,7 @@ WINDOW_WAIT_S = 5.0  # pitfall 33: a yamux writer waits this long for window cre
 # pitfall 34: a yamux DATA frame's payload, so that the frame with its 12-byte header fits one Noise message (65,519
 # bytes of plaintext); the library's 64 KiB payload made every full frame two Noise messages, the second of 17 bytes
 FRAME_BYTES = noise_io.MAX_PLAINTEXT_LENGTH - yamux_module.HEADER_SIZE
+_FRAME_HEADER = struct.Struct(yamux_module.YAMUX_HEADER_FORMAT)  # pitfalls 33, 36: a yamux frame's header
 LIBRARY_RPC_DEFAULTS = (32, 1 << 20)
 
 
@@ -354,7 +355,7 @@ async def write(self: Any, data: bytes) -> None:
                     if self.send_window > 0:
                         size = min(self.send_window, FRAME_BYTES, total - sent)
                         self.send_window -= size
-                        header = struct.pack(yamux_module.YAMUX_HEADER_FORMAT, 0, yamux_module.TYPE_DATA, 0, self.stream_id, size)
+                        header = _FRAME_HEADER.pack(0, yamux_module.TYPE_DATA, 0, self.stream_id, size)
                         frame = header + data[sent : sent + size]
             if frame is None:
                 self._zero_window_waits += 1
@@ -392,7 +393,7 @@ def _credit_wakes_the_writer() -> None:
 
 
 _LIBRARY_SELECT_ONE_OF = multiselect_client.MultiselectClient.select_one_of
-_HEADER = multiselect_client.MULTISELECT_PROTOCOL_ID
+_HEADER = "/multistream/1.0.0"  # pitfall 35: the library's MULTISELECT_PROTOCOL_ID, checked at install
 
 
 class _Pipelined(IMultiselectCommunicator):
@@ -414,22 +415,14 @@ class _Pipelined(IMultiselectCommunicator):
             self._started, self._held = True, data
             return
         self._started = True
-        data, self._held = self._held + data, b""
-        try:
-            await self.read_writer.write(data)
-        except (IOException, AssertionError, ValueError) as error:  # as MultiselectCommunicator.write
-            raise MultiselectCommunicatorError("fail to write to multiselect communicator") from error
+        await self._send(data)
 
     async def read(self) -> str:
         if self._held and not self._owed:  # the handshake reads the peer's header before anything was sent
             self._owed = True
             return _HEADER
         if self._held:  # read twice with nothing written between: send the header after all
-            data, self._held = self._held, b""
-            try:
-                await self.read_writer.write(data)
-            except (IOException, AssertionError, ValueError) as error:
-                raise MultiselectCommunicatorError("fail to write to multiselect communicator") from error
+            await self._send(b"")
         if self._owed:
             self._owed = False
             header: str = await self._inner.read()
@@ -437,6 +430,14 @@ class _Pipelined(IMultiselectCommunicator):
                 raise MultiselectCommunicatorError(f"multiselect protocol ID mismatch: the peer sent {header[:100]!r}")
         answer: str = await self._inner.read()
         return answer
+
+    async def _send(self, data: bytes) -> None:
+        """Write what is held, then ``data``; errors as ``MultiselectCommunicator.write`` raises them."""
+        data, self._held = self._held + data, b""
+        try:
+            await self.read_writer.write(data)
+        except (IOException, AssertionError, ValueError) as error:
+            raise MultiselectCommunicatorError("fail to write to multiselect communicator") from error
 
 
 async def select_one_of(self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = 30) -> Any:
@@ -458,13 +459,12 @@ def _pipelined_negotiation() -> None:
         _expect_uses(35, "MultiselectClient.select_one_of", _LIBRARY_SELECT_ONE_OF, name)
     _expect_uses(35, "MultiselectClient.handshake", client.handshake, "MULTISELECT_PROTOCOL_ID")
     header = getattr(multiselect_client, "MULTISELECT_PROTOCOL_ID", None)
-    if header != _HEADER or header != "/multistream/1.0.0":
+    if header != _HEADER:
         raise LibraryChangedError(35, f"the multistream header is {header!r}")
     client.select_one_of = select_one_of  # type: ignore[method-assign]
 
 
 _LIBRARY_WRITE_FRAME = yamux_module.Yamux._write_frame
-_FRAME_HEADER = struct.Struct(yamux_module.YAMUX_HEADER_FORMAT)
 _HELD = "_truc_held_flags"  # pitfall 36: a Yamux session's SYN or ACK per stream id, not sent yet
 # Held flags per session at most: a stream dropped without a frame (no data, no FIN, no RST) would keep its entry
 # until the connection closes. Past this many, the held ones are sent as bare frames, as the library would have.

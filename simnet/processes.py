@@ -48,7 +48,7 @@ def _installed_env() -> dict[str, str]:
 
     pip compiles an installed package's bytecode; a session that sets
     PYTHONDONTWRITEBYTECODE (this project's sandboxes do) would have every node
-    process compile the project's ~90 modules again at every start, ~0.1 s of
+    process compile the project's ~90 modules again at every start, ~0.2 s of
     CPU that no installed node spends and that 95 nodes starting on one
     machine spend 95 times (docs/performance.md, "Forming the full mesh").
     """

@@ -38,7 +38,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as x25519
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE, Transport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX, Yamux
 
 assert "node" not in sys.modules and "node.libp2p_fixes" not in sys.modules
@@ -46,7 +46,8 @@ address, node_id, seed, echo = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[
 
 async def main():
     kp = create_new_key_pair(seed)
-    host = new_host(key_pair=kp, sec_opt={TProtocol(NOISE): Transport(kp)}, muxer_opt={TProtocol(YAMUX): Yamux})
+    noise = Transport(kp, noise_privkey=x25519().private_key)
+    host = new_host(key_pair=kp, sec_opt={TProtocol(NOISE): noise}, muxer_opt={TProtocol(YAMUX): Yamux})
     answered = trio.Event()
 
     async def handler(stream):
@@ -64,10 +65,6 @@ async def main():
             await stream.close()
             await answered.wait()
             print("plain host answered", flush=True)
-
-from libp2p.security.noise.transport import Transport as _Noise
-def Transport(kp):
-    return _Noise(kp, noise_privkey=x25519().private_key)
 
 trio.run(main)
 """
