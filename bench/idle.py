@@ -13,6 +13,8 @@ Three real-process networks, no traffic, each measured over the same window
   the 94 peers cost little, so the measurement fits a 2-core machine;
 * mesh: a full mesh of N nodes (default 20), every node connected to every
   other, to show the whole network's idle load and how it grows with peers.
+  Its nodes all start at once by default (``--stagger 0``): the handshake
+  storm of a network restarted together, the hardest way for it to form.
 
 A full mesh of 95 processes completes on 2 cores, slowly (673 s, then 507 s
 re-measured, before issue 16; 210-288 s after: 95 start-ups, 4,465 Noise
@@ -60,7 +62,7 @@ def _network(root: Path, agencies: list[AgencyListing], unlisted: frozenset[str]
 def _start(net: ProcessNetwork, stagger: float = 0.0) -> list[NodeProcess]:
     for n in net.nodes.values():
         n.start(wait=False)
-        time.sleep(stagger)  # a node's start-up costs ~2 s of CPU: 95 at once starve each other's handshakes
+        time.sleep(stagger)
     for n in net.nodes.values():
         n.wait_ready(timeout=300)
     return list(net.nodes.values())
@@ -113,6 +115,7 @@ def _mesh(
             ]  # fmt: skip
         connected_s = time.monotonic() - t0
         forming_cpu = sum(n.cpu_seconds() for n in nodes)  # start-ups, handshakes, sync rounds: all the work it took
+        made, lost = _connections(nodes)
         time.sleep(args.settle)
         cpu, anon, _ = measure(nodes, args.seconds)
     finally:
@@ -126,7 +129,19 @@ def _mesh(
         row("  whole network, idle: CPU sum", f"{sum(cpu):.1f}", "% of a core", None),
         row("  time from start to full mesh", f"{connected_s:.0f}", "s", None),
         row("  CPU of all nodes from start to full mesh", f"{forming_cpu:.0f}", "core-seconds", None),
+        row(f"  connection ends made / lost while forming ({len(nodes) * want} make the mesh)", f"{made} / {lost}", "",
+            None),
     ]  # fmt: skip
+
+
+def _connections(nodes: list[NodeProcess]) -> tuple[int, int]:
+    """Connection ends made and lost so far, from the nodes' logs (``peer.connected``, ``peer.disconnected``)."""
+    made = lost = 0
+    for n in nodes:
+        text = n.log_path.read_text(errors="replace")
+        made += text.count('"peer.connected"')
+        lost += text.count('"peer.disconnected"')
+    return made, lost
 
 
 def main() -> None:
@@ -134,7 +149,7 @@ def main() -> None:
     ap.add_argument("--peers", type=int, default=94, help="peers of the measured node (star; 0: skip)")
     ap.add_argument("--mesh-nodes", type=int, default=20, help="nodes of the full mesh (0: skip)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measurement window")
-    ap.add_argument("--stagger", type=float, default=1.5, help="seconds between mesh node starts")
+    ap.add_argument("--stagger", type=float, default=0.0, help="seconds between mesh node starts (0: all at once)")
     ap.add_argument("--mesh-timeout", type=float, default=600.0, help="give up on the full mesh after this long")
     ap.add_argument("--settle", type=float, default=30.0, help="wait after the network is connected, before measuring")
     args = ap.parse_args()
