@@ -16,11 +16,12 @@ Three real-process networks, no traffic, each measured over the same window
   Its nodes all start at once by default (``--stagger 0``): the handshake
   storm of a network restarted together, the hardest way for it to form.
 
-A full mesh of 95 processes completes on 2 cores, slowly (673 s, then 507 s
-re-measured, before issue 16; 210-288 s after: 95 start-ups, 4,465 Noise
-handshakes and their sync rounds share the two cores); before py-libp2p
-pitfall 16 was handled it never did (see docs/performance.md, "Forming the
-full mesh", and docs/overlay.md).
+A full mesh of 95 processes completes on 2 cores: 673 s, then 507 s
+re-measured, before issue 16 (started 1.5 s apart); 157 s started so, and
+93-120 s started all at once, at its ninth pass, with no connection lost
+(95 start-ups, 4,465 Noise handshakes and their sync rounds share the two
+cores). Before py-libp2p pitfall 16 was handled it never did (see
+docs/performance.md, "Forming the full mesh", and docs/overlay.md).
 """
 
 from __future__ import annotations
