@@ -1,6 +1,6 @@
 """Node throughput, latency, catch-up and memory: 3 real `truc run` processes on loopback.
 
-    python -m bench.node [--docs 6000] [--catchup 10000] [--gossip-docs 400] [--rate 20]
+    python -m bench.node [--docs 6000] [--statuses 3000] [--catchup 10000] [--gossip-docs 400] [--rate 20]
 
 G22 sends 16 KiB documents to H29; a third node (H17) relays. Measured in one run:
 
@@ -9,6 +9,10 @@ G22 sends 16 KiB documents to H29; a third node (H17) relays. Measured in one ru
 * the same with every envelope in its own gossip message (``direct_push =
   false``, batches of one): the ratio is what batching and direct pushes buy;
 * submit-to-receipt latency p50/p99 at a fixed moderate rate;
+* CPU per processing status (03) H29 sends over IPC about those documents:
+  a status travels as a receipt does (sealed and signed at H29, pushed to
+  G22 and opened there, synced by the relay), so it prices a 01 envelope
+  from above (the IPC call is added);
 * time for H29 to receive and receipt N documents sent while it was down;
 * RSS of each node at idle and at peak under load;
 * baselines: raw PyNaCl Ed25519 verify/s and raw plyvel synced-batch writes/s.
@@ -143,7 +147,8 @@ def cpu_s(net: Net) -> dict[str, float]:
     return {c: net[c].cpu_seconds() for c in net.homes}
 
 
-def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:
+def throughput(net: Net, n: int, threads: int = 4) -> tuple[dict[str, float], list[str]]:
+    """The rates, and the ids of the documents sent."""
     receipts = Receipts(net)
     cpu_before = cpu_s(net)
     peak = {c: net.rss_mib(c) for c in net.homes}
@@ -178,6 +183,40 @@ def throughput(net: Net, n: int, threads: int = 4) -> dict[str, float]:
         **{f"rss_peak_{c[-3:]}": v for c, v in peak.items()},
         # up to the check that every receipt is back (polled once a second, so it includes up to a second of idling)
         **{f"cpu_ms_per_doc_{c[-3:]}": 1000 * (cpu_after[c] - cpu_before[c]) / n for c in net.homes},
+    }, list(sent)
+
+
+def statuses(net: Net, docs: list[str], threads: int) -> dict[str, float]:
+    """H29 reports 03 (accepted) on each of ``docs`` over IPC; CPU per status at each node once all are delivered.
+
+    Read after one more catch-up round (5 s here), so the relay's pulls of them are counted.
+    """
+    todo = iter(docs)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with net.client(H29) as c:
+            while True:
+                with lock:
+                    d = next(todo, None)
+                if d is None:
+                    return
+                c.call("status.send", id=d, code="03")
+
+    before = cpu_s(net)
+    t0 = time.time()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wait(lambda: net.call(H29, "node.info")["pending_deliveries"] == 0, 300, "statuses delivered")
+    sent_s = time.time() - t0
+    time.sleep(5.5)
+    after = cpu_s(net)
+    return {
+        "per_s": len(docs) / sent_s,
+        **{f"cpu_ms_{c[-3:]}": 1000 * (after[c] - before[c]) / len(docs) for c in net.homes},
     }
 
 
@@ -270,6 +309,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=6000, help="documents for the throughput run")
     ap.add_argument("--gossip-docs", type=int, default=400, help="documents for the one-gossip-message-per-envelope run")
     ap.add_argument("--catchup", type=int, default=10_000, help="documents sent while the recipient is down")
+    ap.add_argument("--statuses", type=int, default=3000, help="processing statuses sent by the recipient, one per document")
     ap.add_argument("--rate", type=float, default=20.0, help="documents/s for the latency run")
     ap.add_argument("--latency-docs", type=int, default=300)
     ap.add_argument("--threads", type=int, default=4, help="integrator connections submitting at once (each waits for its fsync)")
@@ -283,7 +323,8 @@ def main() -> None:
             net.start_all()
             time.sleep(2)
             idle = {c: net.rss_mib(c) for c in net.homes}
-            t = throughput(net, args.docs, args.threads)
+            t, ids = throughput(net, args.docs, args.threads)
+            st = statuses(net, ids[: args.statuses], args.threads)
             lat = latency(net, args.latency_docs, args.rate)
             cu = catchup(net, args.catchup, args.threads)
         finally:
@@ -302,7 +343,7 @@ def main() -> None:
         try:
             gnet.start_all()
             time.sleep(3)
-            g = throughput(gnet, args.gossip_docs)
+            g, _ = throughput(gnet, args.gossip_docs)
         finally:
             gnet.stop_all()
     env_rate = 2 * t["docs_per_s"]
@@ -337,6 +378,15 @@ def main() -> None:
             "baseline": "",
             "ratio": None,
         },
+        {
+            "measure": f"a processing status (03) over IPC, {args.threads} connections: CPU per status, G22 / H29 / H17",
+            "value": " / ".join(f"{st['cpu_ms_' + c[-3:]]:.2f}" for c in (G22, H29, H17)),
+            "unit": "ms",
+            "baseline": "CPU per document",
+            "ratio": sum(st["cpu_ms_" + c[-3:]] for c in (G22, H29, H17))
+            / sum(t["cpu_ms_per_doc_" + c[-3:]] for c in (G22, H29, H17)),
+        },
+        {"measure": "  statuses delivered", "value": st["per_s"], "unit": "/s", "baseline": "", "ratio": None},
         {
             "measure": "throughput, one gossip message per envelope",
             "value": g["docs_per_s"],
