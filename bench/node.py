@@ -326,7 +326,7 @@ def main() -> None:
             time.sleep(2)
             idle = {c: net.rss_mib(c) for c in net.homes}
             t, ids = throughput(net, args.docs, args.threads)
-            st = statuses(net, ids[: args.statuses], args.threads)
+            st = statuses(net, ids[: args.statuses], args.threads) if args.statuses > 0 else None
             lat = latency(net, args.latency_docs, args.rate)
             cu = catchup(net, args.catchup, args.threads)
         finally:
@@ -349,6 +349,19 @@ def main() -> None:
         finally:
             gnet.stop_all()
     env_rate = 2 * t["docs_per_s"]
+    status_rows: list[dict[str, Any]] = []
+    if st is not None:
+        status_rows = [
+            {
+                "measure": f"a processing status (03) over IPC, {args.threads} connections: CPU per status, G22 / H29 / H17",
+                "value": " / ".join(f"{st['cpu_ms_' + c[-3:]]:.2f}" for c in (G22, H29, H17)),
+                "unit": "ms",
+                "baseline": "CPU per document",
+                "ratio": sum(st["cpu_ms_" + c[-3:]] for c in (G22, H29, H17))
+                / sum(t["cpu_ms_per_doc_" + c[-3:]] for c in (G22, H29, H17)),
+            },
+            {"measure": "  statuses delivered", "value": st["per_s"], "unit": "/s", "baseline": "", "ratio": None},
+        ]
     genv_rate = 2 * g["docs_per_s"]
     rows += [
         {
@@ -380,15 +393,7 @@ def main() -> None:
             "baseline": "",
             "ratio": None,
         },
-        {
-            "measure": f"a processing status (03) over IPC, {args.threads} connections: CPU per status, G22 / H29 / H17",
-            "value": " / ".join(f"{st['cpu_ms_' + c[-3:]]:.2f}" for c in (G22, H29, H17)),
-            "unit": "ms",
-            "baseline": "CPU per document",
-            "ratio": sum(st["cpu_ms_" + c[-3:]] for c in (G22, H29, H17))
-            / sum(t["cpu_ms_per_doc_" + c[-3:]] for c in (G22, H29, H17)),
-        },
-        {"measure": "  statuses delivered", "value": st["per_s"], "unit": "/s", "baseline": "", "ratio": None},
+        *status_rows,
         {
             "measure": "throughput, one gossip message per envelope",
             "value": g["docs_per_s"],
