@@ -26,14 +26,17 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.common import rate, report
 from protocol.agency import parse_agency_list
 from simnet.processes import FAST_SYNC, ProcessNetwork, wait_for
 
 DOC_BYTES = 16 << 10
+SYNC_ROUND_S = 5.5  # one catch-up round with FAST_SYNC (every 5 s), and a margin
+T = TypeVar("T")
 G22, H29, H17 = "000.00.00.G22", "000.00.00.H29", "000.00.00.H17"
 NAMES = {
     r.code: r.name
@@ -98,42 +101,52 @@ class Receipts:
         self.client.close()
 
 
-def submit_many(net: Net, n: int, *, to: str = H29, threads: int = 4, per_second: float | None = None) -> dict[str, float]:
-    """Submit ``n`` documents; returns doc id -> wall time (s) when the submit was sent."""
-    sent: dict[str, float] = {}
+def over_connections(net: Net, code: str, threads: int, items: Iterable[T], call: Callable[[Any, T], None]) -> None:
+    """``call(client, item)`` for every item, from ``threads`` IPC connections to ``code`` at once; returns when done."""
+    todo = iter(items)
     lock = threading.Lock()
-    counter = iter(range(n))
-    start = time.time()
 
     def worker() -> None:
-        with net.client(G22) as c:
+        with net.client(code) as c:
             while True:
                 with lock:
-                    i = next(counter, None)
-                if i is None:
+                    item = next(todo, None)
+                if item is None:
                     return
-                if per_second:
-                    delay = start + i / per_second - time.time()
-                    if delay > 0:
-                        time.sleep(delay)
-                t = time.time()
-                doc = c.call(
-                    "submit",
-                    **{
-                        "from": G22,
-                        "to": [to],
-                        "subject": f"bench {i}",
-                        "files": [{"name": "b.bin", "data": os.urandom(DOC_BYTES)}],
-                    },
-                )["id"]
-                with lock:
-                    sent[doc] = t
+                call(c, item)
 
-    ts = [threading.Thread(target=worker) for _ in range(1 if per_second else threads)]
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+
+
+def submit_many(net: Net, n: int, *, to: str = H29, threads: int = 4, per_second: float | None = None) -> dict[str, float]:
+    """Submit ``n`` documents; returns doc id -> wall time (s) when the submit was sent."""
+    sent: dict[str, float] = {}
+    lock = threading.Lock()
+    start = time.time()
+
+    def submit(c: Any, i: int) -> None:
+        if per_second:
+            delay = start + i / per_second - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        t = time.time()
+        doc = c.call(
+            "submit",
+            **{
+                "from": G22,
+                "to": [to],
+                "subject": f"bench {i}",
+                "files": [{"name": "b.bin", "data": os.urandom(DOC_BYTES)}],
+            },
+        )["id"]
+        with lock:
+            sent[doc] = t
+
+    over_connections(net, G22, 1 if per_second else threads, range(n), submit)
     return sent
 
 
@@ -192,29 +205,13 @@ def statuses(net: Net, docs: list[str], threads: int) -> dict[str, float]:
     Starts after one catch-up round (5 s here), so the relay's pulls of the documents are not counted, and is
     read after another, so its pulls of the statuses are.
     """
-    time.sleep(5.5)
-    todo = iter(docs)
-    lock = threading.Lock()
-
-    def worker() -> None:
-        with net.client(H29) as c:
-            while True:
-                with lock:
-                    d = next(todo, None)
-                if d is None:
-                    return
-                c.call("status.send", id=d, code="03")
-
+    time.sleep(SYNC_ROUND_S)
     before = cpu_s(net)
     t0 = time.time()
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    over_connections(net, H29, threads, docs, lambda c, d: c.call("status.send", id=d, code="03"))
     wait(lambda: net.call(H29, "node.info")["pending_deliveries"] == 0, 300, "statuses delivered")
     sent_s = time.time() - t0
-    time.sleep(5.5)
+    time.sleep(SYNC_ROUND_S)
     after = cpu_s(net)
     return {
         "per_s": len(docs) / sent_s,
