@@ -471,6 +471,11 @@ _HELD = "_truc_held_flags"  # pitfall 36: a Yamux session's SYN or ACK per strea
 MAX_HELD = 4096
 
 
+def _bare_flag(flag: int, stream_id: int) -> bytes:
+    """The frame the library sends for a SYN or ACK alone: a WINDOW_UPDATE of 0 with that flag."""
+    return _FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, flag, stream_id, 0)
+
+
 async def write_frame(self: Any, data: bytes) -> None:
     """Pitfall 36: ``Yamux._write_frame`` as the library's (one writer at a time on the session, then a checkpoint),
     without building a debug line for every frame, and with a stream's opening SYN, or the ACK that accepts it,
@@ -482,7 +487,7 @@ async def write_frame(self: Any, data: bytes) -> None:
     bare = kind == yamux_module.TYPE_WINDOW_UPDATE and length == 0 and len(data) == yamux_module.HEADER_SIZE
     first = b""
     if held is not None and len(held) >= MAX_HELD:  # streams dropped without a frame: send what they hold after all
-        first = b"".join(_FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, f, sid, 0) for sid, f in held.items())
+        first = b"".join(_bare_flag(f, sid) for sid, f in held.items())
         held.clear()
     if not first and bare and (flags == yamux_module.FLAG_SYN or flags == yamux_module.FLAG_ACK):
         if held is None:
@@ -494,7 +499,7 @@ async def write_frame(self: Any, data: bytes) -> None:
         if flag and kind == yamux_module.TYPE_DATA and not flags & (yamux_module.FLAG_FIN | yamux_module.FLAG_RST):
             data = _FRAME_HEADER.pack(0, kind, flags | flag, stream_id, length) + data[yamux_module.HEADER_SIZE :]
         elif flag:
-            first += _FRAME_HEADER.pack(0, yamux_module.TYPE_WINDOW_UPDATE, flag, stream_id, 0)
+            first += _bare_flag(flag, stream_id)
     if yamux_module.logger.isEnabledFor(logging.DEBUG):
         yamux_module.logger.debug("YAMUX TX: type=%d flags=%#x stream=%d length=%d", kind, flags, stream_id, length)
     async with self._write_lock:
